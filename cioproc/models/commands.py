@@ -1,0 +1,108 @@
+"""Customer.io commands: what the processor writes to `cio.commands` and the sender delivers.
+
+A command addresses one Customer.io person by one identifier (`id` or `email`) and is one of:
+
+- ``identify``: set person attributes (``attributes``; an empty-string value removes one);
+- ``track``: a custom event (``name``, ``event_id``, ``attributes`` = event data);
+- ``screen``: a screen view (``name`` = screen name, ``event_id``, ``attributes``);
+- ``unsubscribe``: set ``unsubscribed: true`` on the person, keeping the profile;
+- ``merge``: merge ``secondary`` (an identifier) into this command's identifier (the primary).
+
+Encoding: msgpack array ``[version, kind, mpid, id_type, id_value, timestamp, attributes,
+name, event_id, secondary]``; ``secondary`` is ``[id_type, id_value]`` or nil.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import msgpack
+
+COMMAND_VERSION = 1
+ID_TYPES = ("id", "email")
+
+
+class CommandKind(str, Enum):
+    IDENTIFY = "identify"
+    TRACK = "track"
+    SCREEN = "screen"
+    UNSUBSCRIBE = "unsubscribe"
+    MERGE = "merge"
+
+
+class CommandDecodeError(ValueError):
+    """Bytes that are not a command of a version this code understands."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One Customer.io operation on one person."""
+
+    kind: CommandKind
+    mpid: str
+    id_type: str  # "id" or "email"
+    id_value: str
+    timestamp: int  # Unix seconds
+    attributes: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    event_id: str | None = None  # ULID, for track and screen
+    secondary: tuple[str, str] | None = None  # merge: (id_type, id_value) to merge away
+
+    @property
+    def identifier(self) -> dict[str, str]:
+        """The person's identifier as Customer.io's v2 API spells it."""
+        return {self.id_type: self.id_value}
+
+
+def encode_command(command: Command) -> bytes:
+    """Encode a command as versioned msgpack."""
+    secondary = list(command.secondary) if command.secondary is not None else None
+    return msgpack.packb(
+        [
+            COMMAND_VERSION,
+            command.kind.value,
+            command.mpid,
+            command.id_type,
+            command.id_value,
+            command.timestamp,
+            command.attributes,
+            command.name,
+            command.event_id,
+            secondary,
+        ],
+        use_bin_type=True,
+    )
+
+
+def decode_command(data: bytes) -> Command:
+    """Decode bytes written by :func:`encode_command`; raise CommandDecodeError otherwise."""
+    try:
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CommandDecodeError(f"not msgpack: {exc}") from None
+    if not isinstance(fields, list) or not fields or fields[0] != COMMAND_VERSION:
+        raise CommandDecodeError("not a command of version %d" % COMMAND_VERSION)
+    if len(fields) != 10:
+        raise CommandDecodeError(f"command has {len(fields)} fields, expected 10")
+    _, kind, mpid, id_type, id_value, timestamp, attributes, name, event_id, secondary = fields
+    try:
+        command_kind = CommandKind(kind)
+    except ValueError:
+        raise CommandDecodeError(f"unknown command kind {kind!r}") from None
+    if id_type not in ID_TYPES or not isinstance(id_value, str) or not isinstance(mpid, str):
+        raise CommandDecodeError("bad identifier")
+    if not isinstance(timestamp, int) or not isinstance(attributes, dict):
+        raise CommandDecodeError("bad timestamp or attributes")
+    return Command(
+        kind=command_kind,
+        mpid=mpid,
+        id_type=id_type,
+        id_value=id_value,
+        timestamp=timestamp,
+        attributes=attributes,
+        name=name,
+        event_id=event_id,
+        secondary=tuple(secondary) if secondary is not None else None,
+    )

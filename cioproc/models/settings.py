@@ -1,0 +1,24 @@
+"""Settings of the integration that change what the mapping produces (not where it is sent)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class UserIdType(str, Enum):
+    """Which mParticle identity becomes the Customer.io identifier ("User ID Type")."""
+
+    CUSTOMER_ID = "customer_id"
+    EMAIL = "email"
+    PREFER_CUSTOMER_ID = "prefer_customer_id"
+
+
+@dataclass(frozen=True, slots=True)
+class MappingSettings:
+    """The integration's configuration and connection settings that shape commands."""
+
+    user_id_type: UserIdType = UserIdType.PREFER_CUSTOMER_ID
+    include_user_attributes: bool = True
+    send_created_at: bool = False
+    audience_attribute_per_segment: bool = False
