@@ -1,0 +1,1 @@
+"""Kafka-side plumbing: the local development broker and topics as code."""

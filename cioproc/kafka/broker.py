@@ -1,0 +1,381 @@
+"""A real single-node Apache Kafka (KRaft) on 127.0.0.1 for development, tests and the demo.
+
+The broker's jars come from Maven Central through the small POM beside this file, copied
+once into a project-local cache (``.cioproc/kafka/jars-<version>``) and reused. Storage is
+formatted on first start; the broker runs as a detached JVM whose pid and log live next to
+its data (``.cioproc/kafka/<port>/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+POM = Path(__file__).with_name("pom.xml")
+KAFKA_VERSION = "4.4.0"  # keep in step with pom.xml and docker-compose.yml
+DEFAULT_PORT = 9092
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+LOG4J2 = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: org.apache.kafka.controller
+        level: WARN
+"""
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be fetched, started or stopped."""
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """Where one local broker keeps its files, and how to reach it."""
+
+    home: Path
+    port: int = DEFAULT_PORT
+    heap: str = "1g"
+
+    @classmethod
+    def from_env(cls, port: int | None = None) -> "LocalBroker":
+        home = Path(os.environ.get("CIOPROC_HOME", ".cioproc")).resolve()
+        env_port = os.environ.get("CIOPROC_KAFKA_PORT")
+        chosen = port if port is not None else int(env_port) if env_port else DEFAULT_PORT
+        return cls(home=home, port=chosen, heap=os.environ.get("CIOPROC_KAFKA_HEAP", "1g"))
+
+    @property
+    def jars(self) -> Path:
+        return self.home / "kafka" / f"jars-{KAFKA_VERSION}"
+
+    @property
+    def root(self) -> Path:
+        return self.home / "kafka" / str(self.port)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "broker.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # ---- status -------------------------------------------------------------------------
+
+    def pid(self) -> int | None:
+        """The broker's pid if its process is alive, else None."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None and answers_metadata(self.bootstrap, timeout=5.0)
+
+    # ---- start --------------------------------------------------------------------------
+
+    def start(self, progress=print) -> bool:
+        """Start the broker unless it runs already; return True if this call started it."""
+        if self.pid() is not None:
+            if answers_metadata(self.bootstrap, timeout=10.0):
+                progress(f"kafka: already running on {self.bootstrap} (pid {self.pid()})")
+                return False
+            raise BrokerError(
+                f"a broker process (pid {self.pid()}) exists for port {self.port} but does not "
+                f"answer; run `cioproc kafka stop --port {self.port}` first. Log: {self.log_file}"
+            )
+        if _port_open(self.port):
+            raise BrokerError(
+                f"port {self.port} is already in use by another process; choose another with "
+                f"--port or stop what listens there"
+            )
+        java = _java()
+        self.fetch_jars(progress)
+        self.root.mkdir(parents=True, exist_ok=True)
+        props = self._write_config()
+        if not (self.data_dir / "meta.properties").exists():
+            progress(f"kafka: formatting storage in {self.data_dir}")
+            self._run_storage_format(java, props)
+        progress(f"kafka: starting Apache Kafka {KAFKA_VERSION} (KRaft) on {self.bootstrap}")
+        log = open(self.log_file, "ab")
+        proc = subprocess.Popen(
+            [
+                java,
+                f"-Xmx{self.heap}",
+                f"-Xms{self.heap}",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self.root / 'log4j2.yaml'}",
+                "-cp",
+                f"{self.jars}/*",
+                "kafka.Kafka",
+                str(props),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        self.pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise BrokerError(f"kafka exited with code {proc.returncode}:\n{self.log_tail()}")
+            if answers_metadata(self.bootstrap, timeout=2.0):
+                progress(f"kafka: ready on {self.bootstrap} (pid {proc.pid})")
+                return True
+            time.sleep(0.3)
+        self.stop(progress=lambda _m: None)
+        raise BrokerError(
+            f"kafka did not answer a metadata request within {START_TIMEOUT_S:.0f}s:\n"
+            f"{self.log_tail()}"
+        )
+
+    def fetch_jars(self, progress=print) -> Path:
+        """Copy the broker's jars from Maven Central into the cache, unless cached already."""
+        marker = self.jars / ".complete"
+        if marker.exists():
+            return self.jars
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError("Maven (mvn) is needed once to fetch the Kafka jars; install it")
+        progress(f"kafka: fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central")
+        tmp = self.jars.with_name(self.jars.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        result = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
+                f"-Dkafka.version={KAFKA_VERSION}",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={tmp}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"mvn failed to fetch Kafka jars:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+        if not any(tmp.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+            raise BrokerError(f"mvn finished but {tmp} has no kafka_2.13-{KAFKA_VERSION}.jar")
+        (tmp / ".complete").write_text(KAFKA_VERSION)
+        shutil.rmtree(self.jars, ignore_errors=True)
+        tmp.rename(self.jars)
+        return self.jars
+
+    def _write_config(self) -> Path:
+        controller_port = self.port + 1
+        props = self.root / "server.properties"
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.data_dir}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=8",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "log.cleaner.backoff.ms=1000",
+                    "",
+                ]
+            )
+        )
+        (self.root / "log4j2.yaml").write_text(LOG4J2)
+        return props
+
+    def _run_storage_format(self, java: str, props: Path) -> None:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            [
+                java,
+                f"-Dlog4j2.configurationFile={self.root / 'log4j2.yaml'}",
+                "-cp",
+                f"{self.jars}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+    # ---- stop ---------------------------------------------------------------------------
+
+    def stop(self, progress=print) -> bool:
+        """Stop the broker cleanly (SIGTERM, then SIGKILL after a bound); True if it ran."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            progress(f"kafka: not running on port {self.port}")
+            return False
+        progress(f"kafka: stopping pid {pid}")
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            progress(f"kafka: pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; killing it")
+            _signal_group(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        progress("kafka: stopped")
+        return True
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def answers_metadata(bootstrap: str, timeout: float = 5.0) -> bool:
+    """True if a Kafka broker at ``bootstrap`` answers a metadata request in time."""
+    return asyncio.run(_metadata(bootstrap, timeout))
+
+
+async def _metadata(bootstrap: str, timeout: float) -> bool:
+    import logging
+
+    from aiokafka.client import AIOKafkaClient  # only the shell needs a client
+
+    log = logging.getLogger("aiokafka")
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # "Unable connect" while a broker boots is expected here
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        return True
+    except Exception:
+        return False
+    finally:
+        try:
+            await client.close()
+        except Exception:
+            pass
+        log.setLevel(level)
+
+
+def _java() -> str:
+    """A Java 17+ runtime (Kafka 4 brokers need 17): JAVA_HOME, else java on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise BrokerError("no Java runtime found: install Java 17 or newer, or set JAVA_HOME")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True)
+    text = out.stderr + out.stdout
+    try:
+        version = text.split('"')[1]
+        major = int(version.split(".")[0])
+    except (IndexError, ValueError):
+        raise BrokerError(f"could not read the Java version from: {text.strip()[:200]}") from None
+    if major < 17:
+        raise BrokerError(f"Kafka {KAFKA_VERSION} needs Java 17 or newer, found {version} at {java}")
+    return java
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def main(action: str, port: int | None = None) -> int:
+    """`cioproc kafka start|stop|status`."""
+    broker = LocalBroker.from_env(port)
+    try:
+        if action == "start":
+            broker.start()
+        elif action == "stop":
+            broker.stop()
+        elif action == "status":
+            if broker.is_running():
+                print(f"kafka: running on {broker.bootstrap} (pid {broker.pid()})")
+            else:
+                print(f"kafka: not running on port {broker.port}")
+                return 1
+        else:
+            raise BrokerError(f"unknown action {action!r}")
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

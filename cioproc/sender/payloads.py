@@ -1,0 +1,142 @@
+"""Commands as Customer.io Track API requests: v2 batch entries and v1 calls. Pure.
+
+v2 (``POST /api/v2/batch``, one entry per command)::
+
+    identify     {"type":"person","identifiers":{id|email},"action":"identify","timestamp","attributes"}
+    track        {..., "action":"event", "name", "id" (ULID), "timestamp", "attributes" (event data)}
+    screen       {..., "action":"screen", "name" (the screen), "id", "timestamp", "attributes"}
+    unsubscribe  identify with ``{"unsubscribed": true}`` (never suppress: that deletes the person)
+    merge        {"type":"person","action":"merge","primary":{...},"secondary":{...}}
+
+v1 (one request per command): ``PUT /api/v1/customers/{id}`` (identify, unsubscribe),
+``POST /api/v1/customers/{id}/events`` (track; screen with ``"type": "screen"``),
+``POST /api/v1/merge_customers``.
+
+Person attributes set to ``None`` mean "remove": ``null`` in v2, ``""`` in v1. v1 person
+attributes are documented as flat scalars, so lists and objects are sent there as JSON text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from cioproc.models.commands import ID_TYPES, Command, CommandKind
+
+
+class PayloadError(ValueError):
+    """A command that cannot be expressed as a Track API request; ``reason`` is a short code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class V1Request:
+    """One Track API v1 call: HTTP method, path (identifier URL-encoded) and JSON body."""
+
+    method: str
+    path: str
+    body: dict[str, Any]
+
+
+def _check(command: Command) -> None:
+    if command.id_type not in ID_TYPES or not command.id_value:
+        raise PayloadError("invalid_identifier", f"bad identifier type {command.id_type!r} or empty value")
+    if command.kind in (CommandKind.TRACK, CommandKind.SCREEN) and not command.name:
+        raise PayloadError("missing_name", f"{command.kind.value} command without a name")
+    if command.kind is CommandKind.MERGE:
+        secondary = command.secondary
+        if secondary is None or len(secondary) != 2 or secondary[0] not in ID_TYPES or not secondary[1]:
+            raise PayloadError("invalid_secondary", "merge command without a valid secondary identifier")
+
+
+def _person_attributes(command: Command) -> dict[str, Any]:
+    if command.kind is CommandKind.UNSUBSCRIBE:
+        return {**command.attributes, "unsubscribed": True}
+    return dict(command.attributes)
+
+
+def to_v2_entry(command: Command) -> dict[str, Any]:
+    """The v2 batch entry for one command; raises PayloadError for an inexpressible command."""
+    _check(command)
+    if command.kind is CommandKind.MERGE:
+        assert command.secondary is not None
+        id_type, id_value = command.secondary
+        return {
+            "type": "person",
+            "action": "merge",
+            "primary": command.identifier,
+            "secondary": {id_type: id_value},
+        }
+    entry: dict[str, Any] = {"type": "person", "identifiers": command.identifier}
+    if command.kind in (CommandKind.IDENTIFY, CommandKind.UNSUBSCRIBE):
+        entry["action"] = "identify"
+        entry["timestamp"] = command.timestamp
+        entry["attributes"] = _person_attributes(command)
+        return entry
+    entry["action"] = "event" if command.kind is CommandKind.TRACK else "screen"
+    entry["name"] = command.name
+    if command.event_id:
+        entry["id"] = command.event_id
+    entry["timestamp"] = command.timestamp
+    entry["attributes"] = dict(command.attributes)
+    return entry
+
+
+def _serialize(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise PayloadError("unencodable", f"cannot encode as JSON: {exc}") from None
+
+
+def encode_v2_entry(command: Command) -> bytes:
+    """The v2 batch entry for one command as compact JSON bytes."""
+    return _serialize(to_v2_entry(command))
+
+
+def _v1_attribute(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, dict)):
+        return _serialize(value).decode()
+    return value
+
+
+def customer_path(identifier: str) -> str:
+    """``/api/v1/customers/{identifier}`` with the identifier URL-encoded (``/``, ``@``, ``+`` too)."""
+    return "/api/v1/customers/" + quote(identifier, safe="")
+
+
+def to_v1_request(command: Command) -> V1Request:
+    """The v1 call for one command; raises PayloadError for an inexpressible command."""
+    _check(command)
+    if command.kind is CommandKind.MERGE:
+        assert command.secondary is not None
+        id_type, id_value = command.secondary
+        body = {"primary": command.identifier, "secondary": {id_type: id_value}}
+        return V1Request("POST", "/api/v1/merge_customers", body)
+    path = customer_path(command.id_value)
+    if command.kind in (CommandKind.IDENTIFY, CommandKind.UNSUBSCRIBE):
+        attributes = {k: _v1_attribute(v) for k, v in _person_attributes(command).items()}
+        attributes["_timestamp"] = command.timestamp
+        return V1Request("PUT", path, attributes)
+    event: dict[str, Any] = {"name": command.name}
+    if command.kind is CommandKind.SCREEN:
+        event["type"] = "screen"
+    if command.event_id:
+        event["id"] = command.event_id
+    event["timestamp"] = command.timestamp
+    event["data"] = dict(command.attributes)
+    return V1Request("POST", path + "/events", event)
+
+
+def encode_v1_request(command: Command) -> tuple[str, str, bytes]:
+    """``(method, path, JSON body bytes)`` of the v1 call for one command."""
+    request = to_v1_request(command)
+    return request.method, request.path, _serialize(request.body)
