@@ -179,7 +179,7 @@ def _interpret_207(body: bytes, entries: int) -> Verdict:
             previous = failures.get(index)
             text = _format_error(error)
             failures[index] = EntryFailure(
-                reason=reason if isinstance(reason, str) and reason else "invalid",
+                reason=previous.reason if previous else (reason if isinstance(reason, str) and reason else "invalid"),
                 error=_clip(f"{previous.error}; {text}" if previous else text),
             )
     if not isinstance(errors, list) or not failures:
