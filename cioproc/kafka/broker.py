@@ -27,6 +27,20 @@ DEFAULT_PORT = 9092
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
+# Settings shared by the local broker and docker-compose.yml's (tests compare the two).
+BROKER_SETTINGS = {
+    "num.partitions": "1",
+    "auto.create.topics.enable": "false",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "8",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "log.cleaner.backoff.ms": "1000",
+}
+
 LOG4J2 = """\
 Configuration:
   Appenders:
@@ -215,16 +229,7 @@ class LocalBroker:
                     "inter.broker.listener.name=PLAINTEXT",
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     f"log.dirs={self.data_dir}",
-                    "num.partitions=1",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=8",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    "auto.create.topics.enable=false",
-                    "log.cleaner.backoff.ms=1000",
+                    *(f"{key}={value}" for key, value in BROKER_SETTINGS.items()),
                     "",
                 ]
             )
