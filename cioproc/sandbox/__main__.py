@@ -1,0 +1,7 @@
+"""``python -m cioproc.sandbox``."""
+
+import sys
+
+from cioproc.sandbox.cli import main
+
+sys.exit(main())

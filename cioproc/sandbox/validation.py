@@ -1,0 +1,338 @@
+"""Parse and validate Track API request bodies into workspace operations (pure).
+
+Every check here is one Customer.io documents: the request shapes of the OpenAPI file
+(v1 identify / event / merge_customers, v2 entity / batch person actions) and the limits
+of its info section. A failed check becomes an :class:`EntryError`; callers turn those into
+Customer.io's error bodies (see :mod:`cioproc.sandbox.api`).
+
+Sizes are bytes of UTF-8; structured values (event data, v2 entries, v2 list/object
+attribute values) are measured as compact JSON, the way a client serialises them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from cioproc.sandbox.workspace import (
+    CIO_ID,
+    EMAIL,
+    ID,
+    EventOp,
+    Identifier,
+    IdentifyOp,
+    MergeOp,
+    Operation,
+)
+
+# Limits (OpenAPI info section; reference/customerio.md).
+MAX_ID_BYTES = 150
+MAX_ATTRIBUTE_NAME_BYTES = 150
+MAX_ATTRIBUTE_VALUE_BYTES = 1000
+MAX_ATTRIBUTES = 300  # per identify call and per person
+MAX_EVENT_NAME_BYTES = 100
+MAX_EVENT_DATA_BYTES = 100_000
+MAX_ENTRY_BYTES = 32_000  # each v2 batch entry, and a whole v2 entity request: at most
+MAX_BATCH_BYTES = 500_000  # a v2 batch request must be under this
+
+ULID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")
+# Reserved keys of a v1 identify body that are not attributes of the person.
+V1_CONTROL_KEYS = frozenset({"_update", "_timestamp", "cio_relationships"})
+V1_OBJECT_KEYS = frozenset({"cio_relationships", "cio_subscription_preferences"})
+V2_PERSON_ACTIONS = frozenset({"identify", "event", "screen", "page", "merge"})
+V2_UNSUPPORTED_PERSON_ACTIONS = frozenset(
+    {
+        "delete",
+        "add_relationships",
+        "delete_relationships",
+        "add_device",
+        "delete_device",
+        "suppress",
+        "unsuppress",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryError:
+    """One reason a request (or one v2 batch entry) is refused."""
+
+    field: str
+    reason: str
+    message: str
+
+    def as_v2(self, batch_index: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"reason": self.reason, "field": self.field, "message": self.message}
+        if batch_index is not None:
+            body = {"batch_index": batch_index, **body}
+        return body
+
+
+class InvalidRequest(ValueError):
+    """The request (or entry) does not have a documented shape or breaks a limit."""
+
+    def __init__(self, errors: list[EntryError]) -> None:
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = errors
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON."""
+    return len(orjson.dumps(value))
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a request body; raise InvalidRequest when it is not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest([EntryError("body", "invalid_json", f"request body is not valid JSON: {exc}")]) from None
+
+
+def path_identifier(raw: str) -> Identifier:
+    """Infer a v1 path identifier's kind from its shape: email if it contains ``@``,
+    ``cio_<value>`` for a cio_id, otherwise an id."""
+    if "@" in raw:
+        return Identifier(EMAIL, raw)
+    if raw.startswith("cio_"):
+        return Identifier(CIO_ID, raw[4:])
+    return Identifier(ID, raw)
+
+
+def check_identifier(ident: Identifier, field: str) -> list[EntryError]:
+    """Limits and shape of one identifier value."""
+    if not ident.value:
+        return [EntryError(field, "required", f"{field}: {ident.kind} must not be empty")]
+    if ident.kind == ID and _utf8_len(ident.value) > MAX_ID_BYTES:
+        return [EntryError(field, "too_long", f"{field}: id is longer than {MAX_ID_BYTES} bytes")]
+    if ident.kind == EMAIL and "@" not in ident.value:
+        return [EntryError(field, "invalid", f"{field}: email must contain '@'")]
+    if ident.kind == EMAIL and _utf8_len(ident.value) > MAX_ATTRIBUTE_VALUE_BYTES:
+        return [EntryError(field, "too_long", f"{field}: email is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes")]
+    if ident.kind == CIO_ID and not ident.value.isalnum():
+        return [EntryError(field, "invalid", f"{field}: cio_id must be letters and digits")]
+    return []
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _attribute_errors(attributes: dict[str, Any], field: str, v1: bool) -> list[EntryError]:
+    errors: list[EntryError] = []
+    if len(attributes) > MAX_ATTRIBUTES:
+        errors.append(EntryError(field, "too_many", f"{field}: more than {MAX_ATTRIBUTES} attributes in one call"))
+    for name, value in attributes.items():
+        where = f"{field}.{name}" if field else name
+        if not name:
+            errors.append(EntryError(where, "invalid", "attribute names must not be empty"))
+        elif _utf8_len(name) > MAX_ATTRIBUTE_NAME_BYTES:
+            errors.append(EntryError(where, "too_long", f"attribute name is longer than {MAX_ATTRIBUTE_NAME_BYTES} bytes"))
+        if v1 and name in V1_OBJECT_KEYS:
+            if not isinstance(value, dict):
+                errors.append(EntryError(where, "invalid", f"{name} must be an object"))
+            continue
+        if name in ("_update",):
+            if not isinstance(value, bool):
+                errors.append(EntryError(where, "invalid", "_update must be a boolean"))
+            continue
+        if name in ("_timestamp", "created_at"):
+            if not _is_int(value) and not (name == "created_at" and value in ("", None)):
+                errors.append(EntryError(where, "invalid", f"{name} must be an integer Unix timestamp"))
+            continue
+        if name in (ID, EMAIL):
+            errors.extend(_body_identifier_errors(name, value, where, v1))
+            continue
+        if v1 and not isinstance(value, (str, int, float, bool)):
+            errors.append(
+                EntryError(where, "invalid", f"attribute {name!r}: v1 values must be a string, number or boolean")
+            )
+            continue
+        size = _utf8_len(value) if isinstance(value, str) else json_size(value)
+        if size > MAX_ATTRIBUTE_VALUE_BYTES:
+            errors.append(EntryError(where, "too_long", f"attribute {name!r} value is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes"))
+    return errors
+
+
+def _body_identifier_errors(kind: str, value: Any, where: str, v1: bool) -> list[EntryError]:
+    if value == "" or (value is None and not v1):
+        return []  # removal of the identifier
+    if kind == ID and _is_int(value):
+        value = str(value)
+    if not isinstance(value, str):
+        return [EntryError(where, "invalid", f"{kind} must be a string")]
+    return check_identifier(Identifier(kind, value), where)
+
+
+def _split_attributes(attributes: dict[str, Any], v1: bool) -> tuple[dict[str, Any], frozenset[str], dict[str, str | None]]:
+    """Attributes to set, names to remove, and identifiers (id/email) named in the body."""
+    sets: dict[str, Any] = {}
+    removes: set[str] = set()
+    body_ids: dict[str, str | None] = {}
+    for name, value in attributes.items():
+        if name in V1_CONTROL_KEYS:
+            continue
+        removal = value == "" or (value is None and not v1)
+        if name in (ID, EMAIL):
+            body_ids[name] = None if removal else str(value)
+        elif removal:
+            removes.add(name)
+        else:
+            sets[name] = value
+    return sets, frozenset(removes), body_ids
+
+
+def v1_identify(raw_path: str, body: Any) -> IdentifyOp:
+    """``PUT /api/v1/customers/{identifier}``."""
+    target = path_identifier(raw_path)
+    errors = check_identifier(target, "identifier")
+    if not isinstance(body, dict):
+        raise InvalidRequest(errors + [EntryError("body", "invalid", "request body must be a JSON object")])
+    errors += _attribute_errors(body, "", v1=True)
+    if errors:
+        raise InvalidRequest(errors)
+    sets, removes, body_ids = _split_attributes(body, v1=True)
+    return IdentifyOp(target, sets, removes, body_ids, update_only=body.get("_update") is True)
+
+
+def _event_fields(
+    name: Any, event_id: Any, timestamp: Any, data: Any, data_field: str
+) -> tuple[list[EntryError], str]:
+    errors: list[EntryError] = []
+    trimmed = ""
+    if not isinstance(name, str) or not name.strip():
+        errors.append(EntryError("name", "required", "name is required and must be a non-empty string"))
+    else:
+        trimmed = name.strip()
+        if _utf8_len(trimmed) > MAX_EVENT_NAME_BYTES:
+            errors.append(EntryError("name", "too_long", f"event name is longer than {MAX_EVENT_NAME_BYTES} bytes"))
+    if event_id is not None and (not isinstance(event_id, str) or not ULID_RE.match(event_id)):
+        errors.append(EntryError("id", "invalid", "id must be a ULID (26 Crockford base32 characters)"))
+    if timestamp is not None and not _is_int(timestamp):
+        errors.append(EntryError("timestamp", "invalid", "timestamp must be an integer Unix timestamp"))
+    if data is not None:
+        if not isinstance(data, dict):
+            errors.append(EntryError(data_field, "invalid", f"{data_field} must be an object"))
+        elif json_size(data) > MAX_EVENT_DATA_BYTES:
+            errors.append(EntryError(data_field, "too_long", f"event data is longer than {MAX_EVENT_DATA_BYTES} bytes"))
+    return errors, trimmed
+
+
+def v1_event(raw_path: str, body: Any) -> EventOp:
+    """``POST /api/v1/customers/{identifier}/events``: ``type`` other than page/screen is
+    an ``event``, as documented."""
+    target = path_identifier(raw_path)
+    errors = check_identifier(target, "identifier")
+    if not isinstance(body, dict):
+        raise InvalidRequest(errors + [EntryError("body", "invalid", "request body must be a JSON object")])
+    more, name = _event_fields(body.get("name"), body.get("id"), body.get("timestamp"), body.get("data"), "data")
+    errors += more
+    kind = body.get("type")
+    if kind is not None and not isinstance(kind, str):
+        errors.append(EntryError("type", "invalid", "type must be a string"))
+    if errors:
+        raise InvalidRequest(errors)
+    event_type = kind if kind in ("page", "screen") else "event"
+    return EventOp(target, name, event_type, body.get("id"), body.get("timestamp"), body.get("data") or {})
+
+
+def _one_identifier(value: Any, field: str, kinds: tuple[str, ...]) -> Identifier:
+    if not isinstance(value, dict):
+        raise InvalidRequest([EntryError(field, "invalid", f"{field} must be an object with exactly one identifier")])
+    if len(value) != 1:
+        raise InvalidRequest(
+            [EntryError(field, "invalid", f"{field} must hold exactly one of {', '.join(kinds)} (got {len(value)})")]
+        )
+    ((kind, raw),) = value.items()
+    if kind == "phone":
+        raise InvalidRequest([EntryError(f"{field}.phone", "invalid", "phone is not enabled as an identifier in this workspace")])
+    if kind not in kinds:
+        raise InvalidRequest([EntryError(f"{field}.{kind}", "invalid", f"{field} must hold one of {', '.join(kinds)}")])
+    if not isinstance(raw, str):
+        raise InvalidRequest([EntryError(f"{field}.{kind}", "invalid", f"{field}.{kind} must be a string")])
+    ident = Identifier(kind, raw)
+    errors = check_identifier(ident, f"{field}.{kind}")
+    if errors:
+        raise InvalidRequest(errors)
+    return ident
+
+
+def v1_merge(body: Any) -> MergeOp:
+    """``POST /api/v1/merge_customers``: exactly one identifier on each side."""
+    if not isinstance(body, dict):
+        raise InvalidRequest([EntryError("body", "invalid", "request body must be a JSON object")])
+    kinds = (ID, EMAIL, CIO_ID)
+    return MergeOp(_one_identifier(body.get("primary"), "primary", kinds), _one_identifier(body.get("secondary"), "secondary", kinds))
+
+
+def v2_entry(entry: Any) -> Operation:
+    """One v2 entity / batch entry (person actions identify, event, screen, page, merge)."""
+    if not isinstance(entry, dict):
+        raise InvalidRequest([EntryError("", "invalid", "entry must be a JSON object")])
+    entry_type = entry.get("type")
+    if entry_type in ("object", "delivery"):
+        raise InvalidRequest([EntryError("type", "unsupported", f"the sandbox does not implement type {entry_type!r}")])
+    if entry_type != "person":
+        raise InvalidRequest([EntryError("type", "invalid", "type must be 'person'")])
+    action = entry.get("action")
+    if action in V2_UNSUPPORTED_PERSON_ACTIONS:
+        raise InvalidRequest([EntryError("action", "unsupported", f"the sandbox does not implement action {action!r}")])
+    if action not in V2_PERSON_ACTIONS:
+        raise InvalidRequest([EntryError("action", "invalid", f"unknown action {action!r}")])
+    if action == "merge":
+        kinds = (ID, EMAIL, CIO_ID)
+        return MergeOp(_one_identifier(entry.get("primary"), "primary", kinds), _one_identifier(entry.get("secondary"), "secondary", kinds))
+    target = _one_identifier(entry.get("identifiers"), "identifiers", (ID, EMAIL, CIO_ID))
+    attributes = entry.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        raise InvalidRequest([EntryError("attributes", "invalid", "attributes must be an object")])
+    attributes = attributes or {}
+    timestamp = entry.get("timestamp")
+    if action == "identify":
+        errors = _attribute_errors(attributes, "attributes", v1=False)
+        if timestamp is not None and not _is_int(timestamp):
+            errors.append(EntryError("timestamp", "invalid", "timestamp must be an integer Unix timestamp"))
+        if errors:
+            raise InvalidRequest(errors)
+        sets, removes, body_ids = _split_attributes(attributes, v1=False)
+        return IdentifyOp(target, sets, removes, body_ids, update_only=attributes.get("_update") is True)
+    errors, name = _event_fields(entry.get("name"), entry.get("id"), timestamp, attributes, "attributes")
+    if errors:
+        raise InvalidRequest(errors)
+    return EventOp(target, name, action, entry.get("id"), timestamp, attributes)
+
+
+def v2_entity(body: bytes) -> Operation:
+    """``POST /api/v2/entity``: one entry, the whole request at most 32 KB."""
+    if len(body) > MAX_ENTRY_BYTES:
+        raise InvalidRequest([EntryError("body", "too_large", f"an entity request must be at most {MAX_ENTRY_BYTES} bytes")])
+    return v2_entry(parse_json(body))
+
+
+def v2_batch(body: bytes) -> list[Operation | InvalidRequest]:
+    """``POST /api/v2/batch``: one operation or one InvalidRequest per entry, in order.
+
+    Raises InvalidRequest when the request as a whole is malformed (not JSON, no
+    ``batch`` list, 500 KB or more)."""
+    if len(body) >= MAX_BATCH_BYTES:
+        raise InvalidRequest([EntryError("body", "too_large", f"a batch request must be under {MAX_BATCH_BYTES} bytes")])
+    parsed = parse_json(body)
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("batch"), list):
+        raise InvalidRequest([EntryError("batch", "required", "request body must be an object with a 'batch' array")])
+    results: list[Operation | InvalidRequest] = []
+    for entry in parsed["batch"]:
+        if json_size(entry) > MAX_ENTRY_BYTES:
+            results.append(InvalidRequest([EntryError("", "too_large", f"entry is larger than {MAX_ENTRY_BYTES} bytes")]))
+            continue
+        try:
+            results.append(v2_entry(entry))
+        except InvalidRequest as exc:
+            results.append(exc)
+    return results

@@ -1,0 +1,346 @@
+"""A Customer.io workspace in memory: people, their events, and the activity log (pure).
+
+Semantics follow Customer.io's Track API documentation (reference/customerio.md and the
+OpenAPI file's descriptions of identify, events and merge_customers):
+
+- A person has a ``cio_id`` (assigned here), an ``id`` (case-sensitive) and/or an
+  ``email`` (matched case-insensitively), and attributes. ``unsubscribed`` is an attribute
+  stored as a boolean: ``true``, ``"true"`` in any case, ``1`` and ``"1"`` mean
+  unsubscribed, any other value subscribed.
+- Identify: the person named by the path identifier (v1) or ``identifiers`` (v2) is
+  updated. If no one has that identifier but an ``id``/``email`` in the body belongs to a
+  person, that person is updated and gets the path identifier. If path and body name
+  different people, the call succeeds but nothing changes: an *attribute update failure*
+  is logged. With no match a person is created, unless ``_update: true``. Changing an
+  identifier that is already set needs the ``cio_id`` form (or, for ``email`` addressed
+  by ``id``, the workspace setting *Allow updates to email using ID*). An unknown
+  ``cio_id`` drops the request.
+- Events: recorded against the person named by the identifier; an event whose ``id`` was
+  seen before is ignored. An event for an unknown id or email creates that person (the
+  Track API records events for identifiers it has not seen; the OpenAPI file does not say
+  otherwise); an unknown ``cio_id`` drops the event.
+- Merge: the primary must exist, else nothing happens. Attributes the primary does not
+  have (or has empty) and identifiers it lacks come from the secondary; all events move
+  to the primary; the secondary is deleted.
+
+Attribute writes are applied in arrival order; ``_timestamp`` / v2 ``timestamp`` are
+accepted but not used to reorder updates, so a sender that reorders a person's commands
+shows up as a different final workspace.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+ID = "id"
+EMAIL = "email"
+CIO_ID = "cio_id"
+IdKind = Literal["id", "email", "cio_id"]
+UNSUBSCRIBED = "unsubscribed"
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    """One way to address a person."""
+
+    kind: str  # ID, EMAIL or CIO_ID
+    value: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {self.kind: self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyOp:
+    """Set and remove attributes of the person ``target`` (and maybe of identifiers)."""
+
+    target: Identifier
+    set: dict[str, Any]
+    remove: frozenset[str] = frozenset()
+    identifiers: dict[str, str | None] = field(default_factory=dict)  # body id/email; None removes
+    update_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EventOp:
+    """Record an event (``type`` event, screen or page) for ``target``."""
+
+    target: Identifier
+    name: str
+    type: str
+    event_id: str | None
+    timestamp: int | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class MergeOp:
+    """Merge ``secondary`` into ``primary`` and delete ``secondary``."""
+
+    primary: Identifier
+    secondary: Identifier
+
+
+Operation = IdentifyOp | EventOp | MergeOp
+
+
+@dataclass(slots=True)
+class Person:
+    cio_id: str
+    id: str | None = None
+    email: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unsubscribed(self) -> bool:
+        return bool(self.attributes.get(UNSUBSCRIBED, False))
+
+    def identifier(self, kind: str) -> str | None:
+        return {ID: self.id, EMAIL: self.email, CIO_ID: self.cio_id}[kind]
+
+
+@dataclass(slots=True)
+class Event:
+    event_id: str
+    name: str
+    type: str
+    timestamp: int
+    data: dict[str, Any]
+    cio_id: str
+
+
+Outcome = Literal["applied", "failed", "deduplicated"]
+
+
+def is_unsubscribed(value: Any) -> bool:
+    """Customer.io's reading of ``unsubscribed``: true in any case, 1 or "1"."""
+    if value is True:
+        return True
+    if isinstance(value, str):
+        return value.lower() == "true" or value == "1"
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 1
+
+
+def _same(kind: str, a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.lower() == b.lower() if kind == EMAIL else a == b
+
+
+class IdentifyFailure(Exception):
+    """An identify that Customer.io accepts (200) but does not apply."""
+
+
+class Workspace:
+    """People, events and the activity log of one sandbox workspace."""
+
+    def __init__(self, *, allow_email_update_by_id: bool = False, clock: Callable[[], float] = time.time) -> None:
+        self.allow_email_update_by_id = allow_email_update_by_id
+        self._clock = clock
+        self.clear()
+
+    def clear(self) -> None:
+        self.people: dict[str, Person] = {}
+        self._by_id: dict[str, str] = {}
+        self._by_email: dict[str, str] = {}
+        self.events: dict[str, Event] = {}
+        self.activity: list[dict[str, Any]] = []
+        self.events_deduplicated = 0
+        self._next_cio = 0
+        self._next_anonymous_event = 0
+
+    # -- lookup ---------------------------------------------------------------------
+    def find(self, ident: Identifier) -> Person | None:
+        if ident.kind == CIO_ID:
+            return self.people.get(ident.value)
+        if ident.kind == ID:
+            cio = self._by_id.get(ident.value)
+        else:
+            cio = self._by_email.get(ident.value.lower())
+        return self.people[cio] if cio is not None else None
+
+    def apply(self, op: Operation) -> Outcome:
+        """Apply one validated operation."""
+        if isinstance(op, IdentifyOp):
+            return self.identify(op)
+        if isinstance(op, EventOp):
+            return self.record_event(op)
+        return self.merge(op)
+
+    # -- identify -------------------------------------------------------------------
+    def identify(self, op: IdentifyOp) -> Outcome:
+        try:
+            person, identifiers = self._resolve_identify(op)
+        except IdentifyFailure as failure:
+            self._log("attribute_update_failure", op.target, str(failure))
+            return "failed"
+        attributes = dict(person.attributes) if person else {}
+        for name in op.remove:
+            attributes.pop(name, None)
+        for name, value in op.set.items():
+            attributes[name] = is_unsubscribed(value) if name == UNSUBSCRIBED else value
+        if len(attributes) > 300:
+            self._log("attribute_update_failure", op.target, "a person can have at most 300 attributes")
+            return "failed"
+        if person is None:
+            person = Person(cio_id=self._new_cio_id())
+            self.people[person.cio_id] = person
+        self._set_identifiers(person, identifiers)
+        person.attributes = attributes
+        return "applied"
+
+    def _resolve_identify(self, op: IdentifyOp) -> tuple[Person | None, dict[str, str | None]]:
+        """The person an identify updates (None: create one) and its final id/email."""
+        target = op.target
+        by_cio = target.kind == CIO_ID
+        named = {k: v for k, v in op.identifiers.items() if v is not None}
+        if by_cio:
+            person = self.find(target)
+            if person is None:
+                raise IdentifyFailure(f"cio_id {target.value} does not exist: request dropped")
+        else:
+            person = self.find(target)
+            others = {p.cio_id for k, v in named.items() if (p := self.find(Identifier(k, v))) is not None}
+            if person is not None:
+                if others - {person.cio_id}:
+                    raise IdentifyFailure("path and body identifiers belong to different people")
+            elif len(others) > 1:
+                raise IdentifyFailure("body identifiers belong to different people")
+            elif others:
+                person = self.people[others.pop()]
+            elif op.update_only:
+                raise IdentifyFailure("_update is true and no person matches")
+        requested: dict[str, str | None] = {}
+        if not by_cio:
+            requested[target.kind] = target.value
+        for kind, value in op.identifiers.items():
+            if kind in requested and not _same(kind, requested[kind], value):
+                raise IdentifyFailure(f"path and body give different {kind} values")
+            requested.setdefault(kind, value)
+        final = {ID: person.id if person else None, EMAIL: person.email if person else None}
+        for kind, value in requested.items():
+            current = final[kind]
+            if _same(kind, current, value):
+                continue
+            may_change = by_cio or (kind == EMAIL and target.kind == ID and self.allow_email_update_by_id)
+            if current is not None and not may_change:
+                raise IdentifyFailure(f"{kind} is already set; changing it needs the person's cio_id")
+            if value is not None:
+                holder = self.find(Identifier(kind, value))
+                if holder is not None and holder is not person:
+                    raise IdentifyFailure(f"{kind} {value} belongs to another person")
+            final[kind] = value
+        if final[ID] is None and final[EMAIL] is None:
+            raise IdentifyFailure("a person needs an id or an email")
+        return person, final
+
+    def _set_identifiers(self, person: Person, identifiers: dict[str, str | None]) -> None:
+        if person.id is not None and person.id != identifiers[ID]:
+            del self._by_id[person.id]
+        if person.email is not None and not _same(EMAIL, person.email, identifiers[EMAIL]):
+            del self._by_email[person.email.lower()]
+        if identifiers[ID] is not None:
+            self._by_id[identifiers[ID]] = person.cio_id
+        if identifiers[EMAIL] is not None and not _same(EMAIL, person.email, identifiers[EMAIL]):
+            self._by_email[identifiers[EMAIL].lower()] = person.cio_id
+            person.email = identifiers[EMAIL]
+        elif identifiers[EMAIL] is None:
+            person.email = None
+        person.id = identifiers[ID]
+
+    def _new_cio_id(self) -> str:
+        self._next_cio += 1
+        return f"{0x3000000 + self._next_cio:08x}"
+
+    # -- events ---------------------------------------------------------------------
+    def record_event(self, op: EventOp) -> Outcome:
+        if op.event_id is not None and op.event_id in self.events:
+            self.events_deduplicated += 1
+            return "deduplicated"
+        person = self.find(op.target)
+        if person is None:
+            if op.target.kind == CIO_ID:
+                self._log("event_dropped", op.target, f"cio_id {op.target.value} does not exist")
+                return "failed"
+            person = Person(cio_id=self._new_cio_id())
+            self.people[person.cio_id] = person
+            self._set_identifiers(person, {ID: None, EMAIL: None} | {op.target.kind: op.target.value})
+        event_id = op.event_id
+        if event_id is None:
+            self._next_anonymous_event += 1
+            event_id = f"sandbox-{self._next_anonymous_event:012d}"
+        timestamp = op.timestamp if op.timestamp is not None else int(self._clock())
+        self.events[event_id] = Event(event_id, op.name, op.type, timestamp, op.data, person.cio_id)
+        return "applied"
+
+    # -- merge ----------------------------------------------------------------------
+    def merge(self, op: MergeOp) -> Outcome:
+        primary = self.find(op.primary)
+        secondary = self.find(op.secondary)
+        detail = {"primary": op.primary.as_dict(), "secondary": op.secondary.as_dict()}
+        if primary is None:
+            self._log("merge_failure", op.primary, "primary does not exist: nothing merged", **detail)
+            return "failed"
+        if secondary is None:
+            self._log("merge_failure", op.secondary, "secondary does not exist: nothing merged", **detail)
+            return "failed"
+        if primary is secondary:
+            self._log("merge_failure", op.primary, "primary and secondary are the same person", **detail)
+            return "failed"
+        for name, value in secondary.attributes.items():
+            if primary.attributes.get(name) in (None, ""):
+                primary.attributes[name] = value
+        for event in self.events.values():
+            if event.cio_id == secondary.cio_id:
+                event.cio_id = primary.cio_id
+        gained = {ID: secondary.id if primary.id is None else primary.id,
+                  EMAIL: secondary.email if primary.email is None else primary.email}
+        self._set_identifiers(secondary, {ID: None, EMAIL: None})
+        del self.people[secondary.cio_id]
+        self._set_identifiers(primary, gained)
+        self._log("merge", op.primary, f"merged cio_id {secondary.cio_id} into cio_id {primary.cio_id}", **detail)
+        return "applied"
+
+    # -- views ----------------------------------------------------------------------
+    def _log(self, kind: str, ident: Identifier, reason: str, **detail: Any) -> None:
+        self.activity.append(
+            {"seq": len(self.activity) + 1, "type": kind, "identifier": ident.as_dict(), "reason": reason, **detail}
+        )
+
+    def people_view(self, *, with_cio_id: bool = True) -> list[dict[str, Any]]:
+        """People sorted by (id, email), as ``GET /_sandbox/people`` returns them."""
+        rows = []
+        for person in self.people.values():
+            row: dict[str, Any] = {"cio_id": person.cio_id} if with_cio_id else {}
+            row |= {
+                "id": person.id,
+                "email": person.email,
+                "attributes": {k: v for k, v in person.attributes.items() if k != UNSUBSCRIBED},
+                "unsubscribed": person.unsubscribed,
+            }
+            rows.append(row)
+        rows.sort(key=lambda r: (r["id"] is not None, r["id"] or "", (r["email"] or "").lower(), r["email"] or ""))
+        return rows
+
+    def events_view(self, *, with_cio_id: bool = False) -> list[dict[str, Any]]:
+        """Events sorted by (timestamp, event_id), as ``GET /_sandbox/events`` returns them."""
+        rows = []
+        for event in self.events.values():
+            person = self.people[event.cio_id]
+            who: dict[str, Any] = {"id": person.id, "email": person.email}
+            if with_cio_id:
+                who["cio_id"] = person.cio_id
+            rows.append(
+                {
+                    "event_id": event.event_id,
+                    "name": event.name,
+                    "type": event.type,
+                    "timestamp": event.timestamp,
+                    "data": event.data,
+                    "person": who,
+                }
+            )
+        rows.sort(key=lambda r: (r["timestamp"], r["event_id"]))
+        return rows
