@@ -1,0 +1,1 @@
+"""Metrics, health endpoints and structured, secret-free logs."""

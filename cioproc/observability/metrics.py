@@ -1,0 +1,96 @@
+"""Prometheus metrics and the health endpoints of a worker.
+
+The metrics are module-level objects in one registry, updated by the Kafka and HTTP shells
+(never by the pure core). ``MetricsServer`` serves ``/metrics``, ``/healthz`` (the process
+runs) and ``/readyz`` (every registered readiness check passes) with aiohttp.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+BATCHES_IN = Counter("cioproc_batches_in", "mParticle batches read from the input topic", registry=REGISTRY)
+EVENTS_IN = Counter("cioproc_events_in", "mParticle events read (inside batches)", registry=REGISTRY)
+AUDIENCE_CHANGES_IN = Counter(
+    "cioproc_audience_changes_in", "audience membership profiles read", registry=REGISTRY
+)
+COMMANDS_OUT = Counter("cioproc_commands_out", "commands written to cio.commands", ["type"], registry=REGISTRY)
+DROPS = Counter("cioproc_drops", "input counted and not forwarded, by reason", ["reason"], registry=REGISTRY)
+DLQ_WRITES = Counter("cioproc_dlq_writes", "records written to a dead-letter topic", ["topic", "reason"], registry=REGISTRY)
+HTTP_RESPONSES = Counter(
+    "cioproc_http_responses", "Track API responses by HTTP status (0: transport error)", ["status"], registry=REGISTRY
+)
+HTTP_RETRIES = Counter("cioproc_http_retries", "Track API requests retried", registry=REGISTRY)
+DELIVERED = Counter("cioproc_commands_delivered", "commands Customer.io accepted", ["type"], registry=REGISTRY)
+DELIVERY_LATENCY = Histogram(
+    "cioproc_delivery_latency_seconds",
+    "time from a command's arrival at the sender to its delivery or dead letter",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "cioproc_consumer_lag", "messages behind the end of the topic, per assigned partition", ["topic", "partition"],
+    registry=REGISTRY,
+)
+AUTH_BLOCKED = Gauge(
+    "cioproc_sender_auth_blocked", "1 while Customer.io rejects the credentials and delivery is stopped",
+    registry=REGISTRY,
+)
+
+
+def render() -> bytes:
+    """The registry in Prometheus text format."""
+    return generate_latest(REGISTRY)
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on one port (0 picks a free one)."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 9108):
+        self.host = host
+        self.port = port
+        self._checks: dict[str, Callable[[], bool]] = {}
+        self._runner: web.AppRunner | None = None
+
+    def add_readiness_check(self, name: str, check: Callable[[], bool]) -> None:
+        self._checks[name] = check
+
+    async def start(self) -> int:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._health)
+        app.router.add_get("/readyz", self._ready)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def _ready(self, _request: web.Request) -> web.Response:
+        results = {}
+        for name, check in self._checks.items():
+            try:
+                results[name] = bool(check())
+            except Exception:
+                results[name] = False
+        ready = all(results.values())
+        return web.json_response({"ready": ready, "checks": results}, status=200 if ready else 503)
