@@ -272,7 +272,10 @@ class Deliverer:
         sendable = [i for i, entry in enumerate(entries) if entry is not None]
         if not sendable:
             return
+        # as many lanes as full requests: concurrency without shrinking the batches
         wanted = max(1, math.ceil(total / self.config.max_batch_bytes))
+        if self.config.max_batch_entries is not None:
+            wanted = max(wanted, math.ceil(len(sendable) / self.config.max_batch_entries))
         lane_count = min(self.config.max_concurrency, wanted, len({commands[i].mpid for i in sendable}))
         lanes: list[list[int]] = [[] for _ in range(lane_count)]
         for index in sendable:
