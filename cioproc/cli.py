@@ -42,12 +42,6 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sandbox(args: argparse.Namespace) -> int:
-    from cioproc.sandbox.__main__ import main as sandbox_main
-
-    return sandbox_main(args.args)
-
-
 def _config_failed(exc: Exception) -> int:
     for line in getattr(exc, "problems", [str(exc)]):
         print(f"config error: {line}", file=sys.stderr)
@@ -76,15 +70,51 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective configuration, secrets masked")
     p.set_defaults(handler=_config)
 
-    p = sub.add_parser("sandbox", help="run a local Customer.io Track API workspace", add_help=False)
-    p.add_argument("args", nargs=argparse.REMAINDER)
-    p.set_defaults(handler=_sandbox)
+    p = sub.add_parser("worker", help="run the Faust app: processor, sender or both")
+    p.add_argument("--role", choices=("processor", "sender", "all"), default="all")
+    p.set_defaults(handler=_worker)
+
+    for name, target, help_text in _DELEGATED:
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        p.set_defaults(handler=_delegate(target))
     return parser
 
 
+# Subcommands whose own parser lives with the package they drive: (name, "module:function", help).
+_DELEGATED = (
+    ("sandbox", "cioproc.sandbox.cli:main", "run a local Customer.io Track API workspace"),
+    ("generate", "cioproc.generate.cli:generate_main", "write synthetic mParticle batches as JSON lines"),
+    ("produce", "cioproc.generate.cli:produce_main", "write JSON lines (FILE or -) to the input topics"),
+    ("replay", "cioproc.replay:main", "re-run a topic from a time or offsets, or re-drive a dead-letter topic"),
+    ("demo", "cioproc.demo:main", "the whole pipeline on generated data: Kafka, sandbox, worker, summary"),
+)
+
+
+def _delegate(target: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        import importlib
+
+        module, _, function = target.partition(":")
+        return int(getattr(importlib.import_module(module), function)(args.args) or 0)
+
+    return handler
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from cioproc.app.worker import main as worker_main
+
+    return worker_main(args.role)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv and argv[0] in {name for name, _, _ in _DELEGATED}:
+        # The delegate parses its own options, --help included.
+        args = argparse.Namespace(handler=_delegate(dict((n, t) for n, t, _ in _DELEGATED)[argv[0]]), args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

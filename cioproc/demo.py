@@ -1,0 +1,333 @@
+"""`cioproc demo`: the whole pipeline on one machine, with a progress bar and a summary.
+
+It starts its own Kafka (a fresh one under ``.cioproc/demo`` unless ``--keep-data``),
+applies topics.yaml, starts the Customer.io sandbox and one worker (processor + sender),
+generates and produces a synthetic data set, shows progress while the pipeline drains,
+then prints what went in, what came out and what the sandbox holds. Everything it started
+is stopped at the end, also on Ctrl-C, unless ``--keep-running``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+SANDBOX_SITE = "sandbox-site"
+SANDBOX_KEY = "sandbox-demo-key"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cioproc demo", description=__doc__.splitlines()[0])
+    p.add_argument("--users", type=int, default=10_000, help="synthetic users (default %(default)s)")
+    p.add_argument("--events", type=int, default=100_000, help="synthetic events (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="generator seed (default %(default)s)")
+    p.add_argument("--kafka-port", type=int, default=9192, help="port of the demo's own broker (default %(default)s)")
+    p.add_argument("--sandbox-port", type=int, default=0, help="sandbox port (default: a free one)")
+    p.add_argument("--metrics-port", type=int, default=0, help="worker metrics port (default: a free one)")
+    p.add_argument("--keep-running", action="store_true", help="leave Kafka, sandbox and worker running at the end")
+    p.add_argument("--keep-data", action="store_true", help="reuse the demo broker's data from an earlier run")
+    p.add_argument("--timeout", type=float, default=900, help="give up draining after this many seconds")
+    p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the summary as JSON to FILE")
+    return p
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url: str, timeout: float = 10) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus samples as {(name, sorted labels): value}; {} if the endpoint is not up yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    """Sum of a metric's samples whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for (n, ls), v in samples.items():
+        if n == name:
+            key = dict(ls).get(label, "")
+            out[key] = out.get(key, 0) + v
+    return {k: v for k, v in sorted(out.items()) if v}
+
+
+@dataclass
+class Started:
+    """What this run started, so cleanup stops exactly that."""
+
+    broker: Any = None
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+
+def progress_bar(done: float, whole: float, label: str, width: int = 30) -> str:
+    fraction = 0.0 if whole <= 0 else min(1.0, done / whole)
+    filled = int(fraction * width)
+    return f"\r{label:<10} [{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}% ({int(done)}/{int(whole)})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cioproc.kafka.broker import BrokerError, LocalBroker
+
+    home = Path(os.environ.get("CIOPROC_HOME", ".cioproc")).resolve()
+    broker = LocalBroker(home=home / "demo", port=args.kafka_port)
+    # The demo broker shares the jar cache of the regular broker.
+    started = Started()
+    interrupted = False
+
+    def on_term(_sig, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        _link_jar_cache(home, broker)
+        if not args.keep_data and broker.pid() is None:
+            shutil.rmtree(broker.root, ignore_errors=True)
+        if broker.start(progress=lambda m: print(m, file=sys.stderr)):
+            started.broker = broker
+        summary = run_pipeline(args, broker, started)
+        print_summary(summary)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(summary, indent=2, sort_keys=True))
+        return 0 if summary["complete"] else 1
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: stopping what the demo started", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if not args.keep_running or interrupted:
+            cleanup(started)
+        else:
+            print(f"left running: kafka on {broker.bootstrap}; stop with `cioproc kafka stop --port {broker.port}` "
+                  f"(CIOPROC_HOME={home / 'demo'})", file=sys.stderr)
+
+
+def _link_jar_cache(home: Path, broker: Any) -> None:
+    shared = home / "kafka" / broker.jars.name
+    if shared.exists() and not broker.jars.exists():
+        broker.jars.parent.mkdir(parents=True, exist_ok=True)
+        broker.jars.symlink_to(shared, target_is_directory=True)
+
+
+def cleanup(started: Started) -> None:
+    for proc in reversed(started.processes):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in reversed(started.processes):
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if started.broker is not None:
+        started.broker.stop(progress=lambda m: print(m, file=sys.stderr))
+
+
+def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dict[str, Any]:
+    from cioproc.generate.synthetic import generate
+    from cioproc.kafka.admin import reconcile
+    from cioproc.kafka.topics import load_topics
+
+    topics = load_topics(os.environ.get("CIOPROC_TOPICS_FILE", "topics.yaml"))
+    report = asyncio.run(reconcile(topics, broker.bootstrap, create=True))
+    if report.drift:
+        raise RuntimeError("topics drifted from topics.yaml:\n" + "\n".join(report.drift))
+
+    sandbox_port = args.sandbox_port or free_port()
+    metrics_port = args.metrics_port or free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    logs = broker.root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "CIO_TRACK_URL": sandbox_url,
+        "CIO_SITE_ID": SANDBOX_SITE,
+        "CIO_API_KEY": SANDBOX_KEY,
+        "CIO_MAX_REQUESTS_PER_SECOND": os.environ.get("CIO_MAX_REQUESTS_PER_SECOND", "1000"),
+        "CIOPROC_METRICS_PORT": str(metrics_port),
+        "CIOPROC_TOPICS_FILE": str(topics.path.resolve()),
+        "CIOPROC_ENV_FILE": "/nonexistent",
+    }
+    print(f"sandbox: starting on {sandbox_url}", file=sys.stderr)
+    started.processes.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "cioproc.cli", "sandbox", "--port", str(sandbox_port)],
+            env=env,
+            stdout=open(logs / "sandbox.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
+    )
+    _wait_http(f"{sandbox_url}/_sandbox/stats", started.processes[-1], logs / "sandbox.log")
+    print(f"worker: starting (processor + sender); logs in {logs / 'worker.log'}", file=sys.stderr)
+    started.processes.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "cioproc.cli", "worker", "--role", "all"],
+            env=env,
+            stdout=open(logs / "worker.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
+    )
+    worker = started.processes[-1]
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+    print(f"generate: {args.users} users, {args.events} events (seed {args.seed})", file=sys.stderr)
+    records = list(generate(users=args.users, events=args.events, seed=args.seed))
+    batches = sum(1 for r in records if r.topic_role == "batches")
+    audience_messages = len(records) - batches
+    t0 = time.monotonic()
+    produced = asyncio.run(_produce(records, broker.bootstrap, topics))
+    print(f"produce: {produced} messages ({batches} batches, {audience_messages} audience changes) in "
+          f"{time.monotonic() - t0:.1f}s", file=sys.stderr)
+
+    complete = _drain(args, worker, metrics_url, batches, logs)
+    elapsed = time.monotonic() - t0
+    samples = scrape(metrics_url)
+    stats = http_json(f"{sandbox_url}/_sandbox/stats")
+    people = http_json(f"{sandbox_url}/_sandbox/people")["people"]
+    events = http_json(f"{sandbox_url}/_sandbox/events")["events"]
+    events_in = total(samples, "cioproc_events_in_total")
+    return {
+        "complete": complete,
+        "elapsed_s": round(elapsed, 2),
+        "users": args.users,
+        "events_generated": args.events,
+        "batches_in": int(total(samples, "cioproc_batches_in_total")),
+        "events_in": int(events_in),
+        "audience_changes_in": int(total(samples, "cioproc_audience_changes_in_total")),
+        "commands_out": {k: int(v) for k, v in by_label(samples, "cioproc_commands_out_total", "type").items()},
+        "delivered": {k: int(v) for k, v in by_label(samples, "cioproc_commands_delivered_total", "type").items()},
+        "drops": {k: int(v) for k, v in by_label(samples, "cioproc_drops_total", "reason").items()},
+        "dead_letters": {k: int(v) for k, v in by_label(samples, "cioproc_dlq_writes_total", "reason").items()},
+        "http_responses": {k: int(v) for k, v in by_label(samples, "cioproc_http_responses_total", "status").items()},
+        "http_retries": int(total(samples, "cioproc_http_retries_total")),
+        "events_per_s": round(events_in / elapsed, 1) if elapsed > 0 else 0.0,
+        "sandbox": {
+            "requests": stats.get("requests", {}).get("total"),
+            "people": len(people),
+            "events": len(events),
+            "unsubscribed": sum(1 for p in people if p.get("unsubscribed")),
+        },
+        "examples": _examples(people),
+    }
+
+
+async def _produce(records: list, bootstrap: str, topics: Any) -> int:
+    from cioproc.generate.cli import produce_records
+
+    return await produce_records(records, bootstrap, topics)
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} process exited with {proc.returncode}; see {log}")
+        try:
+            http_json(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s; see {log}")
+
+
+def _drain(args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str, batches: int, logs: Path) -> bool:
+    """Show progress until every batch is processed and every command delivered or dead-lettered."""
+    deadline = time.monotonic() + args.timeout
+    tty = sys.stderr.isatty()
+    last_line = ""
+    stable_since = None
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            print(f"\nworker exited with {worker.returncode}; see {logs / 'worker.log'}", file=sys.stderr)
+            return False
+        samples = scrape(metrics_url)
+        done_in = total(samples, "cioproc_batches_in_total")
+        out = total(samples, "cioproc_commands_out_total")
+        settled = total(samples, "cioproc_commands_delivered_total") + total(
+            samples, "cioproc_dlq_writes_total", topic="commands"
+        )
+        line = progress_bar(done_in, batches, "processed") + "  " + progress_bar(settled, out, "delivered").lstrip("\r")
+        if tty:
+            print(line, end="", file=sys.stderr, flush=True)
+        elif line != last_line and int(time.monotonic()) % 5 == 0:
+            print(line.strip(), file=sys.stderr, flush=True)
+        last_line = line
+        if samples and done_in >= batches and out > 0 and settled >= out:
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since > 2.0:  # nothing new arrives: the pipeline drained
+                print(line if not tty else "", file=sys.stderr)
+                return True
+        else:
+            stable_since = None
+        time.sleep(0.5)
+    print(f"\ntimed out after {args.timeout:.0f}s; see {logs}", file=sys.stderr)
+    return False
+
+
+def _examples(people: list[dict], n: int = 3) -> list[dict]:
+    rich = sorted(people, key=lambda p: (-len(p.get("attributes", {})), str(p.get("id")), str(p.get("email"))))
+    return rich[:n]
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    def table(title: str, rows: dict[str, Any]) -> None:
+        print(f"  {title}:")
+        for key, value in rows.items() or {"(none)": ""}.items():
+            print(f"    {key:<32} {value}")
+
+    print()
+    print("cioproc demo summary" + ("" if s["complete"] else " (INCOMPLETE)"))
+    print(f"  events generated / read:         {s['events_generated']} / {s['events_in']} "
+          f"in {s['batches_in']} batches, {s['audience_changes_in']} audience changes")
+    table("commands out, by type", s["commands_out"])
+    table("delivered to Customer.io, by type", s["delivered"])
+    table("drops, by reason", s["drops"])
+    table("dead letters, by reason", s["dead_letters"])
+    table("HTTP responses, by status", s["http_responses"])
+    print(f"  HTTP retries:                    {s['http_retries']}")
+    print(f"  throughput:                      {s['events_per_s']} events/s over {s['elapsed_s']} s")
+    sb = s["sandbox"]
+    print(f"  sandbox workspace:               {sb['people']} people ({sb['unsubscribed']} unsubscribed), "
+          f"{sb['events']} events, {sb['requests']} requests")
+    print("  example profiles:")
+    for person in s["examples"]:
+        print("    " + json.dumps(person, sort_keys=True)[:400])
