@@ -1,0 +1,121 @@
+"""The mapping core: mParticle batches and audience changes -> Customer.io commands.
+
+Pure functions (no Kafka, no HTTP). The processor calls::
+
+    parse_batch(raw, default_timestamp_ms=None) -> Batch | Rejection
+    map_batch(batch, state, settings) -> MapResult(commands, state, drops)
+    parse_audience_change(raw, default_timestamp_ms=None) -> list[AudienceProfile] | Rejection
+    map_audience(profile, state, settings) -> MapResult(commands, state, drops)
+
+None of them raises. ``default_timestamp_ms`` (e.g. the Kafka record's timestamp) stands in
+for the time of an input that carries none; a command whose time is unknown even so has
+``timestamp == 0`` (the sender should then omit it and let Customer.io use receive time).
+The state given to a map function is never changed: the result holds a new one (compare
+it with ``==`` to know whether to store it).
+
+What a batch becomes, in delivery order:
+
+1. identify (person attributes that changed since last sent; always the first time a person
+   is addressed by an identifier, so it exists before its events), then a merge when the
+   identifier changed in a way Customer.io cannot attach by itself (see ``person``);
+2. one command per forwarded event, in batch order: ``custom_event`` -> track,
+   ``screen_view`` -> screen, ``opt_out`` with ``is_opted_out: true`` -> unsubscribe (once;
+   opting back in never resubscribes). Other event types only feed created_at.
+
+A batch without ``events`` (missing, null or not a list) is rejected; an empty list is
+valid and may still produce an identify (user attributes, identities). A user without the
+identity the "User ID Type" needs is not forwarded (a ``no_identity`` drop, not an error);
+their state (identities, devices, audiences) is still kept.
+
+Rejection reasons (whole input to the dead-letter queue):
+
+- ``not_utf8``: bytes that are not UTF-8; ``not_json``: not a JSON document;
+- ``not_an_object``: JSON, but not an object;
+- ``missing_mpid`` / ``invalid_mpid``: no ``mpid``, or not a 64-bit integer (or its string);
+- ``no_events``: ``events`` missing or null; ``events_not_a_list``: any other non-list;
+- ``not_audience_change``: an audience message whose ``type`` is another one;
+- ``no_user_profiles``: audience message without a ``user_profiles`` list;
+- ``invalid_user_profile``: a profile that is not an object or has no valid ``mpid``;
+- ``internal_error``: a bug in this package (the detail names the exception).
+
+Drop reasons (part of an input not forwarded, or cut to fit; the rest goes on):
+
+- ``no_identity``: no customer id / email as the User ID Type requires;
+- ``invalid_identity``: an identity of the wrong type, or an email without ``@``;
+- ``identifier_too_long``: a customer id or email over Customer.io's 150 bytes;
+- ``invalid_event``: an event that is not an object, lacks ``event_type``/``data``, or an
+  opt_out without a boolean ``is_opted_out``;
+- ``missing_event_name``: custom_event/screen_view without a string name;
+- ``empty_event_name``: a name that is empty once trimmed (the event is dropped);
+- ``event_name_truncated``: a name cut to 100 bytes (the event is sent);
+- ``invalid_event_attributes``: ``custom_attributes`` not an object (sent without data);
+- ``event_data_too_large``: event data over one Customer.io entry; largest values left out;
+- ``unsupported_attribute_value``: an object (or a list of non-scalars) as user attribute
+  value, or event data nested deeper than 8 levels;
+- ``invalid_user_attributes`` / ``invalid_deleted_attributes``: not an object / not a list;
+- ``null_attribute_value``: a user attribute without a value (an mParticle user tag);
+- ``empty_attribute_name``, ``attribute_name_too_long`` (over 150 bytes),
+  ``reserved_attribute_name`` (``id``, ``email``, ``created_at``, ``unsubscribed``, ... are
+  set by this mapping only);
+- ``attribute_value_truncated``: a string value cut to 1000 bytes (sent cut);
+- ``attribute_value_too_long``: a list value over 1000 bytes (left out), or a
+  ``SegmentMembership`` cut after the last audience id that fits;
+- ``too_many_attributes``: the person already has 300 attributes;
+- ``invalid_audience``, ``unknown_audience_action``, ``missing_audience_name`` (no name for
+  ``In <audience name>``);
+- ``internal_error``: a bug in this package; nothing was forwarded for that input.
+"""
+
+from __future__ import annotations
+
+from cioproc.mapping.audience import (
+    AudienceChange,
+    AudienceProfile,
+    map_audience_unchecked,
+    parse_audience_change,
+)
+from cioproc.mapping.batch import Batch, parse_batch
+from cioproc.mapping.mapper import map_batch_unchecked
+from cioproc.mapping.results import DROP_REASONS, REJECTION_REASONS, Drop, MapResult, Rejection
+from cioproc.models.settings import MappingSettings
+from cioproc.models.state import UserState
+
+__all__ = [
+    "DROP_REASONS",
+    "REJECTION_REASONS",
+    "AudienceChange",
+    "AudienceProfile",
+    "Batch",
+    "Drop",
+    "MapResult",
+    "Rejection",
+    "map_audience",
+    "map_batch",
+    "parse_audience_change",
+    "parse_batch",
+]
+
+
+def _failed(state: UserState | None, exc: Exception) -> MapResult:
+    detail = f"{type(exc).__name__}: {exc}"[:200]
+    return MapResult([], state.copy() if state is not None else UserState(), [
+        Drop("internal_error", detail)
+    ])
+
+
+def map_batch(batch: Batch, state: UserState | None, settings: MappingSettings) -> MapResult:
+    """Map one parsed batch with the user's state; never raises (see the module docstring)."""
+    try:
+        return map_batch_unchecked(batch, state, settings)
+    except Exception as exc:  # a bug must not stop the stream; counted as internal_error
+        return _failed(state, exc)
+
+
+def map_audience(
+    profile: AudienceProfile, state: UserState | None, settings: MappingSettings
+) -> MapResult:
+    """Map one audience profile with the user's state; never raises."""
+    try:
+        return map_audience_unchecked(profile, state, settings)
+    except Exception as exc:  # a bug must not stop the stream; counted as internal_error
+        return _failed(state, exc)

@@ -1,0 +1,204 @@
+"""mParticle user attributes and event attributes, fitted to Customer.io's limits.
+
+Customer.io limits (Track API): attribute names at most 150 bytes, values at most 1000 bytes,
+300 attributes per person and per identify call; a v2 entry (one identify or one event) at
+most 32 KB. What does not fit is cut or left out here, with a recorded :class:`Drop`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cioproc.mapping.results import Drop
+from cioproc.mapping.values import fit_utf8, json_size, utf8_len
+
+__all__ = [
+    "CIO_RESERVED",
+    "ENTRY_BUDGET",
+    "MAX_ATTRIBUTES",
+    "MAX_NAME_BYTES",
+    "MAX_VALUE_BYTES",
+    "RESERVED_MPARTICLE",
+    "attribute_name",
+    "chunk_attributes",
+    "event_attributes",
+    "user_attributes",
+]
+
+MAX_NAME_BYTES = 150
+MAX_VALUE_BYTES = 1000
+MAX_ATTRIBUTES = 300
+ENTRY_BUDGET = 30_000  # bytes of attribute JSON per command: a v2 entry is at most 32 KB
+MAX_DEPTH = 8  # nesting kept in event data (deeper values cannot be what a user meant)
+
+# mParticle's reserved user attributes, matched case-insensitively, and their Customer.io names.
+RESERVED_MPARTICLE = {
+    "$firstname": "first_name",
+    "$lastname": "last_name",
+    "$age": "age",
+    "$gender": "gender",
+    "$mobile": "mobile",
+    "$address": "address",
+    "$city": "city",
+    "$state": "state",
+    "$zip": "zip",
+    "$country": "country",
+}
+_ALWAYS = frozenset({"$firstname", "$lastname"})
+
+# Person attributes with a meaning of their own in Customer.io (identifiers, subscription,
+# update control) or owned by this mapping: a user attribute never sets them.
+CIO_RESERVED = frozenset(
+    {
+        "id",
+        "cio_id",
+        "email",
+        "anonymous_id",
+        "created_at",
+        "unsubscribed",
+        "_update",
+        "_timestamp",
+        "cio_relationships",
+        "SegmentMembership",
+    }
+)
+
+_SCALARS = (str, int, float, bool)
+_NONE = type(None)
+
+
+def attribute_name(key: str) -> str:
+    """The Customer.io name of an mParticle user attribute key."""
+    if key[:1] == "$":
+        return RESERVED_MPARTICLE.get(key.lower(), key)
+    return key
+
+
+def _name_problem(name: str) -> Drop | None:
+    if not name:
+        return Drop("empty_attribute_name", "a user attribute has an empty name")
+    if len(name) * 4 > MAX_NAME_BYTES and utf8_len(name) > MAX_NAME_BYTES:
+        return Drop("attribute_name_too_long", f"{name[:40]!r}... is longer than 150 bytes")
+    if name in CIO_RESERVED:
+        return Drop("reserved_attribute_name", f"{name!r} is reserved in Customer.io")
+    return None
+
+
+def user_attributes(
+    raw: dict[str, Any], include_all: bool, out: dict[str, Any], drops: list[Drop]
+) -> set[str] | None:
+    """Add the user attributes to forward to ``out``; return the names whose value was cut.
+
+    ``$FirstName``/``$LastName`` always; the rest only when ``include_all``. Values: strings
+    (cut to 1000 bytes), numbers, booleans and lists of those (kept as lists, left out when
+    over 1000 bytes). Null values (mParticle user tags) and objects are left out.
+    """
+    truncated: set[str] | None = None
+    for key, value in raw.items():
+        if key[:1] == "$":
+            lowered = key.lower()
+            name = RESERVED_MPARTICLE.get(lowered, key)
+            if not include_all and lowered not in _ALWAYS:
+                continue
+        elif not include_all:
+            continue
+        else:
+            name = key
+            if name in out:  # a reserved key already claimed this name
+                continue
+        kind = type(value)
+        if kind is str:
+            if len(value) * 4 > MAX_VALUE_BYTES:
+                fitted = fit_utf8(value, MAX_VALUE_BYTES)
+                if fitted is not value:
+                    value = fitted
+                    truncated = truncated or set()
+                    truncated.add(name)
+        elif kind is list:
+            if not all(type(item) in _SCALARS for item in value):
+                drops.append(Drop("unsupported_attribute_value", f"{name!r} is not a flat list"))
+                continue
+            if json_size(value) > MAX_VALUE_BYTES:
+                drops.append(Drop("attribute_value_too_long", f"{name!r} is over 1000 bytes"))
+                continue
+        elif value is None:
+            drops.append(Drop("null_attribute_value", f"{name!r} has no value"))
+            continue
+        elif kind is not int and kind is not float and kind is not bool:
+            drops.append(Drop("unsupported_attribute_value", f"{name!r} is an object"))
+            continue
+        if len(name) > 37 or name in CIO_RESERVED or not name:
+            problem = _name_problem(name)
+            if problem is not None:
+                drops.append(problem)
+                continue
+        out[name] = value
+    return truncated
+
+
+def _depth_ok(value: Any, depth: int) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if type(value) is dict:
+        return all(_depth_ok(item, depth + 1) for item in value.values())
+    if type(value) is list:
+        return all(_depth_ok(item, depth + 1) for item in value)
+    return True
+
+
+def event_attributes(raw: dict[str, Any], drops: list[Drop]) -> dict[str, Any]:
+    """Event data as received when it fits one Customer.io entry, else a trimmed copy.
+
+    The fast path returns ``raw`` itself (no copy). Values nested deeper than 8 levels are
+    left out; when the data is over the entry budget the largest values are left out.
+    """
+    estimate = 0
+    simple = True
+    for key, value in raw.items():
+        kind = type(value)
+        if kind is str:
+            estimate += len(key) + len(value) + 6
+        elif kind is int or kind is float or kind is bool or kind is _NONE:
+            estimate += len(key) + 30
+        else:
+            simple = False
+            break
+    if simple and estimate * 6 <= ENTRY_BUDGET:
+        return raw
+    kept: dict[str, Any] = {}
+    for key, value in raw.items():
+        if (type(value) is dict or type(value) is list) and not _depth_ok(value, 1):
+            drops.append(Drop("unsupported_attribute_value", f"{key[:40]!r} is nested too deep"))
+            continue
+        kept[key] = value
+    if json_size(kept) <= ENTRY_BUDGET:
+        return kept
+    sizes = sorted(((json_size(v) + utf8_len(k), k) for k, v in kept.items()), reverse=True)
+    total = json_size(kept)
+    for size, key in sizes:
+        if total <= ENTRY_BUDGET:
+            break
+        del kept[key]
+        total -= size
+        drops.append(Drop("event_data_too_large", f"left out {key[:40]!r} ({size} bytes)"))
+    return kept
+
+
+def chunk_attributes(attributes: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split identify attributes into parts of at most 300 names and ~30 KB each."""
+    if len(attributes) <= MAX_ATTRIBUTES:
+        estimate = 0
+        for key, value in attributes.items():
+            estimate += len(key) + (len(value) if type(value) is str else 30) + 6
+        if estimate * 6 <= ENTRY_BUDGET or json_size(attributes) <= ENTRY_BUDGET:
+            return [attributes]
+    chunks: list[dict[str, Any]] = [{}]
+    size = 2
+    for key, value in attributes.items():
+        item = json_size(value) + utf8_len(key) + 4
+        if len(chunks[-1]) >= MAX_ATTRIBUTES or (chunks[-1] and size + item > ENTRY_BUDGET):
+            chunks.append({})
+            size = 2
+        chunks[-1][key] = value
+        size += item
+    return chunks

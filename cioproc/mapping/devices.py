@@ -1,0 +1,72 @@
+"""Device types and the per-device-type ``created_at`` of the "Send User's Created At" setting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cioproc.models.state import UserState
+
+__all__ = ["MAX_DEVICE_TYPES", "device_type", "record_device"]
+
+MAX_DEVICE_TYPES = 16  # device types remembered per user; later new ones are not tracked
+
+# application_info.os and device_info.platform spell the same device types differently.
+_ALIASES = {
+    "ios": "ios",
+    "unityios": "ios",
+    "android": "android",
+    "unityandroid": "android",
+    "mobileweb": "mobileweb",
+    "web": "mobileweb",
+    "alexa": "alexa",
+    "alexaos": "alexa",
+    "tvos": "tvos",
+    "roku": "roku",
+    "outofband": "outofband",
+    "smarttv": "smarttv",
+    "firetv": "firetv",
+    "xbox": "xbox",
+    "windowsphone": "windowsphone",
+    "desktop": "desktop",
+}
+
+
+def _normalise(value: Any) -> str | None:
+    if type(value) is not str:
+        return None
+    key = value.strip().lower().replace("_", "").replace(" ", "")
+    if not key or key == "unknown":
+        return None
+    return _ALIASES.get(key) or key[:32]
+
+
+def device_type(application_info: Any, device_info: Any) -> str | None:
+    """The batch's device type: application_info.os, else device_info.platform, else None."""
+    found = None
+    if type(application_info) is dict:
+        found = _normalise(application_info.get("os"))
+    if found is None and type(device_info) is dict:
+        found = _normalise(device_info.get("platform"))
+    return found
+
+
+def record_device(
+    state: UserState, device: str, earliest_ms: int, latest_ms: int, first_run_ms: int | None
+) -> None:
+    """Remember when ``device`` was first seen and whether it is now the most recent one.
+
+    created_at of a device type is the time of its first run (a ``first_run`` event) when
+    the batch has one, else of its earliest event; an earlier time seen later (batches out
+    of order) wins, a later one never replaces it.
+    """
+    first_seen = (first_run_ms if first_run_ms is not None else earliest_ms) // 1000
+    known = state.devices.get(device)
+    if known is None:
+        if len(state.devices) >= MAX_DEVICE_TYPES:
+            return
+        state.devices[device] = first_seen
+    elif first_seen < known:
+        state.devices[device] = first_seen
+    if state.last_device is None or latest_ms > state.last_device_ms:
+        state.last_device = device
+        state.last_device_ms = latest_ms

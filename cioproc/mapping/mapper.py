@@ -1,0 +1,184 @@
+"""One batch of one user -> the Customer.io commands for it, in delivery order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cioproc.mapping.attributes import (
+    CIO_RESERVED,
+    MAX_NAME_BYTES,
+    attribute_name,
+    event_attributes,
+    user_attributes,
+)
+from cioproc.mapping.batch import Batch
+from cioproc.mapping.devices import record_device
+from cioproc.mapping.names import event_name
+from cioproc.mapping.person import choose_identifier, person_commands
+from cioproc.mapping.results import Drop, MapResult
+from cioproc.mapping.segments import MEMBERSHIP, audience_attributes
+from cioproc.mapping.values import timestamp_ms, utf8_len
+from cioproc.models.commands import Command, CommandKind
+from cioproc.models.settings import MappingSettings
+from cioproc.models.state import UserState
+from cioproc.models.ulid import deterministic_ulid
+
+__all__ = ["event_key", "map_batch_unchecked"]
+
+_TRACK = CommandKind.TRACK
+_SCREEN = CommandKind.SCREEN
+_UNSUBSCRIBE = CommandKind.UNSUBSCRIBE
+_ALWAYS_DELETABLE = frozenset({"first_name", "last_name"})
+_UNSUBSCRIBED = {"unsubscribed": True}
+
+
+def event_key(data: dict[str, Any], mpid: str, batch_ref: str, position: int, name: str) -> bytes:
+    """What an event's id is hashed from: source_message_id, else event_id, else its place."""
+    source_message_id = data.get("source_message_id")
+    if type(source_message_id) is str and source_message_id:
+        return b"s" + source_message_id.encode("utf-8", "surrogatepass")
+    event_id = data.get("event_id")
+    if type(event_id) is int:
+        return b"e%d" % event_id
+    return f"p{mpid}\0{batch_ref}\0{position}\0{name}".encode("utf-8", "surrogatepass")
+
+
+def _is_first_run(event_type: Any, data: dict[str, Any]) -> bool:
+    return event_type == "first_run" or (
+        event_type == "application_state_transition" and data.get("is_first_run") is True
+    )
+
+
+def map_batch_unchecked(
+    batch: Batch, state: UserState | None, settings: MappingSettings
+) -> MapResult:
+    """:func:`cioproc.mapping.map_batch` without its safety net (see there)."""
+    state = state.copy() if state is not None else UserState()
+    drops = list(batch.drops)
+    previous_email = state.email
+    if batch.customer_id is not None:
+        state.customer_id = batch.customer_id
+    if batch.email is not None:
+        state.email = batch.email
+    identifier = choose_identifier(settings, state.customer_id, state.email)
+    id_type, id_value = identifier if identifier is not None else ("", "")
+    mpid = batch.mpid
+    batch_ms = batch.timestamp_ms
+    batch_ref = batch.batch_ref
+
+    commands: list[Command] = []
+    earliest = latest = first_run = None
+    forwardable = 0
+    for position, event in enumerate(batch.events):
+        if type(event) is not dict:
+            drops.append(Drop("invalid_event", f"event {position} is not an object"))
+            continue
+        data = event.get("data")
+        event_type = event.get("event_type")
+        if type(data) is not dict or type(event_type) is not str:
+            drops.append(Drop("invalid_event", f"event {position} lacks event_type or data"))
+            continue
+        ts = timestamp_ms(data.get("timestamp_unixtime_ms"))
+        if ts is None:
+            ts = batch_ms
+        if ts is not None:
+            if earliest is None or ts < earliest:
+                earliest = ts
+            if latest is None or ts > latest:
+                latest = ts
+        if event_type == "custom_event":
+            kind = _TRACK
+            raw_name = data.get("event_name")
+        elif event_type == "screen_view":
+            kind = _SCREEN
+            raw_name = data.get("screen_name")
+        elif event_type == "opt_out":
+            forwardable += 1
+            opted_out = data.get("is_opted_out")
+            if type(opted_out) is not bool:
+                drops.append(Drop("invalid_event", f"event {position}: is_opted_out not a bool"))
+            elif identifier is not None and (ts or 0) >= state.opt_out_ms:
+                state.opt_out_ms = ts or 0
+                if not opted_out:
+                    state.unsubscribed = False  # opting back in never resubscribes
+                elif not state.unsubscribed:
+                    state.unsubscribed = True
+                    commands.append(
+                        Command(
+                            _UNSUBSCRIBE, mpid, id_type, id_value, (ts or 0) // 1000,
+                            _UNSUBSCRIBED,
+                        )
+                    )
+            continue
+        else:
+            if ts is not None and _is_first_run(event_type, data):
+                if first_run is None or ts < first_run:
+                    first_run = ts
+            continue
+
+        forwardable += 1
+        if identifier is None:
+            continue
+        if type(raw_name) is not str:
+            drops.append(Drop("missing_event_name", f"{event_type} {position} has no name"))
+            continue
+        name, cut = event_name(raw_name)
+        if not name:
+            drops.append(Drop("empty_event_name", f"{event_type} {position}: name is blank"))
+            continue
+        if cut:
+            drops.append(Drop("event_name_truncated", f"{name[:40]!r}... cut to 100 bytes"))
+        attributes = data.get("custom_attributes")
+        if attributes is None:
+            attributes = {}
+        elif type(attributes) is not dict:
+            drops.append(Drop("invalid_event_attributes", f"event {position}: not an object"))
+            attributes = {}
+        elif attributes:
+            attributes = event_attributes(attributes, drops)
+        ms = ts or 0
+        commands.append(
+            Command(
+                kind, mpid, id_type, id_value, ms // 1000, attributes, name,
+                deterministic_ulid(ms, event_key(data, mpid, batch_ref, position, name)),
+            )
+        )
+
+    if batch.device_type is not None and earliest is not None:
+        record_device(state, batch.device_type, earliest, latest, first_run)
+
+    if identifier is None:
+        mode = settings.user_id_type.value
+        drops.append(
+            Drop("no_identity", f"no identity for user id type {mode}; {forwardable} events")
+        )
+        return MapResult([], state, drops)
+
+    desired: dict[str, Any] = {}
+    if state.email is not None:
+        desired["email"] = state.email
+    truncated = None
+    include_all = settings.include_user_attributes
+    if batch.user_attributes:
+        truncated = user_attributes(batch.user_attributes, include_all, desired, drops)
+    for key in batch.deleted_user_attributes:
+        name = attribute_name(key)
+        if name and name not in desired and name not in CIO_RESERVED:
+            if (include_all or name in _ALWAYS_DELETABLE) and utf8_len(name) <= MAX_NAME_BYTES:
+                desired[name] = None
+    if settings.send_created_at and state.last_device is not None:
+        created_at = state.devices.get(state.last_device)
+        if created_at is not None:
+            desired["created_at"] = created_at
+    if state.audiences or MEMBERSHIP in state.sent:
+        audience_attributes(
+            state.audiences, settings.audience_attribute_per_segment, desired, drops
+        )
+
+    when = latest if latest is not None else batch_ms
+    person = person_commands(
+        state, identifier, previous_email, desired, truncated, mpid, (when or 0) // 1000, drops
+    )
+    if person:
+        commands[:0] = person
+    return MapResult(commands, state, drops)

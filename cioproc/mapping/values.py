@@ -1,0 +1,117 @@
+"""Small, fast checks and conversions of single JSON values (no knowledge of batches)."""
+
+from __future__ import annotations
+
+import re
+from hashlib import blake2b
+from typing import Any
+
+import orjson
+
+from cioproc.mapping.results import Drop
+from cioproc.models.ulid import MAX_TIMESTAMP_MS
+
+__all__ = [
+    "MAX_IDENTIFIER_BYTES",
+    "clean_customer_id",
+    "clean_email",
+    "digest",
+    "fit_utf8",
+    "json_size",
+    "mpid_string",
+    "timestamp_ms",
+    "utf8_len",
+]
+
+MAX_IDENTIFIER_BYTES = 150  # Customer.io: person id at most 150 bytes
+_MPID = re.compile(r"-?[0-9]{1,20}")
+_SPACE = re.compile(r"\s")
+_MIN_MPID = -(1 << 63)
+_MAX_MPID = (1 << 64) - 1
+
+
+def timestamp_ms(value: Any) -> int | None:
+    """A millisecond timestamp usable as a ULID time (0..2**48-1), else None."""
+    kind = type(value)
+    if kind is int:
+        return value if 0 <= value <= MAX_TIMESTAMP_MS else None
+    if kind is float and 0.0 <= value <= MAX_TIMESTAMP_MS:  # false for NaN
+        return int(value)
+    return None
+
+
+def mpid_string(value: Any) -> str | None:
+    """An MPID (signed or unsigned 64-bit integer, or its decimal string) as a decimal string."""
+    if type(value) is int:
+        number = value
+    elif type(value) is str and _MPID.fullmatch(value.strip()):
+        number = int(value.strip())
+    else:
+        return None
+    return str(number) if _MIN_MPID <= number <= _MAX_MPID else None
+
+
+def utf8_len(text: str) -> int:
+    """Length of ``text`` in UTF-8 bytes."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def fit_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes without splitting a character."""
+    if len(text) * 4 <= limit:
+        return text
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", "ignore")
+
+
+def json_size(value: Any) -> int:
+    """Size of ``value`` as compact JSON, in bytes (values orjson cannot encode count as huge)."""
+    try:
+        return len(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError):
+        return 1 << 30
+
+
+def digest(value: Any) -> bytes:
+    """A stable 8-byte digest of a JSON-like value (same value -> same digest, any process)."""
+    try:
+        data = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        data = repr(value).encode("utf-8", "surrogatepass")
+    return blake2b(data, digest_size=8).digest()
+
+
+def _identifier(value: Any, what: str, drops: list[Drop]) -> str | None:
+    if value is None:
+        return None
+    if type(value) is int:
+        value = str(value)
+    elif type(value) is not str:
+        drops.append(Drop("invalid_identity", f"{what} is a {type(value).__name__}, not a string"))
+        return None
+    if not value.strip():
+        return None
+    if len(value) * 4 > MAX_IDENTIFIER_BYTES and utf8_len(value) > MAX_IDENTIFIER_BYTES:
+        drops.append(Drop("identifier_too_long", f"{what} is longer than 150 bytes"))
+        return None
+    return value
+
+
+def clean_customer_id(value: Any, drops: list[Drop]) -> str | None:
+    """A customer id usable as Customer.io ``id`` (integers become strings), else None."""
+    return _identifier(value, "customer id", drops)
+
+
+def clean_email(value: Any, drops: list[Drop]) -> str | None:
+    """An email usable as Customer.io ``email`` (trimmed, has an @ inside), else None."""
+    if type(value) is str:
+        value = value.strip()
+        if value and ("@" not in value[1:-1] or _SPACE.search(value)):
+            drops.append(Drop("invalid_identity", "email is not an email address"))
+            return None
+    elif type(value) is int:
+        drops.append(Drop("invalid_identity", "email is a number"))
+        return None
+    return _identifier(value, "email", drops)

@@ -1,0 +1,143 @@
+"""What the processor remembers about one mParticle user (one MPID) between batches.
+
+The mapping reads a :class:`UserState` and returns a new one; the processor stores it in a
+Faust table as bytes (:func:`encode_state` / :func:`decode_state`).
+
+Encoding: a msgpack array ``[version, customer_id, email, id_type, id_value, devices,
+last_device, last_device_ms, audiences, sent, unsubscribed, opt_out_ms]``; absent values are
+nil, maps are msgpack maps. About 100-400 bytes for a typical user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+__all__ = ["STATE_VERSION", "StateDecodeError", "UserState", "decode_state", "encode_state"]
+
+STATE_VERSION = 1
+_FIELDS = 12
+
+
+class StateDecodeError(ValueError):
+    """Bytes that are not a user state of a version this code understands."""
+
+
+@dataclass(slots=True)
+class UserState:
+    """One user's memory. The mapping never mutates a state it was given; it copies first."""
+
+    customer_id: str | None = None  # latest customer id seen (MPUserIdentityCustomerId)
+    email: str | None = None  # latest email identity seen (MPUserIdentityEmail)
+    id_type: str | None = None  # "id" or "email": how the person was last addressed
+    id_value: str | None = None  # ... and with which value
+    devices: dict[str, int] = field(default_factory=dict)  # device type -> created_at (Unix s)
+    last_device: str | None = None  # device type seen most recently
+    last_device_ms: int = 0  # when it was seen (event time, ms)
+    audiences: dict[str, str] = field(default_factory=dict)  # audience id -> audience name
+    sent: dict[str, bytes] = field(default_factory=dict)  # attribute -> digest of value last sent
+    unsubscribed: bool = False  # an unsubscribe was sent and no opt-in came after it
+    opt_out_ms: int = 0  # time of the last opt_out event applied (ms)
+
+    def copy(self) -> UserState:
+        """A copy whose containers can be changed without touching this one."""
+        return UserState(
+            self.customer_id,
+            self.email,
+            self.id_type,
+            self.id_value,
+            dict(self.devices),
+            self.last_device,
+            self.last_device_ms,
+            dict(self.audiences),
+            dict(self.sent),
+            self.unsubscribed,
+            self.opt_out_ms,
+        )
+
+
+def encode_state(state: UserState) -> bytes:
+    """Encode a state as versioned msgpack."""
+    return msgpack.packb(
+        [
+            STATE_VERSION,
+            state.customer_id,
+            state.email,
+            state.id_type,
+            state.id_value,
+            state.devices,
+            state.last_device,
+            state.last_device_ms,
+            state.audiences,
+            state.sent,
+            state.unsubscribed,
+            state.opt_out_ms,
+        ],
+        use_bin_type=True,
+    )
+
+
+def _optional_str(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise StateDecodeError(f"state field {name} is not a string")
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise StateDecodeError(f"state field {name} is not an integer")
+
+
+def _str_map(value: Any, name: str, value_type: type) -> dict:
+    if not isinstance(value, dict):
+        raise StateDecodeError(f"state field {name} is not a map")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, value_type) or isinstance(item, bool):
+            raise StateDecodeError(f"state field {name} has a malformed entry")
+    return value
+
+
+def decode_state(data: bytes) -> UserState:
+    """Decode bytes written by :func:`encode_state`; raise StateDecodeError otherwise."""
+    try:
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise StateDecodeError(f"not msgpack: {exc}") from None
+    if not isinstance(fields, list) or not fields or fields[0] != STATE_VERSION:
+        raise StateDecodeError("not a user state of version %d" % STATE_VERSION)
+    if len(fields) != _FIELDS:
+        raise StateDecodeError(f"user state has {len(fields)} fields, expected {_FIELDS}")
+    (
+        _,
+        customer_id,
+        email,
+        id_type,
+        id_value,
+        devices,
+        last_device,
+        last_device_ms,
+        audiences,
+        sent,
+        unsubscribed,
+        opt_out_ms,
+    ) = fields
+    if id_type not in (None, "id", "email"):
+        raise StateDecodeError("state field id_type is not id or email")
+    if not isinstance(unsubscribed, bool):
+        raise StateDecodeError("state field unsubscribed is not a boolean")
+    return UserState(
+        customer_id=_optional_str(customer_id, "customer_id"),
+        email=_optional_str(email, "email"),
+        id_type=id_type,
+        id_value=_optional_str(id_value, "id_value"),
+        devices=_str_map(devices, "devices", int),
+        last_device=_optional_str(last_device, "last_device"),
+        last_device_ms=_int(last_device_ms, "last_device_ms"),
+        audiences=_str_map(audiences, "audiences", str),
+        sent=_str_map(sent, "sent", bytes),
+        unsubscribed=unsubscribed,
+        opt_out_ms=_int(opt_out_ms, "opt_out_ms"),
+    )
