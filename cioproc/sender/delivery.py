@@ -14,12 +14,12 @@ Credentials refused (401/403) pause *all* delivery: one request probes every
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
 import random
 import time
-import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -168,7 +168,14 @@ class SenderStats:
 
 
 def _lane_of(mpid: str, lanes: int) -> int:
-    return zlib.crc32(mpid.encode("utf-8", "surrogatepass")) % lanes if lanes > 1 else 0
+    """The lane of a user within one deliver() call (str hashes are stable within a process)."""
+    return hash(mpid) % lanes if lanes > 1 else 0
+
+
+@functools.lru_cache(maxsize=64)
+def _delivered(http_status: int | None) -> Outcome:
+    """Shared (immutable) Outcome for delivered commands."""
+    return Outcome("delivered", http_status)
 
 
 def _path_template(path: str) -> str:
@@ -262,21 +269,26 @@ class Deliverer:
 
     async def _deliver_v2(self, commands: Sequence[Command], outcomes: list[Outcome | None]) -> None:
         entries: list[bytes | None] = [None] * len(commands)
+        sendable: list[int] = []
         total = 0
         for index, command in enumerate(commands):
             try:
-                entries[index] = encode_v2_entry(command)
-                total += len(entries[index])  # type: ignore[arg-type]
+                entry = encode_v2_entry(command)
             except PayloadError as exc:
                 self._dead_letter(outcomes, [index], None, exc.reason, str(exc))
-        sendable = [i for i, entry in enumerate(entries) if entry is not None]
+                continue
+            entries[index] = entry
+            sendable.append(index)
+            total += len(entry)
         if not sendable:
             return
         # as many lanes as full requests: concurrency without shrinking the batches
         wanted = max(1, math.ceil(total / self.config.max_batch_bytes))
         if self.config.max_batch_entries is not None:
             wanted = max(wanted, math.ceil(len(sendable) / self.config.max_batch_entries))
-        lane_count = min(self.config.max_concurrency, wanted, len({commands[i].mpid for i in sendable}))
+        lane_count = min(self.config.max_concurrency, wanted)
+        if lane_count > 1:
+            lane_count = min(lane_count, len({commands[i].mpid for i in sendable}))
         lanes: list[list[int]] = [[] for _ in range(lane_count)]
         for index in sendable:
             lanes[_lane_of(commands[index].mpid, lane_count)].append(index)
@@ -331,13 +343,15 @@ class Deliverer:
 
     def _apply(self, verdict: Verdict, indices: Sequence[int], outcomes: list[Outcome | None]) -> None:
         if verdict.action is Action.DELIVERED:
+            outcome = _delivered(verdict.http_status)
             for index in indices:
-                self._settle(outcomes, index, Outcome("delivered", verdict.http_status))
+                outcomes[index] = outcome
+            self.stats.delivered += len(indices)
         elif verdict.action is Action.PARTIAL:
             for position, index in enumerate(indices):
                 failure = verdict.failures.get(position)
                 if failure is None:
-                    self._settle(outcomes, index, Outcome("delivered", verdict.http_status))
+                    self._settle(outcomes, index, _delivered(verdict.http_status))
                 else:
                     self._dead_letter(outcomes, [index], verdict.http_status, failure.reason, failure.error)
         else:  # REJECTED (SPLIT of a single entry cannot happen; treated as rejected)

@@ -58,33 +58,47 @@ def _check(command: Command) -> None:
 def _person_attributes(command: Command) -> dict[str, Any]:
     if command.kind is CommandKind.UNSUBSCRIBE:
         return {**command.attributes, "unsubscribed": True}
-    return dict(command.attributes)
+    return command.attributes
+
+
+def _v2_entry(command: Command) -> dict[str, Any]:
+    """The entry; shares ``command.attributes`` (callers that keep the dict must copy)."""
+    _check(command)
+    kind = command.kind
+    if kind is CommandKind.TRACK or kind is CommandKind.SCREEN:
+        entry: dict[str, Any] = {
+            "type": "person",
+            "identifiers": {command.id_type: command.id_value},
+            "action": "event" if kind is CommandKind.TRACK else "screen",
+            "name": command.name,
+        }
+        if command.event_id:
+            entry["id"] = command.event_id
+        entry["timestamp"] = command.timestamp
+        entry["attributes"] = command.attributes
+        return entry
+    if kind is CommandKind.MERGE:
+        id_type, id_value = command.secondary  # type: ignore[misc]  # checked above
+        return {
+            "type": "person",
+            "action": "merge",
+            "primary": {command.id_type: command.id_value},
+            "secondary": {id_type: id_value},
+        }
+    return {
+        "type": "person",
+        "identifiers": {command.id_type: command.id_value},
+        "action": "identify",
+        "timestamp": command.timestamp,
+        "attributes": _person_attributes(command),
+    }
 
 
 def to_v2_entry(command: Command) -> dict[str, Any]:
     """The v2 batch entry for one command; raises PayloadError for an inexpressible command."""
-    _check(command)
-    if command.kind is CommandKind.MERGE:
-        assert command.secondary is not None
-        id_type, id_value = command.secondary
-        return {
-            "type": "person",
-            "action": "merge",
-            "primary": command.identifier,
-            "secondary": {id_type: id_value},
-        }
-    entry: dict[str, Any] = {"type": "person", "identifiers": command.identifier}
-    if command.kind in (CommandKind.IDENTIFY, CommandKind.UNSUBSCRIBE):
-        entry["action"] = "identify"
-        entry["timestamp"] = command.timestamp
-        entry["attributes"] = _person_attributes(command)
-        return entry
-    entry["action"] = "event" if command.kind is CommandKind.TRACK else "screen"
-    entry["name"] = command.name
-    if command.event_id:
-        entry["id"] = command.event_id
-    entry["timestamp"] = command.timestamp
-    entry["attributes"] = dict(command.attributes)
+    entry = _v2_entry(command)
+    if "attributes" in entry:
+        entry["attributes"] = dict(entry["attributes"])
     return entry
 
 
@@ -97,7 +111,7 @@ def _serialize(value: Any) -> bytes:
 
 def encode_v2_entry(command: Command) -> bytes:
     """The v2 batch entry for one command as compact JSON bytes."""
-    return _serialize(to_v2_entry(command))
+    return _serialize(_v2_entry(command))
 
 
 def _v1_attribute(value: Any) -> Any:

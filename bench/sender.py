@@ -1,0 +1,339 @@
+"""Benchmark: the Deliverer versus a raw aiohttp loop posting the same batch bodies to the sandbox.
+
+Run: ``python bench/sender.py [--commands N] [--repeats R] [--partitions P] [--chunk C]
+[--concurrency K] [--sandbox-process]``.
+
+Commands shaped like the mapping's output (per mParticle batch: an identify with a dozen user
+attributes, then track and screen commands with event attributes) are generated with a fixed
+seed. Then, R times each, against one sandbox (reset before every run; workspace checked after):
+
+- sender: a :class:`CommandSource` feeds chunks per partition; one consumer per partition
+  awaits ``Deliverer.deliver(chunk)`` before taking the next chunk (what the Faust agent does
+  before committing), all partitions concurrently over one shared Deliverer. Encoding,
+  packing, lanes, rate limiter and response handling are inside the timing.
+- raw: the same commands packed once, before timing, into v2 batch bodies with the same size
+  limit; K aiohttp workers post them and read the responses. Nothing else.
+
+Both finish when every request was answered, i.e. when the sandbox holds every command (the
+sandbox applies a request before answering). Prints medians of commands/s, HTTP requests per
+1000 commands, and the ratio sender/raw (the issue's target: at least 0.7).
+
+The source is pluggable: a Kafka-backed source (backlog on ``cio.commands``) only needs to
+implement :class:`CommandSource` (``partitions()`` yielding per-partition async iterators of
+command lists, and ``total``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cioproc.models.commands import Command, CommandKind  # noqa: E402
+from cioproc.models.ulid import deterministic_ulid  # noqa: E402
+from cioproc.sandbox import SANDBOX, SandboxConfig, serve  # noqa: E402
+from cioproc.sender import Deliverer, SenderConfig  # noqa: E402
+from cioproc.sender.client import basic_auth_header  # noqa: E402
+from cioproc.sender.packing import batch_body, pack  # noqa: E402
+from cioproc.sender.payloads import encode_v2_entry  # noqa: E402
+
+SITE, KEY = "sandbox-site", "sandbox-key"
+EVENT_NAMES = ["Add_To_Cart", "View_Product", "Search", "Checkout_Started", "Share", "Play_Video"]
+SCREENS = ["Home", "Product Detail", "Cart", "Settings", "Search Results"]
+
+
+# -- workload -----------------------------------------------------------------------------
+
+
+def generate(count: int, users: int, seed: int = 1) -> list[Command]:
+    """``count`` commands: per simulated mParticle batch one identify and up to 8 events."""
+    import random
+
+    rng = random.Random(seed)
+    commands: list[Command] = []
+    ts = 1_700_000_000
+    while len(commands) < count:
+        user = rng.randrange(users)
+        mpid, customer = str(-(10**17) - user), f"cust-{user:06d}"
+        ts += rng.randint(1, 30)
+        commands.append(
+            Command(
+                CommandKind.IDENTIFY, mpid, "id", customer, ts,
+                {
+                    "first_name": rng.choice(["Ada", "Bo", "Cy", "Dee"]),
+                    "last_name": rng.choice(["Lovelace", "Diddley", "Young"]),
+                    "email": f"user{user}@example.com",
+                    "city": rng.choice(["Berlin", "Lisbon", "Austin", "Osaka"]),
+                    "plan": rng.choice(["free", "pro", "team"]),
+                    "age": rng.randint(18, 90),
+                    "score": round(rng.random() * 100, 3),
+                    "newsletter": rng.random() < 0.5,
+                    "app_version": f"4.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
+                    "platform": rng.choice(["iOS", "Android", "MobileWeb"]),
+                    "language": rng.choice(["en", "de", "pt", "ja"]),
+                    "favorite_color": None,
+                },
+            )
+        )
+        for _ in range(rng.randint(1, 8)):
+            if len(commands) >= count:
+                break
+            ts += 1
+            if rng.random() < 0.25:
+                kind, name = CommandKind.SCREEN, rng.choice(SCREENS)
+                data: dict[str, Any] = {"timestamp": ts * 1000, "referrer": rng.choice(SCREENS)}
+            else:
+                kind, name = CommandKind.TRACK, rng.choice(EVENT_NAMES)
+                data = {
+                    "timestamp": ts * 1000,
+                    "product_id": f"sku-{rng.randint(1, 5000)}",
+                    "price": round(rng.random() * 200, 2),
+                    "currency": "EUR",
+                    "quantity": rng.randint(1, 5),
+                    "category": rng.choice(["shoes", "books", "games"]),
+                }
+            commands.append(Command(kind, mpid, "id", customer, ts, data, name, deterministic_ulid(ts * 1000, f"{mpid}:{len(commands)}".encode())))
+    return commands
+
+
+# -- sources ------------------------------------------------------------------------------
+
+
+class CommandSource(Protocol):
+    """Where the sender's commands come from, per partition, in chunks."""
+
+    total: int
+
+    def partitions(self) -> Sequence[AsyncIterator[list[Command]]]: ...
+
+
+@dataclass
+class MemorySource:
+    """Commands partitioned by mpid (as Kafka keys them) and cut into chunks of ``chunk``."""
+
+    commands: list[Command]
+    partitions_count: int
+    chunk: int
+
+    @property
+    def total(self) -> int:
+        return len(self.commands)
+
+    def partitions(self) -> list[AsyncIterator[list[Command]]]:
+        parts: list[list[Command]] = [[] for _ in range(self.partitions_count)]
+        for command in self.commands:
+            parts[zlib.crc32(command.mpid.encode()) % self.partitions_count].append(command)
+        return [self._chunks(part) for part in parts]
+
+    async def _chunks(self, part: list[Command]) -> AsyncIterator[list[Command]]:
+        for start in range(0, len(part), self.chunk):
+            yield part[start : start + self.chunk]
+
+
+# -- the two contenders -------------------------------------------------------------------
+
+
+async def run_sender(source: CommandSource, deliverer: Deliverer) -> int:
+    """Consume every partition concurrently, one deliver() at a time per partition; return the
+    number of commands delivered."""
+    delivered = 0
+
+    async def consume(chunks: AsyncIterator[list[Command]]) -> None:
+        nonlocal delivered
+        async for chunk in chunks:
+            outcomes = await deliverer.deliver(chunk)
+            delivered += sum(1 for outcome in outcomes if outcome.delivered)
+
+    await asyncio.gather(*(consume(chunks) for chunks in source.partitions()))
+    return delivered
+
+
+async def run_raw(url: str, bodies: list[bytes], concurrency: int) -> int:
+    """Post every body with ``concurrency`` workers on one session; return the requests made."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    headers = {"Authorization": basic_auth_header(SITE, KEY), "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def worker() -> None:
+            while not queue.empty():
+                body = queue.get_nowait()
+                async with session.post(url + "/api/v2/batch", data=body) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"raw loop got HTTP {response.status}")
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return len(bodies)
+
+
+# -- the sandbox ----------------------------------------------------------------------------
+
+
+class SandboxHandle:
+    """The sandbox, in this process (default) or in its own process; reset and inspected over HTTP."""
+
+    def __init__(self, separate_process: bool) -> None:
+        self.separate_process = separate_process
+        self.url = ""
+        self._runner: Any = None
+        self._process: subprocess.Popen[str] | None = None
+
+    async def start(self) -> None:
+        if self.separate_process:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "cioproc.sandbox", "--port", "0", "--site-id", SITE, "--api-key", KEY],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert self._process.stdout is not None
+            line = await asyncio.to_thread(self._process.stdout.readline)
+            self.url = next(word for word in line.split() if word.startswith("http://"))
+        else:
+            self._runner, port = await serve(SandboxConfig(port=0, site_id=SITE, api_key=KEY))
+            self.url = f"http://127.0.0.1:{port}"
+
+    async def reset(self, session: aiohttp.ClientSession) -> None:
+        async with session.post(self.url + "/_sandbox/reset") as response:
+            assert response.status == 200
+
+    async def stats(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        async with session.get(self.url + "/_sandbox/stats") as response:
+            return orjson.loads(await response.read())
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            assert self._runner.app[SANDBOX] is not None
+            await self._runner.cleanup()
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+
+# -- driver -------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    requests: int
+    commands: int
+
+    @property
+    def rate(self) -> float:
+        return self.commands / self.seconds
+
+    @property
+    def requests_per_1000(self) -> float:
+        return 1000 * self.requests / self.commands
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    commands = generate(args.commands, args.users)
+    events = sum(1 for c in commands if c.kind in (CommandKind.TRACK, CommandKind.SCREEN))
+    entries = [encode_v2_entry(c) for c in commands]
+    config = SenderConfig(
+        site_id=SITE,
+        api_key=KEY,
+        track_url="http://placeholder.invalid",
+        max_concurrency=args.concurrency,
+        max_requests_per_second=args.rate or None,
+    )
+    packing = pack([len(e) for e in entries], max_batch_bytes=config.max_batch_bytes, max_entry_bytes=config.max_entry_bytes)
+    bodies = [batch_body([entries[i] for i in batch]) for batch in packing.batches]
+    assert not packing.too_large
+
+    sandbox = SandboxHandle(args.sandbox_process)
+    await sandbox.start()
+    config = SenderConfig(**{**{f: getattr(config, f) for f in config.__dataclass_fields__}, "track_url": sandbox.url})
+    sender_runs: list[Run] = []
+    raw_runs: list[Run] = []
+    try:
+        async with aiohttp.ClientSession() as control, Deliverer(config) as deliverer:
+            for _ in range(args.repeats):
+                for contender in ("raw", "sender"):  # alternate so drift hits both alike
+                    await sandbox.reset(control)
+                    if contender == "raw":
+                        started = time.perf_counter()
+                        requests = await run_raw(sandbox.url, bodies, args.concurrency)
+                        raw_runs.append(Run(time.perf_counter() - started, requests, len(commands)))
+                    else:
+                        before = sum(deliverer.stats.requests.values())
+                        source = MemorySource(commands, args.partitions, args.chunk)
+                        started = time.perf_counter()
+                        delivered = await run_sender(source, deliverer)
+                        seconds = time.perf_counter() - started
+                        assert delivered == len(commands), f"delivered {delivered} of {len(commands)}"
+                        requests = sum(deliverer.stats.requests.values()) - before
+                        sender_runs.append(Run(seconds, requests, len(commands)))
+                    stats = await sandbox.stats(control)
+                    assert stats["events_recorded"] == events, (contender, stats)
+                    assert stats["operations_rejected"] == 0, (contender, stats)
+    finally:
+        await sandbox.stop()
+
+    sender_rate = statistics.median(r.rate for r in sender_runs)
+    raw_rate = statistics.median(r.rate for r in raw_runs)
+    return {
+        "commands": len(commands),
+        "bytes": sum(len(b) for b in bodies),
+        "repeats": args.repeats,
+        "partitions": args.partitions,
+        "chunk": args.chunk,
+        "concurrency": args.concurrency,
+        "sandbox": "separate process" if args.sandbox_process else "in process",
+        "sender_commands_per_s": round(sender_rate),
+        "raw_commands_per_s": round(raw_rate),
+        "sender_requests_per_1000": round(statistics.median(r.requests_per_1000 for r in sender_runs), 2),
+        "raw_requests_per_1000": round(statistics.median(r.requests_per_1000 for r in raw_runs), 2),
+        "ratio": round(sender_rate / raw_rate, 3),
+        # each repeat runs raw then sender back to back: the median of their ratios resists drift
+        "ratio_pairs_median": round(statistics.median(r.seconds / s.seconds for r, s in zip(raw_runs, sender_runs)), 3),
+        "sender_runs_s": [round(r.seconds, 3) for r in sender_runs],
+        "raw_runs_s": [round(r.seconds, 3) for r in raw_runs],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--commands", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--partitions", type=int, default=4, help="concurrent consumers (Kafka partitions)")
+    parser.add_argument("--chunk", type=int, default=2_000, help="commands per deliver() call")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight, sender and raw loop alike")
+    parser.add_argument("--rate", type=float, default=100.0, help="sender requests/s ceiling (0: none)")
+    parser.add_argument("--sandbox-process", action="store_true", help="run the sandbox in its own process")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    args = parser.parse_args(argv)
+    result = asyncio.run(bench(args))
+    if args.json:
+        print(orjson.dumps(result).decode())
+        return 0
+    print(f"{result['commands']} commands, {result['bytes'] / 1e6:.1f} MB of v2 batches, sandbox {result['sandbox']}, "
+          f"{result['partitions']} partitions x chunks of {result['chunk']}, {result['concurrency']} in flight, "
+          f"medians of {result['repeats']}")
+    print(f"{'':8} {'commands/s':>12} {'requests/1000 commands':>24}")
+    print(f"{'sender':8} {result['sender_commands_per_s']:>12} {result['sender_requests_per_1000']:>24}")
+    print(f"{'raw':8} {result['raw_commands_per_s']:>12} {result['raw_requests_per_1000']:>24}")
+    print(f"ratio sender/raw: {result['ratio']} (median of per-repeat ratios {result['ratio_pairs_median']}; target >= 0.7)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
