@@ -149,8 +149,10 @@ def _depth_ok(value: Any, depth: int) -> bool:
 def event_attributes(raw: dict[str, Any], drops: list[Drop]) -> dict[str, Any]:
     """Event data as received when it fits one Customer.io entry, else a trimmed copy.
 
-    The fast path returns ``raw`` itself (no copy). Values nested deeper than 8 levels are
-    left out; when the data is over the entry budget the largest values are left out.
+    The fast path returns ``raw`` itself (no copy): flat data whose worst-case JSON size
+    (every character escaped, every number at its longest) is within the budget. Values
+    nested deeper than 8 levels are left out; when the data is over the entry budget the
+    largest values are left out.
     """
     estimate = 0
     simple = True

@@ -6,10 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cioproc.mapping.batch import decode_json
-from cioproc.mapping.person import choose_identifier, person_commands
+from cioproc.mapping.person import address, choose_identifier, identify, unchanged
 from cioproc.mapping.results import Drop, MapResult, Rejection
 from cioproc.mapping.segments import audience_attributes
-from cioproc.mapping.values import clean_customer_id, clean_email, mpid_string, timestamp_ms
+from cioproc.mapping.values import (
+    clean_customer_id,
+    clean_email,
+    digest,
+    mpid_string,
+    timestamp_ms,
+)
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import UserState
 
@@ -159,14 +165,17 @@ def map_audience_unchecked(
         mode = settings.user_id_type.value
         drops.append(Drop("no_identity", f"no identity for user id type {mode}; audiences kept"))
         return MapResult([], state, drops)
+    addressing = address(state, identifier, previous_email)
+    per_segment = settings.audience_attribute_per_segment
+    inputs = digest(("audiences", state.email, state.audiences, removed, per_segment))
+    if unchanged(state, addressing, inputs):
+        return MapResult([], state, drops)
     desired: dict[str, Any] = {}
     if state.email is not None:
         desired["email"] = state.email
-    audience_attributes(
-        state.audiences, settings.audience_attribute_per_segment, desired, drops, removed
-    )
+    audience_attributes(state.audiences, per_segment, desired, drops, removed)
     when = (profile.timestamp_ms or 0) // 1000
-    commands = person_commands(
-        state, identifier, previous_email, desired, None, profile.mpid, when, drops
+    commands = identify(
+        state, addressing, desired, inputs, None, profile.mpid, when, drops
     )
     return MapResult(commands, state, drops)

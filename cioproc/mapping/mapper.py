@@ -12,24 +12,25 @@ from cioproc.mapping.attributes import (
     user_attributes,
 )
 from cioproc.mapping.batch import Batch
+from cioproc.mapping.build import command
 from cioproc.mapping.devices import record_device
-from cioproc.mapping.names import event_name
-from cioproc.mapping.person import choose_identifier, person_commands
+from cioproc.mapping.names import MAX_EVENT_NAME_BYTES, event_name
+from cioproc.mapping.person import address, choose_identifier, identify, unchanged
 from cioproc.mapping.results import Drop, MapResult
 from cioproc.mapping.segments import MEMBERSHIP, audience_attributes
-from cioproc.mapping.values import timestamp_ms, utf8_len
+from cioproc.mapping.values import digest, timestamp_ms, utf8_len
 from cioproc.models.commands import Command, CommandKind
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import UserState
-from cioproc.models.ulid import deterministic_ulid
+from cioproc.models.ulid import MAX_TIMESTAMP_MS, deterministic_ulid
 
 __all__ = ["event_key", "map_batch_unchecked"]
 
 _TRACK = CommandKind.TRACK
 _SCREEN = CommandKind.SCREEN
 _UNSUBSCRIBE = CommandKind.UNSUBSCRIBE
+_SHORT_NAME = MAX_EVENT_NAME_BYTES // 4  # a name this long fits whatever its characters
 _ALWAYS_DELETABLE = frozenset({"first_name", "last_name"})
-_UNSUBSCRIBED = {"unsubscribed": True}
 
 
 def event_key(data: dict[str, Any], mpid: str, batch_ref: str, position: int, name: str) -> bytes:
@@ -69,7 +70,9 @@ def map_batch_unchecked(
     commands: list[Command] = []
     earliest = latest = first_run = None
     forwardable = 0
-    for position, event in enumerate(batch.events):
+    position = -1
+    for event in batch.events:
+        position += 1
         if type(event) is not dict:
             drops.append(Drop("invalid_event", f"event {position} is not an object"))
             continue
@@ -78,9 +81,11 @@ def map_batch_unchecked(
         if type(data) is not dict or type(event_type) is not str:
             drops.append(Drop("invalid_event", f"event {position} lacks event_type or data"))
             continue
-        ts = timestamp_ms(data.get("timestamp_unixtime_ms"))
-        if ts is None:
-            ts = batch_ms
+        ts = data.get("timestamp_unixtime_ms")
+        if type(ts) is not int or ts < 0 or ts > MAX_TIMESTAMP_MS:
+            ts = timestamp_ms(ts)
+            if ts is None:
+                ts = batch_ms
         if ts is not None:
             if earliest is None or ts < earliest:
                 earliest = ts
@@ -104,9 +109,9 @@ def map_batch_unchecked(
                 elif not state.unsubscribed:
                     state.unsubscribed = True
                     commands.append(
-                        Command(
+                        command(
                             _UNSUBSCRIBE, mpid, id_type, id_value, (ts or 0) // 1000,
-                            _UNSUBSCRIBED,
+                            {"unsubscribed": True},
                         )
                     )
             continue
@@ -122,12 +127,14 @@ def map_batch_unchecked(
         if type(raw_name) is not str:
             drops.append(Drop("missing_event_name", f"{event_type} {position} has no name"))
             continue
-        name, cut = event_name(raw_name)
+        name = raw_name.strip().replace(" ", "_")
+        if len(name) > _SHORT_NAME:
+            name, cut = event_name(raw_name)
+            if cut:
+                drops.append(Drop("event_name_truncated", f"{name[:40]!r}... cut to 100 bytes"))
         if not name:
             drops.append(Drop("empty_event_name", f"{event_type} {position}: name is blank"))
             continue
-        if cut:
-            drops.append(Drop("event_name_truncated", f"{name[:40]!r}... cut to 100 bytes"))
         attributes = data.get("custom_attributes")
         if attributes is None:
             attributes = {}
@@ -137,10 +144,16 @@ def map_batch_unchecked(
         elif attributes:
             attributes = event_attributes(attributes, drops)
         ms = ts or 0
+        # The event id: a hash of source_message_id, else event_id, else the event's place.
+        key = data.get("source_message_id")
+        if type(key) is str and key:
+            key = b"s" + key.encode("utf-8", "surrogatepass")
+        else:
+            key = event_key(data, mpid, batch_ref, position, name)
         commands.append(
-            Command(
+            command(
                 kind, mpid, id_type, id_value, ms // 1000, attributes, name,
-                deterministic_ulid(ms, event_key(data, mpid, batch_ref, position, name)),
+                deterministic_ulid(ms, key),
             )
         )
 
@@ -154,31 +167,41 @@ def map_batch_unchecked(
         )
         return MapResult([], state, drops)
 
-    desired: dict[str, Any] = {}
-    if state.email is not None:
-        desired["email"] = state.email
-    truncated = None
+    addressing = address(state, identifier, previous_email)
     include_all = settings.include_user_attributes
-    if batch.user_attributes:
-        truncated = user_attributes(batch.user_attributes, include_all, desired, drops)
-    for key in batch.deleted_user_attributes:
-        name = attribute_name(key)
-        if name and name not in desired and name not in CIO_RESERVED:
-            if (include_all or name in _ALWAYS_DELETABLE) and utf8_len(name) <= MAX_NAME_BYTES:
-                desired[name] = None
+    created_at = None
     if settings.send_created_at and state.last_device is not None:
         created_at = state.devices.get(state.last_device)
+    audiences = state.audiences if state.audiences or MEMBERSHIP in state.sent else None
+    per_segment = settings.audience_attribute_per_segment
+    inputs = digest(
+        (
+            "batch", state.email, batch.user_attributes, batch.deleted_user_attributes,
+            include_all, created_at, audiences, per_segment,
+        )
+    )
+    if not unchanged(state, addressing, inputs):
+        desired: dict[str, Any] = {}
+        if state.email is not None:
+            desired["email"] = state.email
+        truncated = None
+        if batch.user_attributes:
+            truncated = user_attributes(batch.user_attributes, include_all, desired, drops)
+        for key in batch.deleted_user_attributes:
+            name = attribute_name(key)
+            if name and name not in desired and name not in CIO_RESERVED:
+                if (include_all or name in _ALWAYS_DELETABLE) and utf8_len(
+                    name
+                ) <= MAX_NAME_BYTES:
+                    desired[name] = None
         if created_at is not None:
             desired["created_at"] = created_at
-    if state.audiences or MEMBERSHIP in state.sent:
-        audience_attributes(
-            state.audiences, settings.audience_attribute_per_segment, desired, drops
+        if audiences is not None:
+            audience_attributes(audiences, per_segment, desired, drops)
+        when = latest if latest is not None else batch_ms
+        person = identify(
+            state, addressing, desired, inputs, truncated, mpid, (when or 0) // 1000, drops
         )
-
-    when = latest if latest is not None else batch_ms
-    person = person_commands(
-        state, identifier, previous_email, desired, truncated, mpid, (when or 0) // 1000, drops
-    )
-    if person:
-        commands[:0] = person
+        if person:
+            commands[:0] = person
     return MapResult(commands, state, drops)

@@ -17,20 +17,25 @@ Identifier changes: the person is never split in two.
 Dedup: ``state.sent`` keeps a digest of every attribute value last sent; an identify carries
 only the attributes whose value differs, and is emitted only when there is one (or when the
 person is addressed by this identifier for the first time, so that it exists before events).
+``state.desired`` (a digest of the inputs the attribute set was computed from, kept only when
+all of it was sent) skips building and comparing the attributes when nothing changed, the
+common case.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from cioproc.mapping.attributes import MAX_ATTRIBUTES, chunk_attributes
+from cioproc.mapping.build import command
 from cioproc.mapping.results import Drop
 from cioproc.mapping.values import digest
 from cioproc.models.commands import Command, CommandKind
 from cioproc.models.settings import MappingSettings, UserIdType
 from cioproc.models.state import UserState
 
-__all__ = ["NONE_DIGEST", "choose_identifier", "person_commands"]
+__all__ = ["NONE_DIGEST", "Addressing", "address", "choose_identifier", "identify", "unchanged"]
 
 NONE_DIGEST = digest(None)  # "sent as removed"
 _IDENTIFY = CommandKind.IDENTIFY
@@ -55,21 +60,24 @@ def _same(id_type: str, a: str, b: str) -> bool:
     return a == b or (id_type == "email" and a.lower() == b.lower())
 
 
-def person_commands(
-    state: UserState,
-    identifier: tuple[str, str],
-    previous_email: str | None,
-    desired: dict[str, Any],
-    truncated: set[str] | None,
-    mpid: str,
-    timestamp: int,
-    drops: list[Drop],
-) -> list[Command]:
-    """Address the person by ``identifier`` and set what changed in ``desired``.
+@dataclass(slots=True)
+class Addressing:
+    """How this input addresses the person, decided by :func:`address`."""
 
-    ``state`` (already holding the identities of this input) is updated in place: the
-    identifier used and the digests of what is sent. ``previous_email`` is the email the
-    state knew before this input. Returns identify commands, then a merge when one is needed.
+    id_type: str
+    id_value: str
+    fresh: bool  # first time by this identifier: identify even with nothing to set
+    merge_from: tuple[str, str] | None  # old identifier to merge into this one
+    withhold_email: bool  # the email still belongs to the old person until the merge
+
+
+def address(
+    state: UserState, identifier: tuple[str, str], previous_email: str | None
+) -> Addressing:
+    """Switch ``state`` to ``identifier``; on a change, forget what was sent and plan a merge.
+
+    ``state`` already holds the identities of this input; ``previous_email`` is the email it
+    knew before.
     """
     id_type, id_value = identifier
     old_type, old_value = state.id_type, state.id_value
@@ -90,9 +98,34 @@ def person_commands(
         if not attached:
             merge_from = (old_type, old_value)
         state.sent = {}
+        state.desired = b""
     state.id_type, state.id_value = id_type, id_value
+    return Addressing(id_type, id_value, fresh, merge_from, withhold_email)
 
+
+def unchanged(state: UserState, addressing: Addressing, inputs: bytes) -> bool:
+    """True when the inputs of the attributes are those of the last (fully sent) identify."""
+    return not addressing.fresh and inputs == state.desired
+
+
+def identify(
+    state: UserState,
+    addressing: Addressing,
+    desired: dict[str, Any],
+    inputs: bytes,
+    truncated: set[str] | None,
+    mpid: str,
+    timestamp: int,
+    drops: list[Drop],
+) -> list[Command]:
+    """Identify commands setting what changed in ``desired``, then the merge when planned.
+
+    ``inputs`` is a digest of everything ``desired`` was computed from; it is remembered
+    when all of ``desired`` was sent, so that the same inputs next time cost nothing.
+    """
+    complete = True
     sent = state.sent
+    withhold_email = addressing.withhold_email
     changes: dict[str, Any] = {}
     live = -1  # attributes set on the person, counted on first need
     for name, value in desired.items():
@@ -100,12 +133,14 @@ def person_commands(
         if sent.get(name) == value_digest:
             continue
         if name == "email" and withhold_email:
+            complete = False
             continue
         if value is not None and (name not in sent or sent[name] == NONE_DIGEST):
             if live < 0:
                 live = sum(1 for d in sent.values() if d != NONE_DIGEST)
             if live >= MAX_ATTRIBUTES:
                 drops.append(Drop("too_many_attributes", f"{name[:40]!r}: person has 300"))
+                complete = False
                 continue
             live += 1
         sent[name] = value_digest
@@ -113,12 +148,16 @@ def person_commands(
         if truncated and name in truncated:
             drops.append(Drop("attribute_value_truncated", f"{name[:40]!r} cut to 1000 bytes"))
 
+    state.desired = inputs if complete else b""
+    id_type, id_value = addressing.id_type, addressing.id_value
     commands: list[Command] = []
-    if changes or fresh:
+    if changes or addressing.fresh:
         for part in chunk_attributes(changes):
-            commands.append(Command(_IDENTIFY, mpid, id_type, id_value, timestamp, part))
-    if merge_from is not None:
+            commands.append(command(_IDENTIFY, mpid, id_type, id_value, timestamp, part))
+    if addressing.merge_from is not None:
         commands.append(
-            Command(_MERGE, mpid, id_type, id_value, timestamp, {}, secondary=merge_from)
+            command(
+                _MERGE, mpid, id_type, id_value, timestamp, {}, None, None, addressing.merge_from
+            )
         )
     return commands

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from hashlib import blake2b
 from typing import Any
@@ -75,11 +76,18 @@ def json_size(value: Any) -> int:
 
 
 def digest(value: Any) -> bytes:
-    """A stable 8-byte digest of a JSON-like value (same value -> same digest, any process)."""
+    """A stable 8-byte digest of a JSON-like value (same value -> same digest, any process).
+
+    A value orjson cannot encode (nested over 255 levels) gets its repr hashed, and one
+    even repr cannot handle gets a random digest: "changed", which is always safe here.
+    """
     try:
         data = orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):
-        data = repr(value).encode("utf-8", "surrogatepass")
+        try:
+            data = repr(value).encode("utf-8", "surrogatepass")
+        except RecursionError:
+            return os.urandom(8)
     return blake2b(data, digest_size=8).digest()
 
 

@@ -4,8 +4,8 @@ The mapping reads a :class:`UserState` and returns a new one; the processor stor
 Faust table as bytes (:func:`encode_state` / :func:`decode_state`).
 
 Encoding: a msgpack array ``[version, customer_id, email, id_type, id_value, devices,
-last_device, last_device_ms, audiences, sent, unsubscribed, opt_out_ms]``; absent values are
-nil, maps are msgpack maps. About 100-400 bytes for a typical user.
+last_device, last_device_ms, audiences, sent, unsubscribed, opt_out_ms, desired]``; absent
+values are nil, maps are msgpack maps. About 100-400 bytes for a typical user.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import msgpack
 __all__ = ["STATE_VERSION", "StateDecodeError", "UserState", "decode_state", "encode_state"]
 
 STATE_VERSION = 1
-_FIELDS = 12
+_FIELDS = 13
 
 
 class StateDecodeError(ValueError):
@@ -40,6 +40,7 @@ class UserState:
     sent: dict[str, bytes] = field(default_factory=dict)  # attribute -> digest of value last sent
     unsubscribed: bool = False  # an unsubscribe was sent and no opt-in came after it
     opt_out_ms: int = 0  # time of the last opt_out event applied (ms)
+    desired: bytes = b""  # digest of what the last identify was computed from, if all was sent
 
     def copy(self) -> UserState:
         """A copy whose containers can be changed without touching this one."""
@@ -55,6 +56,7 @@ class UserState:
             dict(self.sent),
             self.unsubscribed,
             self.opt_out_ms,
+            self.desired,
         )
 
 
@@ -74,6 +76,7 @@ def encode_state(state: UserState) -> bytes:
             state.sent,
             state.unsubscribed,
             state.opt_out_ms,
+            state.desired,
         ],
         use_bin_type=True,
     )
@@ -123,11 +126,14 @@ def decode_state(data: bytes) -> UserState:
         sent,
         unsubscribed,
         opt_out_ms,
+        desired,
     ) = fields
     if id_type not in (None, "id", "email"):
         raise StateDecodeError("state field id_type is not id or email")
     if not isinstance(unsubscribed, bool):
         raise StateDecodeError("state field unsubscribed is not a boolean")
+    if not isinstance(desired, bytes):
+        raise StateDecodeError("state field desired is not bytes")
     return UserState(
         customer_id=_optional_str(customer_id, "customer_id"),
         email=_optional_str(email, "email"),
@@ -140,4 +146,5 @@ def decode_state(data: bytes) -> UserState:
         sent=_str_map(sent, "sent", bytes),
         unsubscribed=unsubscribed,
         opt_out_ms=_int(opt_out_ms, "opt_out_ms"),
+        desired=desired,
     )

@@ -8,15 +8,13 @@ ignores an event whose id it has already received) records it once.
 
 from __future__ import annotations
 
-import base64
 from hashlib import blake2b
 
 __all__ = ["MAX_TIMESTAMP_MS", "deterministic_ulid", "ulid_timestamp_ms"]
 
 MAX_TIMESTAMP_MS = (1 << 48) - 1
 _CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_RFC4648 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_TO_CROCKFORD = bytes.maketrans(_RFC4648, _CROCKFORD)
+_PAIRS = tuple(a + b for a in _CROCKFORD.decode() for b in _CROCKFORD.decode())
 _DECODE = {c: i for i, c in enumerate(_CROCKFORD.decode())}
 
 
@@ -26,12 +24,19 @@ def deterministic_ulid(timestamp_ms: int, key: bytes) -> str:
         timestamp_ms = 0
     elif timestamp_ms > MAX_TIMESTAMP_MS:
         timestamp_ms = MAX_TIMESTAMP_MS
-    # 6 timestamp bytes + 10 hash bytes = the 128-bit value. Base32 of those 16 bytes
-    # preceded by two zero bits is the ULID: shift left by 6 inside 17 bytes, then the first
-    # 26 of the 28 base32 characters carry exactly the 2 zero bits and the 128 value bits.
-    value = (timestamp_ms << 80) | int.from_bytes(blake2b(key, digest_size=10).digest(), "big")
-    encoded = base64.b32encode((value << 6).to_bytes(17, "big"))
-    return encoded[:26].translate(_TO_CROCKFORD).decode("ascii")
+    # 26 characters of 5 bits = 13 pairs of 10 bits: 5 pairs for the 48-bit time (plus two
+    # leading zero bits), 8 pairs for the 80 hashed bits.
+    h = int.from_bytes(blake2b(key, digest_size=10).digest(), "big")
+    p = _PAIRS
+    t = timestamp_ms
+    return "".join(
+        (
+            p[t >> 40], p[(t >> 30) & 1023], p[(t >> 20) & 1023], p[(t >> 10) & 1023],
+            p[t & 1023], p[h >> 70], p[(h >> 60) & 1023], p[(h >> 50) & 1023],
+            p[(h >> 40) & 1023], p[(h >> 30) & 1023], p[(h >> 20) & 1023],
+            p[(h >> 10) & 1023], p[h & 1023],
+        )
+    )
 
 
 def ulid_timestamp_ms(ulid: str) -> int:
