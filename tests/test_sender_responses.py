@@ -30,6 +30,7 @@ CASES = [
     (400, V2_400, 4, None, Action.SPLIT, 400, "invalid", "identifiers: must have one identifier"),
     (400, V2_400, 1, None, Action.REJECTED, 400, "invalid", "identifiers: must have one identifier"),
     (400, V1_400, 1, None, Action.REJECTED, 400, "bad_request", "attribute value too long"),
+    (400, body({"meta": {"error": "primary must exist"}}), 1, None, Action.REJECTED, 400, "bad_request", "primary must exist"),
     (400, b"not json", 1, None, Action.REJECTED, 400, "bad_request", "not json"),
     (400, b"", 1, None, Action.REJECTED, 400, "bad_request", "HTTP 400"),
     (413, b"too big", 5, None, Action.SPLIT, 413, "http_413", "too big"),

@@ -71,7 +71,8 @@ class HttpResult:
 
 
 class TransportError(Exception):
-    """No HTTP response: connection refused or dropped, timeout, DNS. Message is key-free."""
+    """No HTTP response: connection refused or dropped, timeout, DNS. The message holds neither
+    the key nor the request path (a v1 path holds a person's identifier)."""
 
     def __init__(self, reason: str, message: str, latency: float) -> None:
         super().__init__(message)
@@ -143,10 +144,10 @@ class TrackClient:
                     latency=time.perf_counter() - started,
                 )
         except asyncio.TimeoutError:
-            raise TransportError("timeout", f"{method} {path}: timed out", time.perf_counter() - started) from None
+            raise TransportError("timeout", "timed out", time.perf_counter() - started) from None
         except (aiohttp.ClientError, OSError) as exc:
             detail = self.redact(f"{type(exc).__name__}: {exc}")
-            raise TransportError("transport", f"{method} {path}: {detail}", time.perf_counter() - started) from None
+            raise TransportError("transport", detail, time.perf_counter() - started) from None
 
     async def close(self) -> None:
         """Close the session and its connections."""

@@ -80,6 +80,8 @@ def _describe_errors(body: bytes) -> tuple[str | None, str]:
         meta = data.get("meta")
         if isinstance(meta, dict) and isinstance(meta.get("errors"), list):  # v1: {"meta":{"errors":[str]}}
             return None, _clip("; ".join(str(e) for e in meta["errors"]))
+        if isinstance(meta, dict) and isinstance(meta.get("error"), str):  # v1 merge: {"meta":{"error":str}}
+            return None, _clip(meta["error"])
     return None, _clip(body.decode("utf-8", "replace").strip())
 
 
