@@ -8,7 +8,7 @@ v2 (``POST /api/v2/batch``, one entry per command)::
     unsubscribe  identify with ``{"unsubscribed": true}`` (never suppress: that deletes the person)
     merge        {"type":"person","action":"merge","primary":{...},"secondary":{...}}
 
-v1 (one request per command): ``PUT /api/v1/customers/{id}`` (identify, unsubscribe),
+v1 (one request per command): ``PUT /api/v1/customers/{id}`` (identify, unsubscribe; ``_timestamp`` added),
 ``POST /api/v1/customers/{id}/events`` (track; screen with ``"type": "screen"``),
 ``POST /api/v1/merge_customers``.
 
