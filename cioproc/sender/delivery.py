@@ -17,14 +17,14 @@ import asyncio
 import functools
 import logging
 import math
-import os
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from cioproc.config import Config
 from cioproc.models.commands import Command, CommandKind
 from cioproc.sender.client import ClientConfigError, TrackClient, TransportError, resolve_base_url
 from cioproc.sender.packing import batch_body, pack
@@ -107,27 +107,18 @@ class SenderConfig:
         return resolve_base_url(self.region, self.track_url)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SenderConfig:
-        """Settings from ``CIO_SITE_ID``, ``CIO_API_KEY``, ``CIO_REGION``, ``CIO_TRACK_URL`` and the
-        optional ``CIO_SENDER_TRANSPORT``, ``CIO_MAX_REQUESTS_PER_SECOND`` (0: none),
-        ``CIO_SENDER_CONCURRENCY``; keyword arguments win."""
-        env = os.environ if environ is None else environ
+    def from_config(cls, config: Config, **overrides: Any) -> SenderConfig:
+        """Sender settings from the process configuration (cioproc.config, the one place that
+        reads environment variables); keyword arguments win."""
         values: dict[str, Any] = {
-            "site_id": env.get("CIO_SITE_ID", "").strip(),
-            "api_key": env.get("CIO_API_KEY", "").strip(),
-            "region": env.get("CIO_REGION", "us").strip() or "us",
-            "track_url": env.get("CIO_TRACK_URL", "").strip() or None,
+            "site_id": config.site_id or "",
+            "api_key": config.api_key.reveal() if config.api_key else "",
+            "region": config.region,
+            "track_url": config.track_url,
+            "transport": config.transport,
+            "max_requests_per_second": config.max_requests_per_second,
+            "max_concurrency": config.max_concurrency,
         }
-        try:
-            if env.get("CIO_SENDER_TRANSPORT"):
-                values["transport"] = env["CIO_SENDER_TRANSPORT"].strip().lower()
-            if env.get("CIO_MAX_REQUESTS_PER_SECOND"):
-                rate = float(env["CIO_MAX_REQUESTS_PER_SECOND"])
-                values["max_requests_per_second"] = rate if rate > 0 else None
-            if env.get("CIO_SENDER_CONCURRENCY"):
-                values["max_concurrency"] = int(env["CIO_SENDER_CONCURRENCY"])
-        except ValueError as exc:
-            raise SenderConfigError(f"bad sender setting: {exc}") from None
         values.update(overrides)
         return cls(**values)
 
