@@ -114,7 +114,7 @@ class UserBatches:
             if rng.random() < 0.33:
                 value["mpid"] = str(plan.mpid)
                 string_mpid = True
-        self._count(summary, b, order, events, t, deleted, outbound, string_mpid)
+        self._count(summary, b, order, events, t, deleted, _shape(value["user_identities"]), string_mpid)
         return Record("batches", str(plan.mpid), value)
 
     def _event_types(self, b: int, size: int, kind: str) -> tuple[list[str], bool]:
@@ -157,7 +157,7 @@ class UserBatches:
         return order, opens
 
     def _count(self, summary: Summary, b: int, order: list[str], events: list[dict], t: int,
-               deleted: list[str], outbound: bool, string_mpid: bool) -> None:  # fmt: skip
+               deleted: list[str], shape: str, string_mpid: bool) -> None:  # fmt: skip
         plan = self.plan
         summary.batches += 1
         summary.events += len(order)
@@ -174,7 +174,7 @@ class UserBatches:
             if event["event_type"] == "custom_event":
                 name = event["data"]["event_name"]
                 summary.names_needing_normalisation += normalise_event_name(name) != name
-        summary.batches_by_identity_shape["array" if outbound else "map"] += 1
+        summary.batches_by_identity_shape[shape] += 1
         summary.string_mpid_batches += string_mpid
 
     # ------------------------------------------------------------ parts of a batch
@@ -367,6 +367,10 @@ class UserBatches:
         elif kind == "fire_tv":
             info["fire_advertising_id"] = device_id
         return info
+
+
+def _shape(identities: Any) -> str:
+    return "array" if isinstance(identities, list) else "map" if isinstance(identities, dict) else "null"
 
 
 def _speller(style: str):

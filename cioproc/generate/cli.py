@@ -208,7 +208,9 @@ def _produce_to_kafka(records: Iterator[Record], args: argparse.Namespace, by_ro
 
     # Every failure ends in one ProduceError line; aiokafka's own retry and connection
     # log lines would only repeat it.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    kafka_logger = logging.getLogger("aiokafka")
+    level = kafka_logger.level
+    kafka_logger.setLevel(logging.CRITICAL)
     started = time.monotonic()
     try:
         acked = asyncio.run(
@@ -225,6 +227,8 @@ def _produce_to_kafka(records: Iterator[Record], args: argparse.Namespace, by_ro
         progress.done()
         print(f"produce: {exc} ({progress.acked:,} message(s) acknowledged before)", file=sys.stderr)
         return 1
+    finally:
+        kafka_logger.setLevel(level)
     progress.done()
     if not quiet:
         elapsed = time.monotonic() - started

@@ -37,7 +37,7 @@ class Summary:
     users_by_identity: Counter = field(default_factory=Counter)
     devices_by_platform: Counter = field(default_factory=Counter)  # a user's device types
     multi_device_users: int = 0
-    batches_by_identity_shape: Counter = field(default_factory=Counter)  # "map" (inbound) / "array" (outbound)
+    batches_by_identity_shape: Counter = field(default_factory=Counter)  # "map" (inbound), "array" (outbound), "null"
     string_mpid_batches: int = 0
     names_needing_normalisation: int = 0  # custom events whose name changes when normalised
     opted_out_users: int = 0
