@@ -6,10 +6,14 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cioproc.sandbox import validation as v
+from cioproc.sandbox.api import Counters, TrackApi
+from cioproc.sandbox.faults import FaultInjector
 from cioproc.sandbox.validation import InvalidRequest
-from cioproc.sandbox.workspace import EventOp, IdentifyOp, MergeOp
+from cioproc.sandbox.workspace import EventOp, IdentifyOp, MergeOp, Workspace
 
 ULID = "01HZY3KJ5Q8W9X0ABCDEFGHJKM"
 E = "é"  # two bytes in UTF-8: limits are bytes, not characters
@@ -88,6 +92,9 @@ def test_v1_reserved_keys() -> None:
     assert op.set == {"created_at": 7, "cio_subscription_preferences": {"topics": {"topic_1": True}}}
     assert fails(v.v1_identify, "u1", {"_update": "yes"})[0].field == "_update"
     assert fails(v.v1_identify, "u1", {"created_at": "2024-01-01"})[0].field == "created_at"
+    assert fails(v.v1_identify, "u1", {"created_at": None})[0].field == "created_at"
+    assert v.v1_identify("u1", {"created_at": ""}).remove == {"created_at"}
+    assert v.v2_entry(person("identify", attributes={"created_at": None})).remove == {"created_at"}
     assert fails(v.v1_identify, "u1", {"email": "not-an-email"})[0].field == "email"
     assert fails(v.v1_identify, "u1", {"id": ["x"]})[0].field == "id"
     assert v.v1_identify("u1", {"id": 42}).identifiers == {"id": "42"}
@@ -218,3 +225,40 @@ def test_v1_body_must_be_object() -> None:
     assert fails(v.v1_identify, "u1", [1])[0].field == "body"
     assert fails(v.v1_event, "u1", "x")[0].field == "body"
     assert fails(v.parse_json, b"{")[0].reason == "invalid_json"
+
+
+# -- robustness: any JSON gets a documented answer, never an exception ---------------------------
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False),
+                    st.text(max_size=8), st.sampled_from(["", "a@x.io", "A@X.IO", "u1", "cio_03000001", ULID, "TRUE", "1"]))
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+identifiers = st.dictionaries(st.sampled_from(["id", "email", "cio_id", "phone", "x"]), scalars, max_size=2)
+entries = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["person", "object", "x"]), "action": st.sampled_from(["identify", "event", "screen", "page", "merge", "delete", "x"])},
+        optional={"identifiers": identifiers, "attributes": st.dictionaries(st.sampled_from(["a", "email", "id", "unsubscribed", "_update"]), json_values, max_size=4),
+                  "name": scalars, "id": scalars, "timestamp": scalars, "primary": identifiers, "secondary": identifiers},
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(entries, max_size=6), json_values, st.sampled_from(["u1", "a@x.io", "cio_03000001", "cio_"]))
+def test_any_request_gets_a_documented_answer(batch: list[Any], body: Any, path: str) -> None:
+    api = TrackApi(Workspace(clock=lambda: 0), FaultInjector(), Counters())
+    reply = api.v2_batch(orjson.dumps({"batch": batch}))
+    assert reply.status in (200, 207)
+    if reply.status == 207:
+        assert reply.body["errors"] and all(0 <= e["batch_index"] < len(batch) for e in reply.body["errors"])
+        assert all(set(e) == {"batch_index", "reason", "field", "message"} for e in reply.body["errors"])
+    for result in (api.v1_identify(path, orjson.dumps(body)), api.v1_event(path, orjson.dumps(body))):
+        assert result.status == 200 or (result.status == 400 and all(isinstance(e, str) for e in result.body["meta"]["errors"]))
+    merge = api.v1_merge(orjson.dumps(body))
+    assert merge.status == 200 or set(merge.body["meta"]) == {"error"}
+    entity = api.v2_entity(orjson.dumps(batch[0] if batch else body))
+    assert entity.status == 200 or all(set(e) == {"reason", "field", "message"} for e in entity.body["errors"])
+    people = api.workspace.people_view()
+    assert all(p["id"] is not None or p["email"] is not None for p in people)
+    assert len({p["cio_id"] for p in people}) == len(people)
+    api.workspace.events_view()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 
 from cioproc.sandbox.config import DEFAULT_API_KEY, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SITE_ID, SandboxConfig
 from cioproc.sandbox.faults import FaultConfig
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace, environ: dict[str, str] | os._Environ[str] = os.environ) -> SandboxConfig:
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> SandboxConfig:
     """A SandboxConfig from parsed arguments; CIO_SITE_ID / CIO_API_KEY fill what is not given."""
     faults = FaultConfig(
         fault_rate=args.fault_rate,

@@ -144,7 +144,8 @@ def _attribute_errors(attributes: dict[str, Any], field: str, v1: bool) -> list[
                 errors.append(EntryError(where, "invalid", "_update must be a boolean"))
             continue
         if name in ("_timestamp", "created_at"):
-            if not _is_int(value) and not (name == "created_at" and value in ("", None)):
+            removal = name == "created_at" and (value == "" or (value is None and not v1))
+            if not _is_int(value) and not removal:
                 errors.append(EntryError(where, "invalid", f"{name} must be an integer Unix timestamp"))
             continue
         if name in (ID, EMAIL):
