@@ -7,6 +7,8 @@ import socket
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cioproc.generate import Record, Summary, generate
 from cioproc.generate.cli import _read_lines, generate_main
@@ -27,6 +29,23 @@ def test_encode_decode_round_trip_of_generated_records():
         assert line.endswith(b"\n") and line.count(b"\n") == 1
         assert json.loads(line) == {"topic": record.topic_role, "key": record.key, "value": record.value}
         assert decode_line(line) == record
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    role=st.sampled_from(["batches", "audiences"]),
+    key=st.text(min_size=1) | st.integers(-(2**63), 2**63 - 1).map(str),
+    value=st.dictionaries(st.text(max_size=10), JSON, max_size=6),
+)
+def test_property_any_record_round_trips(role, key, value):
+    assert decode_line(encode_line(Record(role, key, value))) == Record(role, key, value)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -76,7 +77,8 @@ def generate_main(argv: list[str]) -> int:
             with _open_output(args.output) as out:
                 _write_lines(records, out)
         except BrokenPipeError:  # `| head`: the reader has what it wanted
-            sys.stderr.close()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
             return 0
         except OSError as exc:
             print(f"generate: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
