@@ -19,7 +19,7 @@ import pytest
 from aiohttp import test_utils
 
 from cioproc.sandbox import SANDBOX, FaultConfig, SandboxConfig, create_app, serve
-from cioproc.sandbox.cli import build_parser, config_from_args
+from cioproc.sandbox.cli import build_parser, config_from_args, main
 from cioproc.sandbox.faults import FaultInjector
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"sandbox-site:sandbox-key").decode()}
@@ -441,10 +441,11 @@ def test_cli_config_reads_env_defaults_and_flags() -> None:
     assert config_from_args(parser.parse_args([]), {}).api_key == "sandbox-key"
 
 
-def test_cli_rejects_bad_fault_settings() -> None:
-    for argv in (["--fault-statuses", "404"], ["--fault-rate", "1.5"], ["--fault-statuses", "x"]):
-        proc = subprocess.run([sys.executable, "-m", "cioproc.sandbox", *argv], capture_output=True, text=True, timeout=30)
-        assert proc.returncode == 2 and "error" in proc.stderr
+@pytest.mark.parametrize("argv", [["--fault-statuses", "404"], ["--fault-rate", "1.5"], ["--fault-statuses", "x"]])
+def test_cli_rejects_bad_fault_settings(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "error" in capsys.readouterr().err
 
 
 def test_cli_prints_url_never_the_key_and_stops_on_sigterm() -> None:
