@@ -162,6 +162,7 @@ def cleanup(started: Started) -> None:
 
 
 def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dict[str, Any]:
+    from cioproc.generate.model import Summary
     from cioproc.generate.synthetic import generate
     from cioproc.kafka.admin import reconcile
     from cioproc.kafka.topics import load_topics
@@ -210,7 +211,9 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
 
     print(f"generate: {args.users} users, {args.events} events (seed {args.seed})", file=sys.stderr)
-    records = list(generate(users=args.users, events=args.events, seed=args.seed))
+    summary_in = Summary()
+    records = list(generate(users=args.users, events=args.events, seed=args.seed,
+                            now_ms=int(time.time() * 1000), summary=summary_in))
     batches = sum(1 for r in records if r.topic_role == "batches")
     audience_messages = len(records) - batches
     t0 = time.monotonic()
@@ -251,7 +254,7 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
 
 
 async def _produce(records: list, bootstrap: str, topics: Any) -> int:
-    from cioproc.generate.cli import produce_records
+    from cioproc.generate.produce import produce_records
 
     return await produce_records(records, bootstrap, topics)
 
