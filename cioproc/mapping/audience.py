@@ -72,6 +72,8 @@ def _profile(raw: dict[str, Any], mpid: str, ts: int | None) -> AudienceProfile:
             if type(entry) is not dict or entry.get("encoding", "raw") != "raw":
                 continue  # a hashed identity cannot address a Customer.io person
             kind = entry.get("type")
+            if type(kind) is not str:
+                continue
             if kind in _CUSTOMER_TYPES:
                 customer_id = clean_customer_id(entry.get("value"), drops)
             elif kind == "email":
@@ -92,7 +94,7 @@ def _profile(raw: dict[str, Any], mpid: str, ts: int | None) -> AudienceProfile:
             drops.append(Drop("invalid_audience", "an audience has no usable audience_id"))
             continue
         action = entry.get("action")
-        if action not in ACTIONS:
+        if type(action) is not str or action not in ACTIONS:
             drops.append(Drop("unknown_audience_action", f"action {str(action)[:40]!r}"))
             continue
         name = entry.get("audience_name")
