@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -161,8 +162,14 @@ def test_malformed_events_are_dropped_and_the_rest_goes_on(events: list, reason:
 
 
 def test_event_data_over_one_customerio_entry_is_trimmed() -> None:
-    attrs = {"small": "s", "huge": "h" * 40_000, "deep": [[[[[[[[[[1]]]]]]]]]]}
-    result = run(batch([custom("e", attrs=attrs)]))
+    deep: list = [1]
+    for _ in range(300):
+        deep = [deep]
+    attrs = {"small": "s", "huge": "h" * 40_000, "deep": deep}
+    raw = json.dumps(batch([custom("e", attrs=attrs)])).encode()  # orjson won't write this deep
+    parsed_batch = parse_batch(raw)
+    assert isinstance(parsed_batch, Batch)
+    result = map_batch(parsed_batch, None, MappingSettings())
     (track,) = [c for c in result.commands if c.name == "e"]
     assert track.attributes == {"small": "s"}
     assert {"event_data_too_large", "unsupported_attribute_value"} <= set(reasons(result))

@@ -15,7 +15,10 @@ CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 def reference_ulid(timestamp_ms: int, key: bytes) -> str:
     """The ULID spec written out bit by bit (slow, obviously right)."""
-    value = (timestamp_ms << 80) | int.from_bytes(blake2b(key, digest_size=10).digest(), "big")
+    hashed = 0
+    for byte in blake2b(key, digest_size=16).digest():  # 5 bits from each of 16 bytes
+        hashed = (hashed << 5) | (byte & 31)
+    value = (timestamp_ms << 80) | hashed
     return "".join(CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
 
 

@@ -51,7 +51,7 @@ Drop reasons (part of an input not forwarded, or cut to fit; the rest goes on):
 - ``invalid_event_attributes``: ``custom_attributes`` not an object (sent without data);
 - ``event_data_too_large``: event data over one Customer.io entry; largest values left out;
 - ``unsupported_attribute_value``: an object (or a list of non-scalars) as user attribute
-  value, or event data nested deeper than 8 levels;
+  value, or an event data value nested too deep to encode in a request (~250 levels);
 - ``invalid_user_attributes`` / ``invalid_deleted_attributes``: not an object / not a list;
 - ``null_attribute_value``: a user attribute without a value (an mParticle user tag);
 - ``empty_attribute_name``, ``attribute_name_too_long`` (over 150 bytes),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from cioproc.mapping.results import Drop
 from cioproc.mapping.values import fit_utf8, json_size, utf8_len
 
@@ -29,7 +31,6 @@ MAX_NAME_BYTES = 150
 MAX_VALUE_BYTES = 1000
 MAX_ATTRIBUTES = 300
 ENTRY_BUDGET = 30_000  # bytes of attribute JSON per command: a v2 entry is at most 32 KB
-MAX_DEPTH = 8  # nesting kept in event data (deeper values cannot be what a user meant)
 
 # mParticle's reserved user attributes, matched case-insensitively, and their Customer.io names.
 RESERVED_MPARTICLE = {
@@ -136,53 +137,44 @@ def user_attributes(
     return truncated
 
 
-def _depth_ok(value: Any, depth: int) -> bool:
-    if depth > MAX_DEPTH:
-        return False
-    if type(value) is dict:
-        return all(_depth_ok(item, depth + 1) for item in value.values())
-    if type(value) is list:
-        return all(_depth_ok(item, depth + 1) for item in value)
-    return True
+def _encodable_size(value: Any) -> int | None:
+    """JSON size of ``value``, or None when it cannot be encoded in a Track API body.
+
+    The body puts event data three levels deep (``{"batch": [{"attributes": ...}]}``);
+    encoding it four lists deep checks that orjson's nesting limit still leaves room.
+    """
+    try:
+        return len(orjson.dumps([[[[value]]]])) - 8
+    except (TypeError, orjson.JSONEncodeError):
+        return None
 
 
 def event_attributes(raw: dict[str, Any], drops: list[Drop]) -> dict[str, Any]:
     """Event data as received when it fits one Customer.io entry, else a trimmed copy.
 
-    The fast path returns ``raw`` itself (no copy): flat data whose worst-case JSON size
-    (every character escaped, every number at its longest) is within the budget. Values
-    nested deeper than 8 levels are left out; when the data is over the entry budget the
-    largest values are left out.
+    The fast path returns ``raw`` itself (no copy). Values nested too deep to be encoded in
+    a request body are left out; when the data is over the entry budget the largest values
+    are left out.
     """
-    estimate = 0
-    simple = True
-    for key, value in raw.items():
-        kind = type(value)
-        if kind is str:
-            estimate += len(key) + len(value) + 6
-        elif kind is int or kind is float or kind is bool or kind is _NONE:
-            estimate += len(key) + 30
-        else:
-            simple = False
-            break
-    if simple and estimate * 6 <= ENTRY_BUDGET:
+    size = _encodable_size(raw)
+    if size is not None and size <= ENTRY_BUDGET:
         return raw
     kept: dict[str, Any] = {}
+    sizes = []
     for key, value in raw.items():
-        if (type(value) is dict or type(value) is list) and not _depth_ok(value, 1):
+        value_size = _encodable_size(value)
+        if value_size is None:
             drops.append(Drop("unsupported_attribute_value", f"{key[:40]!r} is nested too deep"))
             continue
         kept[key] = value
-    if json_size(kept) <= ENTRY_BUDGET:
-        return kept
-    sizes = sorted(((json_size(v) + utf8_len(k), k) for k, v in kept.items()), reverse=True)
+        sizes.append((value_size + utf8_len(key) + 4, key))
     total = json_size(kept)
-    for size, key in sizes:
+    for value_size, key in sorted(sizes, reverse=True):
         if total <= ENTRY_BUDGET:
             break
         del kept[key]
-        total -= size
-        drops.append(Drop("event_data_too_large", f"left out {key[:40]!r} ({size} bytes)"))
+        total -= value_size
+        drops.append(Drop("event_data_too_large", f"left out {key[:40]!r} ({value_size} bytes)"))
     return kept
 
 

@@ -31,13 +31,20 @@ _ALIASES = {
 }
 
 
+_SEEN: dict[str, str | None] = {}  # raw value -> device type, for the few values in use
+
+
 def _normalise(value: Any) -> str | None:
     if type(value) is not str:
         return None
+    found = _SEEN.get(value, "")
+    if found != "":
+        return found
     key = value.strip().lower().replace("_", "").replace(" ", "")
-    if not key or key == "unknown":
-        return None
-    return _ALIASES.get(key) or key[:32]
+    found = None if not key or key == "unknown" else (_ALIASES.get(key) or key[:32])
+    if len(_SEEN) < 256:
+        _SEEN[value] = found
+    return found
 
 
 def device_type(application_info: Any, device_info: Any) -> str | None:

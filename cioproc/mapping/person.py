@@ -14,7 +14,7 @@ Identifier changes: the person is never split in two.
   customer id is identified without the old person's email (that email still belongs to the
   old person until the merge; the next identify sends it).
 
-Dedup: ``state.sent`` keeps a digest of every attribute value last sent; an identify carries
+Dedup: ``state.sent`` keeps a checksum of every attribute value last sent; an identify carries
 only the attributes whose value differs, and is emitted only when there is one (or when the
 person is addressed by this identifier for the first time, so that it exists before events).
 ``state.desired`` (a digest of the inputs the attribute set was computed from, kept only when
@@ -30,14 +30,14 @@ from typing import Any
 from cioproc.mapping.attributes import MAX_ATTRIBUTES, chunk_attributes
 from cioproc.mapping.build import command
 from cioproc.mapping.results import Drop
-from cioproc.mapping.values import digest
+from cioproc.mapping.values import value_digest
 from cioproc.models.commands import Command, CommandKind
 from cioproc.models.settings import MappingSettings, UserIdType
 from cioproc.models.state import UserState
 
 __all__ = ["NONE_DIGEST", "Addressing", "address", "choose_identifier", "identify", "unchanged"]
 
-NONE_DIGEST = digest(None)  # "sent as removed"
+NONE_DIGEST = value_digest(None)  # "sent as removed"
 _IDENTIFY = CommandKind.IDENTIFY
 _MERGE = CommandKind.MERGE
 
@@ -129,8 +129,8 @@ def identify(
     changes: dict[str, Any] = {}
     live = -1  # attributes set on the person, counted on first need
     for name, value in desired.items():
-        value_digest = digest(value)
-        if sent.get(name) == value_digest:
+        checksum = value_digest(value)
+        if sent.get(name) == checksum:
             continue
         if name == "email" and withhold_email:
             complete = False
@@ -143,7 +143,7 @@ def identify(
                 complete = False
                 continue
             live += 1
-        sent[name] = value_digest
+        sent[name] = checksum
         changes[name] = value
         if truncated and name in truncated:
             drops.append(Drop("attribute_value_truncated", f"{name[:40]!r} cut to 1000 bytes"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from hashlib import blake2b
+from zlib import adler32, crc32
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ __all__ = [
     "mpid_string",
     "timestamp_ms",
     "utf8_len",
+    "value_digest",
 ]
 
 MAX_IDENTIFIER_BYTES = 150  # Customer.io: person id at most 150 bytes
@@ -89,6 +91,19 @@ def digest(value: Any) -> bytes:
         except RecursionError:
             return os.urandom(8)
     return blake2b(data, digest_size=8).digest()
+
+
+def value_digest(value: Any) -> int:
+    """A cheap, stable 64-bit checksum of one attribute value (CRC-32 and Adler-32 of its JSON).
+
+    Used to notice that an attribute changed since it was last sent; a collision would only
+    delay an update until the value changes again (odds about 2**-50 per change).
+    """
+    try:
+        data = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        data = repr(value).encode("utf-8", "surrogatepass")
+    return crc32(data) | (adler32(data) << 32)
 
 
 def _identifier(value: Any, what: str, drops: list[Drop]) -> str | None:

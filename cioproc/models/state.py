@@ -37,7 +37,7 @@ class UserState:
     last_device: str | None = None  # device type seen most recently
     last_device_ms: int = 0  # when it was seen (event time, ms)
     audiences: dict[str, str] = field(default_factory=dict)  # audience id -> audience name
-    sent: dict[str, bytes] = field(default_factory=dict)  # attribute -> digest of value last sent
+    sent: dict[str, int] = field(default_factory=dict)  # attribute -> checksum of value last sent
     unsubscribed: bool = False  # an unsubscribe was sent and no opt-in came after it
     opt_out_ms: int = 0  # time of the last opt_out event applied (ms)
     desired: bytes = b""  # digest of what the last identify was computed from, if all was sent
@@ -143,7 +143,7 @@ def decode_state(data: bytes) -> UserState:
         last_device=_optional_str(last_device, "last_device"),
         last_device_ms=_int(last_device_ms, "last_device_ms"),
         audiences=_str_map(audiences, "audiences", str),
-        sent=_str_map(sent, "sent", bytes),
+        sent=_str_map(sent, "sent", int),
         unsubscribed=unsubscribed,
         opt_out_ms=_int(opt_out_ms, "opt_out_ms"),
         desired=desired,

@@ -1,9 +1,10 @@
 """Deterministic ULIDs: the same input always yields the same 26-character id.
 
-A ULID is 128 bits written in Crockford base32: a 48-bit millisecond timestamp followed by
-80 "random" bits. Here those 80 bits are the first 80 bits of a BLAKE2b hash of a caller-given
-key, so an event replayed from Kafka gets the id it got the first time, and Customer.io (which
-ignores an event whose id it has already received) records it once.
+A ULID is 128 bits written in Crockford base32: a 48-bit millisecond timestamp (10
+characters) followed by 80 "random" bits (16 characters). Here each of those 16 characters
+is the low 5 bits of one byte of a 16-byte BLAKE2b hash of a caller-given key, so an event
+replayed from Kafka gets the id it got the first time, and Customer.io (which ignores an
+event whose id it has already received) records it once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __all__ = ["MAX_TIMESTAMP_MS", "deterministic_ulid", "ulid_timestamp_ms"]
 MAX_TIMESTAMP_MS = (1 << 48) - 1
 _CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = tuple(a + b for a in _CROCKFORD.decode() for b in _CROCKFORD.decode())
+_LOW_FIVE_BITS = bytes(_CROCKFORD[byte & 31] for byte in range(256))
 _DECODE = {c: i for i, c in enumerate(_CROCKFORD.decode())}
 
 
@@ -24,17 +26,13 @@ def deterministic_ulid(timestamp_ms: int, key: bytes) -> str:
         timestamp_ms = 0
     elif timestamp_ms > MAX_TIMESTAMP_MS:
         timestamp_ms = MAX_TIMESTAMP_MS
-    # 26 characters of 5 bits = 13 pairs of 10 bits: 5 pairs for the 48-bit time (plus two
-    # leading zero bits), 8 pairs for the 80 hashed bits.
-    h = int.from_bytes(blake2b(key, digest_size=10).digest(), "big")
-    p = _PAIRS
+    p = _PAIRS  # the time: 10 characters = 5 pairs of 10 bits (the first with 2 zero bits)
     t = timestamp_ms
     return "".join(
         (
             p[t >> 40], p[(t >> 30) & 1023], p[(t >> 20) & 1023], p[(t >> 10) & 1023],
-            p[t & 1023], p[h >> 70], p[(h >> 60) & 1023], p[(h >> 50) & 1023],
-            p[(h >> 40) & 1023], p[(h >> 30) & 1023], p[(h >> 20) & 1023],
-            p[(h >> 10) & 1023], p[h & 1023],
+            p[t & 1023],
+            blake2b(key, digest_size=16).digest().translate(_LOW_FIVE_BITS).decode("ascii"),
         )
     )
 
