@@ -11,7 +11,8 @@ None of them raises. ``default_timestamp_ms`` (e.g. the Kafka record's timestamp
 for the time of an input that carries none; a command whose time is unknown even so has
 ``timestamp == 0`` (the sender should then omit it and let Customer.io use receive time).
 The state given to a map function is never changed: the result holds a new one (compare
-it with ``==`` to know whether to store it).
+it with ``==`` to know whether to store it; ``encode_state``/``decode_state`` turn it into
+the bytes of the Faust table and back).
 
 What a batch becomes, in delivery order:
 
@@ -77,8 +78,8 @@ from cioproc.mapping.audience import (
 from cioproc.mapping.batch import Batch, parse_batch
 from cioproc.mapping.mapper import map_batch_unchecked
 from cioproc.mapping.results import DROP_REASONS, REJECTION_REASONS, Drop, MapResult, Rejection
-from cioproc.models.settings import MappingSettings
-from cioproc.models.state import UserState
+from cioproc.models.settings import MappingSettings, UserIdType
+from cioproc.models.state import StateDecodeError, UserState, decode_state, encode_state
 
 __all__ = [
     "DROP_REASONS",
@@ -88,7 +89,13 @@ __all__ = [
     "Batch",
     "Drop",
     "MapResult",
+    "MappingSettings",
     "Rejection",
+    "StateDecodeError",
+    "UserIdType",
+    "UserState",
+    "decode_state",
+    "encode_state",
     "map_audience",
     "map_batch",
     "parse_audience_change",

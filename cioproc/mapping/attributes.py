@@ -65,7 +65,6 @@ CIO_RESERVED = frozenset(
 )
 
 _SCALARS = (str, int, float, bool)
-_NONE = type(None)
 
 
 def attribute_name(key: str) -> str:

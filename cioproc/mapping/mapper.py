@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from orjson import JSONEncodeError
+from orjson import dumps as _dumps
+
 from cioproc.mapping.attributes import (
     CIO_RESERVED,
+    ENTRY_BUDGET,
     MAX_NAME_BYTES,
     attribute_name,
     event_attributes,
@@ -29,6 +33,7 @@ __all__ = ["event_key", "map_batch_unchecked"]
 _TRACK = CommandKind.TRACK
 _SCREEN = CommandKind.SCREEN
 _UNSUBSCRIBE = CommandKind.UNSUBSCRIBE
+_WRAPPED_BUDGET = ENTRY_BUDGET + 8  # four levels of [] around the data, as event_attributes
 _SHORT_NAME = MAX_EVENT_NAME_BYTES // 4  # a name this long fits whatever its characters
 _ALWAYS_DELETABLE = frozenset({"first_name", "last_name"})
 
@@ -42,12 +47,6 @@ def event_key(data: dict[str, Any], mpid: str, batch_ref: str, position: int, na
     if type(event_id) is int:
         return b"e%d" % event_id
     return f"p{mpid}\0{batch_ref}\0{position}\0{name}".encode("utf-8", "surrogatepass")
-
-
-def _is_first_run(event_type: Any, data: dict[str, Any]) -> bool:
-    return event_type == "first_run" or (
-        event_type == "application_state_transition" and data.get("is_first_run") is True
-    )
 
 
 def map_batch_unchecked(
@@ -116,9 +115,12 @@ def map_batch_unchecked(
                     )
             continue
         else:
-            if ts is not None and _is_first_run(event_type, data):
-                if first_run is None or ts < first_run:
-                    first_run = ts
+            if (
+                event_type == "first_run"
+                or (event_type == "application_state_transition"
+                    and data.get("is_first_run") is True)
+            ) and ts is not None and (first_run is None or ts < first_run):
+                first_run = ts
             continue
 
         forwardable += 1
@@ -142,7 +144,12 @@ def map_batch_unchecked(
             drops.append(Drop("invalid_event_attributes", f"event {position}: not an object"))
             attributes = {}
         elif attributes:
-            attributes = event_attributes(attributes, drops)
+            try:  # fast path of event_attributes: encodable in a request body, small enough
+                fits = len(_dumps([[[[attributes]]]])) <= _WRAPPED_BUDGET
+            except (TypeError, JSONEncodeError):
+                fits = False
+            if not fits:
+                attributes = event_attributes(attributes, drops)
         ms = ts or 0
         # The event id: a hash of source_message_id, else event_id, else the event's place.
         key = data.get("source_message_id")

@@ -2,14 +2,14 @@
 
 A ULID is 128 bits written in Crockford base32: a 48-bit millisecond timestamp (10
 characters) followed by 80 "random" bits (16 characters). Here each of those 16 characters
-is the low 5 bits of one byte of a 16-byte BLAKE2b hash of a caller-given key, so an event
+is the low 5 bits of one byte of a 16-byte BLAKE2s hash of a caller-given key, so an event
 replayed from Kafka gets the id it got the first time, and Customer.io (which ignores an
 event whose id it has already received) records it once.
 """
 
 from __future__ import annotations
 
-from hashlib import blake2b
+from hashlib import blake2s
 
 __all__ = ["MAX_TIMESTAMP_MS", "deterministic_ulid", "ulid_timestamp_ms"]
 
@@ -32,7 +32,7 @@ def deterministic_ulid(timestamp_ms: int, key: bytes) -> str:
         (
             p[t >> 40], p[(t >> 30) & 1023], p[(t >> 20) & 1023], p[(t >> 10) & 1023],
             p[t & 1023],
-            blake2b(key, digest_size=16).digest().translate(_LOW_FIVE_BITS).decode("ascii"),
+            blake2s(key, digest_size=16).digest().translate(_LOW_FIVE_BITS).decode("ascii"),
         )
     )
 
