@@ -177,6 +177,17 @@ def test_event_data_over_one_customerio_entry_is_trimmed() -> None:
     assert fits.drops == []
 
 
+def test_huge_strings_are_cut_to_customerio_limits() -> None:
+    huge = "ä" * 1_000_000  # 2 MB
+    result = run(batch([custom(huge, attrs={"note": huge})], customer_id="c1",
+                       attributes={"$FirstName": huge, "bio": huge}))
+    (track,) = [c for c in result.commands if c.name]
+    assert track.name == "ä" * 50 and track.attributes == {}
+    assert {len(v.encode()) for v in result.commands[0].attributes.values()} == {1000}
+    assert {"event_name_truncated", "event_data_too_large",
+            "attribute_value_truncated"} <= set(reasons(result))
+
+
 def test_bad_timestamps_fall_back_to_the_batch_time() -> None:
     events = [custom("neg", ts=-5), custom("text", ts=None, timestamp_unixtime_ms="1"),
               custom("float", ts=T0 + 2500.0)]

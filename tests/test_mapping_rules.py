@@ -27,15 +27,21 @@ from conftest_mapping import (
 )
 
 from cioproc.mapping.values import utf8_len
-from cioproc.models.commands import CommandKind, decode_command, encode_command
+from cioproc.models.commands import (
+    CommandDecodeError,
+    CommandKind,
+    decode_command,
+    encode_command,
+)
 from cioproc.models.settings import MappingSettings, UserIdType
-from cioproc.models.state import decode_state, encode_state
+from cioproc.models.state import StateDecodeError, decode_state, encode_state
 from cioproc.models.ulid import ulid_timestamp_ms
 
 ALL_ATTRIBUTES = MappingSettings(include_user_attributes=True)
 NAMES_ONLY = MappingSettings(include_user_attributes=False)
 CREATED_AT = MappingSettings(send_created_at=True)
 PER_SEGMENT = MappingSettings(audience_attribute_per_segment=True)
+DEFAULT_ALL = MappingSettings(send_created_at=True)
 
 
 # --- Rule 1: events --------------------------------------------------------------------
@@ -529,24 +535,59 @@ def test_rule10_event_ids_are_deterministic_ulids(
 
 
 # --- Rule 11: typed commands and compact, versioned encodings ----------------------------
-def test_rule11_every_command_kind_round_trips_and_state_is_compact() -> None:
+def _commands_of(*objs: dict, settings: MappingSettings = DEFAULT_ALL) -> list:
+    results, _ = run_all(list(objs), None, settings)
+    return [c for r in results for c in r.commands]
+
+
+RULE11 = [
+    pytest.param(_commands_of(batch([], attributes={"$FirstName": "Ada", "tags": ["a"]},
+                                    os="IOS")), "identify", id="identify"),
+    pytest.param(_commands_of(batch([custom("Buy", attrs={"n": 1, "deep": {"a": [1]}})])),
+                 "track", id="track"),
+    pytest.param(_commands_of(batch([screen("Home")])), "screen", id="screen"),
+    pytest.param(_commands_of(batch([opt_out(True)])), "unsubscribe", id="unsubscribe"),
+    pytest.param(_commands_of(batch([], customer_id="c1"), batch([], customer_id="c2")),
+                 "merge", id="merge"),
+]
+
+
+@pytest.mark.parametrize(("commands", "kind"), RULE11)
+def test_rule11_typed_commands_round_trip_through_their_encoding(commands: list, kind: str):
+    (command,) = [c for c in commands if c.kind.value == kind]
+    assert decode_command(encode_command(command)) == command
+    assert command.mpid == "42" and command.id_type in ("id", "email") and command.id_value
+    assert isinstance(command.timestamp, int)
+    assert (command.event_id is not None) == (kind in ("track", "screen"))
+    assert (command.secondary is not None) == (kind == "merge")
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        pytest.param(lambda data: data[:-1], id="truncated"),
+        pytest.param(lambda data: b"\x92" + data[1:], id="wrong-length"),
+        pytest.param(lambda data: b"\x9a\x02" + data[2:], id="unknown-version"),
+    ],
+)
+def test_rule11_negative_damaged_bytes_are_refused_not_misread(corrupt: Any) -> None:
+    results, state = run_all([batch([custom("e")], email="a@x.io", os="IOS")])
+    command = results[0].commands[-1]
+    with pytest.raises(CommandDecodeError):
+        decode_command(corrupt(encode_command(command)))
+    with pytest.raises(StateDecodeError):
+        decode_state(corrupt(encode_state(state)))
+
+
+def test_rule11_the_state_is_compact_and_round_trips() -> None:
     settings = MappingSettings(send_created_at=True, audience_attribute_per_segment=True)
-    objs = [
-        batch([custom("Buy", attrs={"n": 1}), screen("Home")], customer_id=None,
-              email="a@x.io", attributes={"$FirstName": "Ada", "tags": ["a"]}, os="IOS"),
-        batch([opt_out(True)], customer_id="c1", email="b@x.io"),
-    ]
-    results, state = run_all(objs, None, settings)
-    commands = [c for r in results for c in r.commands]
-    assert {c.kind.value for c in commands} == {
-        "identify", "track", "screen", "unsubscribe", "merge"
-    }
-    for command in commands:
-        assert decode_command(encode_command(command)) == command
-        assert command.mpid == "42" and command.id_type in ("id", "email")
-        assert isinstance(command.timestamp, int)
+    objs = [batch([custom("e")], email="a@x.io", os="IOS",
+                  attributes={f"attribute{i}": f"value{i}" for i in range(12)}),
+            batch([custom("e")], email="a@x.io", os="Android")]
+    _, state = run_all(objs, None, settings)
+    state = run_audience(audience_message(profile(audiences=[(11036, "Buyers", "add")])),
+                         state, settings).state
     encoded = encode_state(state)
     assert decode_state(encoded) == state
-    assert len(encoded) < 400
-    negative = run(batch([custom("x")], customer_id=None))  # nothing to encode
-    assert negative.commands == []
+    assert len(state.sent) == 16  # email, 12 attributes, created_at, 2 audience attributes...
+    assert len(encoded) < 500  # ... about 25 bytes each, all the rest under 100
