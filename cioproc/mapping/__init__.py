@@ -39,7 +39,9 @@ Rejection reasons (whole input to the dead-letter queue):
 - ``invalid_user_profile``: a profile that is not an object or has no valid ``mpid``;
 - ``internal_error``: a bug in this package (the detail names the exception).
 
-Drop reasons (part of an input not forwarded, or cut to fit; the rest goes on):
+Drop reasons (part of an input not forwarded, or cut to fit; the rest goes on). Drops
+about person attributes are reported when those attributes are evaluated, i.e. when the
+user's attributes changed since the last identify, not again for every batch:
 
 - ``no_identity``: no customer id / email as the User ID Type requires;
 - ``invalid_identity``: an identity of the wrong type, or an email without ``@``;
