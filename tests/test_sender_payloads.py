@@ -286,3 +286,17 @@ def test_every_v2_entry_is_valid_batch_entry(openapi_schemas, command):
 def openapi_schemas(openapi) -> dict[str, jsonschema.Validator]:
     names = ("identify_person", "person_event", "person_screen", "person_merge")
     return {name: _component(openapi, name) for name in names}
+
+
+def test_unknown_time_is_left_to_customer_io():
+    """The mapping marks a command whose time is unknown with timestamp 0: the sender omits it."""
+    from cioproc.models.commands import Command, CommandKind
+    from cioproc.sender.payloads import to_v1_request, to_v2_entry
+
+    track = Command(CommandKind.TRACK, "1", "id", "u1", 0, {"a": 1}, "Buy", "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    identify = Command(CommandKind.IDENTIFY, "1", "id", "u1", 0, {"first_name": "Ann"})
+    assert "timestamp" not in to_v2_entry(track) and "timestamp" not in to_v2_entry(identify)
+    assert "timestamp" not in to_v1_request(track).body and "_timestamp" not in to_v1_request(identify).body
+    dated = Command(CommandKind.IDENTIFY, "1", "id", "u1", 1700000000, {"first_name": "Ann"})
+    assert to_v2_entry(dated)["timestamp"] == 1700000000
+    assert to_v1_request(dated).body["_timestamp"] == 1700000000

@@ -2,7 +2,8 @@
 
 A command addresses one Customer.io person by one identifier (`id` or `email`) and is one of:
 
-- ``identify``: set person attributes (``attributes``; an empty-string value removes one);
+- ``identify``: set person attributes (``attributes``; a ``None`` value removes one: the
+  sender sends v2 null or v1 "");
 - ``track``: a custom event (``name``, ``event_id``, ``attributes`` = event data);
 - ``screen``: a screen view (``name`` = screen name, ``event_id``, ``attributes``);
 - ``unsubscribe``: set ``unsubscribed: true`` on the person, keeping the profile;
@@ -44,7 +45,7 @@ class Command:
     mpid: str
     id_type: str  # "id" or "email"
     id_value: str
-    timestamp: int  # Unix seconds
+    timestamp: int  # Unix seconds; 0 when unknown (the sender then omits it)
     attributes: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     event_id: str | None = None  # ULID, for track and screen

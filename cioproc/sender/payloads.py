@@ -74,7 +74,8 @@ def _v2_entry(command: Command) -> dict[str, Any]:
         }
         if command.event_id:
             entry["id"] = command.event_id
-        entry["timestamp"] = command.timestamp
+        if command.timestamp:  # 0: time unknown, Customer.io uses the receive time
+            entry["timestamp"] = command.timestamp
         entry["attributes"] = command.attributes
         return entry
     if kind is CommandKind.MERGE:
@@ -85,13 +86,15 @@ def _v2_entry(command: Command) -> dict[str, Any]:
             "primary": {command.id_type: command.id_value},
             "secondary": {id_type: id_value},
         }
-    return {
+    entry = {
         "type": "person",
         "identifiers": {command.id_type: command.id_value},
         "action": "identify",
-        "timestamp": command.timestamp,
         "attributes": _person_attributes(command),
     }
+    if command.timestamp:
+        entry["timestamp"] = command.timestamp
+    return entry
 
 
 def to_v2_entry(command: Command) -> dict[str, Any]:
@@ -138,14 +141,16 @@ def to_v1_request(command: Command) -> V1Request:
     path = customer_path(command.id_value)
     if command.kind in (CommandKind.IDENTIFY, CommandKind.UNSUBSCRIBE):
         attributes = {k: _v1_attribute(v) for k, v in _person_attributes(command).items()}
-        attributes["_timestamp"] = command.timestamp
+        if command.timestamp:
+            attributes["_timestamp"] = command.timestamp
         return V1Request("PUT", path, attributes)
     event: dict[str, Any] = {"name": command.name}
     if command.kind is CommandKind.SCREEN:
         event["type"] = "screen"
     if command.event_id:
         event["id"] = command.event_id
-    event["timestamp"] = command.timestamp
+    if command.timestamp:
+        event["timestamp"] = command.timestamp
     event["data"] = dict(command.attributes)
     return V1Request("POST", path + "/events", event)
 
