@@ -1,0 +1,149 @@
+"""Builds the Faust app for a role: ``processor``, ``sender`` or ``all``.
+
+- ``processor``: the users table (changelog-backed, keyed by MPID) and the batch handler
+  for the batches and audiences topics (:mod:`cioproc.app.processor`).
+- ``sender``: whatever :mod:`cioproc.app.sender_agent` attaches. That module provides::
+
+      def attach(app: faust.App, config: cioproc.config.Config, topics: cioproc.kafka.topics.TopicsFile) -> None
+
+  which registers the sender's agents, tasks or batch routes on ``app`` (it reads the
+  ``commands`` topic and writes ``commands_dlq``, both by role from ``topics``). It is
+  imported only for the ``sender`` and ``all`` roles, so a processor never loads the
+  HTTP client.
+- ``all``: both, in one process.
+
+Every role serves ``/metrics``, ``/healthz`` and ``/readyz`` on ``CIOPROC_METRICS_PORT``
+(0: any free port) from start-up on, also while table recovery runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from mode import Service
+
+from cioproc.app.batching import BatchApp
+from cioproc.app.faust_config import (
+    TABLE_NAME,
+    StartupError,
+    app_id as default_app_id,
+    check_changelog_topic,
+    faust_settings,
+    table_options,
+)
+from cioproc.app.processor import Processor
+from cioproc.app.startup import verify_topics
+from cioproc.app.stats import ProcessorStats
+from cioproc.config import ROLES, Config, load_config
+from cioproc.kafka.topics import TopicsFile, load_topics
+from cioproc.observability.metrics import MetricsServer
+
+log = logging.getLogger("cioproc.worker")
+
+SENDER_MODULE = "cioproc.app.sender_agent"
+SUMMARY_INTERVAL_S = 30.0
+
+
+class CioprocApp(BatchApp):
+    """The cioproc Faust app; ``role``, ``config`` and ``topics`` say what it runs."""
+
+    role: str
+    config: Config
+    topics_file: TopicsFile
+    processor: Processor | None = None
+    topics_verified = False  # set when the caller already ran verify_topics
+
+    async def on_first_start(self) -> None:
+        if not self.topics_verified:
+            await verify_topics(
+                self.topics_file, self.role, self.config.kafka.bootstrap_servers, **self.config.kafka.aiokafka_kwargs()
+            )
+        Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+        await super().on_first_start()
+        await self.add_runtime_dependency(_MetricsService(self, self.config.metrics_port))
+
+
+def create_app(
+    role: str = "all",
+    config: Config | None = None,
+    topics: TopicsFile | None = None,
+    app_id: str | None = None,
+) -> CioprocApp:
+    """The app for ``role``; StartupError (one line) when it cannot run with this configuration."""
+    if role not in ROLES:
+        raise StartupError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    config = config if config is not None else load_config()
+    topics = topics if topics is not None else load_topics(config.topics_file)
+    app_id = app_id or default_app_id()
+    if role in ("processor", "all"):
+        check_changelog_topic(app_id, topics)
+    app = CioprocApp(**faust_settings(config, app_id))
+    app.role, app.config, app.topics_file = role, config, topics
+    if role in ("processor", "all"):
+        app.processor = attach_processor(app, config, topics)
+    if role in ("sender", "all"):
+        attach_sender(app, config, topics)
+    return app
+
+
+def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Processor:
+    """The users table and the processor for the batches and audiences topics."""
+    changelog = topics.by_role("table_changelog")
+    table = app.Table(
+        TABLE_NAME,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=changelog.partitions,
+        options=table_options(config),
+        help="cioproc user state (msgpack UserState) by MPID",
+    )
+    stats = ProcessorStats(topics.by_role("batches_dlq").name)
+    processor = Processor(app, table, topics, config.mapping, stats)
+    for role in ("batches", "audiences"):
+        topic = app.topic(topics.by_role(role).name, key_type=bytes, value_type=bytes, acks=True)
+        app.route_batches(topic, processor)
+
+    async def log_summary() -> None:
+        line = stats.summary_if_changed()
+        if line is not None:
+            log.info("processed since start: %s", line)
+
+    app.timer(SUMMARY_INTERVAL_S, on_leader=False)(log_summary)
+    return processor
+
+
+def attach_sender(app: BatchApp, config: Config, topics: TopicsFile) -> None:
+    """Let :mod:`cioproc.app.sender_agent` register the sender on ``app`` (see the module docstring)."""
+    try:
+        module = importlib.import_module(SENDER_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != SENDER_MODULE:
+            raise
+        raise StartupError(
+            f"the sender role needs {SENDER_MODULE}, which this installation does not have; "
+            f"run the processor alone with --role processor"
+        ) from None
+    module.attach(app, config, topics)
+
+
+class _MetricsService(Service):
+    """Serves the Prometheus metrics and health endpoints for the worker's lifetime."""
+
+    def __init__(self, app: BatchApp, port: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.app = app
+        self.server = MetricsServer(port=port)
+        self.server.add_readiness_check("kafka", self._ready)
+
+    def _ready(self) -> bool:
+        return bool(self.app.consumer.assignment()) and not self.app.rebalancing
+
+    async def on_start(self) -> None:
+        port = await self.server.start()
+        log.info("metrics and health endpoints on port %d", port)
+
+    async def on_stop(self) -> None:
+        await self.server.stop()

@@ -1,0 +1,195 @@
+"""The processor: chunks of mParticle input -> Customer.io commands, with the users table.
+
+Each fetch of the input topics arrives as one chunk (see :mod:`cioproc.app.batching`).
+For a chunk the processor
+
+1. tracks every record with Faust's consumer (a rebalance now waits for the chunk),
+2. plans it with the pure core (:func:`cioproc.app.plan.plan_chunk`): commands, dead
+   letters, re-keyed forwards, and each changed user's final state, read once and written
+   once per chunk,
+3. produces the commands, dead letters and forwards as one producer batch per partition
+   (aiokafka's ``create_batch``/``send_batch``: no per-record future or partitioner call),
+   then awaits all their broker acknowledgements (``acks=all``),
+4. only then produces the changed states to the table's changelog (with the input
+   partition: the table is co-partitioned with its inputs) and awaits those,
+5. writes the states to the local store, and acks the chunk's records with Faust.
+
+How "an input offset is committed only after its commands and table update are
+acknowledged by the broker" is met: Faust commits, per partition, the offset after the
+longest run of acked records (``Consumer._new_offset``), from its commit timer, every
+``broker_commit_every`` acks and during rebalances. A record is acked in step 5 only, after
+every record it produced was acknowledged in steps 3-4; a record whose writes failed is
+never acked. Faust's own safety net (``producer.flush()`` before each commit) is not
+relied on: it waits for what is buffered but does not surface failed sends.
+
+Why changelog after commands: the stored state records what was sent (attribute digests,
+devices, audiences). If a crash lost commands whose state change was already in the
+changelog, the re-processed input would find "already sent" and never send them. In this
+order a crash can only leave commands without their state change, and re-processing sends
+them again: at least once, never lost. Track and screen events carry deterministic ids,
+so Customer.io drops the repeats.
+
+A send that fails after the producer's own retries stops the worker (``app.crash``) with
+the chunk unacked, and the processor takes no further chunk, so no later offset of those
+partitions is acked or committed past it; the restarted worker re-processes from the last
+commit. This matters because Faust's ``_new_offset`` commits past a gap of exactly one
+unacked record. Faust's ``ProducerBuffer.flush`` (used before commits) also returns after
+0.1 s without progress, with messages still buffered: another reason to rely on awaited
+acknowledgements rather than on the flush.
+
+Per-partition order: the chunk's records for one partition go in one or more batches
+sent in order; aiokafka keeps one request in flight per broker and mutes a partition
+while its batch is in flight, retries included, so a user's commands stay in order. The
+next chunk starts only after this one is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+from faust.types import Message
+
+from cioproc.app.batching import BatchApp
+from cioproc.app.plan import ChunkPlan, Outgoing, PlanTopics, plan_chunk
+from cioproc.app.stats import ProcessorStats
+from cioproc.app.table_store import TableStore
+from cioproc.kafka.topics import TopicsFile
+from cioproc.models.settings import MappingSettings
+from cioproc.models.state import StateDecodeError
+
+log = logging.getLogger("cioproc.processor")
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java and aiokafka) gives a keyed record."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class Processor:
+    """The batch handler for the batches and audiences topics (see the module docstring)."""
+
+    def __init__(self, app: BatchApp, table: Any, topics: TopicsFile, settings: MappingSettings, stats: ProcessorStats):
+        self.app = app
+        self.settings = settings
+        self.stats = stats
+        self.topics = PlanTopics(
+            batches=topics.by_role("batches").name,
+            audiences=topics.by_role("audiences").name,
+            commands=topics.by_role("commands").name,
+            dead_letters=topics.by_role("batches_dlq").name,
+        )
+        self.changelog_topic = topics.by_role("table_changelog").name
+        self.partitions = {
+            self.topics.batches: topics.by_role("batches").partitions,
+            self.topics.audiences: topics.by_role("audiences").partitions,
+        }
+        self.store = TableStore(table, self.changelog_topic)
+        self.failed = False  # set for good when a chunk could not be written: nothing later is acked
+
+    def partition_for(self, topic: str, key: bytes) -> int:
+        return key_partition(key, self.partitions[topic])
+
+    async def __call__(self, messages: list[Message]) -> None:
+        app = self.app
+        consumer = app.consumer
+        generation = app.consumer_generation_id
+        if self.failed or not consumer.flow_active:
+            return  # a rebalance has begun: these records are read again after it
+        records = [m for m in messages if m.generation_id == generation]
+        if not records:
+            return
+        for message in records:
+            consumer.track_message(message)
+        try:
+            plan = plan_chunk(records, self.topics, self.settings, self.store.get, self.partition_for, _state_reset)
+            await self._send(plan.commands + plan.dead_letters + plan.forwards)
+            offsets = await self._send_states(plan)
+        except Exception as exc:  # the producer gave up, or the store: stop before anything later is acked
+            self.failed = True
+            log.error(
+                "processing %d input records failed (%s: %s); stopping the worker so that "
+                "their offsets are not committed",
+                len(records),
+                type(exc).__name__,
+                exc,
+            )
+            await app.crash(exc)
+            return
+        self.store.put(plan.states, offsets)
+        ack = consumer.ack
+        done = app.sensors.on_message_out
+        for message in records:
+            ack(message)
+            done(message.tp, message.offset, message)
+        self.stats.record(plan.counts)
+
+    async def _send(self, records: list[Outgoing]) -> None:
+        """Produce records (each to its given partition, else its key's) and await every acknowledgement."""
+        if not records:
+            return
+        producer = self.app.producer._ensure_producer()  # the aiokafka producer under Faust's
+        counts: dict[str, int] = {}
+        groups: dict[tuple[str, int], list[Outgoing]] = {}
+        partition_of: dict[tuple[str, bytes | None], int] = {}
+        for record in records:
+            partition = record.partition
+            if partition is None:
+                topic, key = record.topic, record.key
+                partition = partition_of.get((topic, key))
+                if partition is None:
+                    n = counts.get(topic)
+                    if n is None:
+                        n = counts[topic] = len(await producer.partitions_for(topic))
+                    partition = partition_of[(topic, key)] = key_partition(key or b"", n) if key else 0
+            group = groups.get((record.topic, partition))
+            if group is None:
+                group = groups[(record.topic, partition)] = []
+            group.append(record)
+        await _send_groups(producer, groups)
+
+    async def _send_states(self, plan: ChunkPlan) -> dict[int, int]:
+        """Produce the changed states to the changelog; the highest acknowledged offset per partition."""
+        if not plan.states:
+            return {}
+        producer = self.app.producer._ensure_producer()
+        topic = self.changelog_topic
+        groups: dict[tuple[str, int], list[Outgoing]] = {}
+        for (partition, key), value in plan.states.items():
+            group = groups.get((topic, partition))
+            if group is None:
+                group = groups[(topic, partition)] = []
+            group.append(Outgoing(topic, key, value))
+        last = await _send_groups(producer, groups)
+        return {partition: offset for (_, partition), offset in last.items()}
+
+
+_NO_HEADERS: list = []  # aiokafka's batch builder wants a list
+
+
+async def _send_groups(producer: Any, groups: dict[tuple[str, int], list[Outgoing]]) -> dict[tuple[str, int], int]:
+    """Send records as one producer batch per (topic, partition) (more when full); the last offset of each."""
+    pending: list[tuple[Any, str, int, int]] = []  # (future, topic, partition, records in the batch)
+    for (topic, partition), records in groups.items():
+        batch, count = producer.create_batch(), 0
+        for record in records:
+            headers = record.headers or _NO_HEADERS
+            if batch.append(timestamp=None, key=record.key, value=record.value, headers=headers) is None:
+                pending.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
+                batch, count = producer.create_batch(), 0
+                batch.append(timestamp=None, key=record.key, value=record.value, headers=headers)  # fits: empty
+            count += 1
+        pending.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
+    results = await asyncio.gather(*(future for future, *_ in pending))
+    last: dict[tuple[str, int], int] = {}
+    for metadata, (_, topic, partition, count) in zip(results, pending):
+        offset = metadata.offset + count - 1
+        if offset > last.get((topic, partition), -1):
+            last[(topic, partition)] = offset
+    return last
+
+
+def _state_reset(key: bytes, exc: StateDecodeError) -> None:
+    log.warning("stored state of MPID %s is unreadable (%s); mapping it as a new user", key.decode(errors="replace"), exc)

@@ -1,0 +1,75 @@
+"""``cioproc worker --role ROLE`` (and ``python -m cioproc.app.worker [ROLE]``): run the app.
+
+Configuration problems, a topics.yaml that does not fit the app id, and topics missing
+from the cluster are reported as one line each, before the worker joins its group. The
+worker then runs until SIGTERM or SIGINT (a clean stop) or a fatal error (non-zero exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import faust
+
+from cioproc.app.faust_config import StartupError
+from cioproc.app.factory import create_app
+from cioproc.app.startup import verify_topics
+from cioproc.config import ROLES, ConfigError, load_config
+from cioproc.kafka.topics import TopicsFileError, load_topics
+from cioproc.observability.logs import register_secret, setup_logging
+
+
+def main(role: str = "all") -> int:
+    """Run a worker for ``role`` in this process; the exit status."""
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
+    if config.api_key:
+        register_secret(config.api_key.reveal())
+    if config.kafka.sasl_password:
+        register_secret(config.kafka.sasl_password.reveal())
+    setup_logging(config.log_level)
+    try:
+        topics = load_topics(config.topics_file)
+        app = create_app(role, config, topics)
+        _preflight(app.role, config, topics)
+        app.topics_verified = True
+    except (StartupError, TopicsFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    worker = faust.Worker(
+        app,
+        loglevel=config.log_level,
+        override_logging=False,
+        redirect_stdouts=False,
+        quiet=True,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+def _preflight(role: str, config, topics) -> None:
+    """Check the cluster's topics in a loop of its own (the worker's loop stays untouched)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(
+            verify_topics(topics, role, config.kafka.bootstrap_servers, **config.kafka.aiokafka_kwargs())
+        )
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    chosen = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if chosen not in ROLES:
+        print(f"usage: python -m cioproc.app.worker [{'|'.join(ROLES)}]", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(chosen))
