@@ -221,8 +221,9 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
     print(f"produce: {produced} messages ({batches} batches, {audience_messages} audience changes) in "
           f"{time.monotonic() - t0:.1f}s", file=sys.stderr)
 
-    complete = _drain(args, worker, metrics_url, batches, logs)
-    elapsed = time.monotonic() - t0
+    drained_at = _drain(args, worker, metrics_url, batches, logs)
+    complete = drained_at is not None
+    elapsed = (drained_at or time.monotonic()) - t0
     samples = scrape(metrics_url)
     stats = http_json(f"{sandbox_url}/_sandbox/stats")
     people = http_json(f"{sandbox_url}/_sandbox/people")["people"]
@@ -243,8 +244,14 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
         "http_responses": {k: int(v) for k, v in by_label(samples, "cioproc_http_responses_total", "status").items()},
         "http_retries": int(total(samples, "cioproc_http_retries_total")),
         "events_per_s": round(events_in / elapsed, 1) if elapsed > 0 else 0.0,
+        "generated": {
+            "batches": batches,
+            "audience_messages": audience_messages,
+            "events_by_type": dict(summary_in.events_by_type),
+            "forwardable_events_by_type": dict(summary_in.forwardable_events_by_type),
+        },
         "sandbox": {
-            "requests": stats.get("requests", {}).get("total"),
+            "requests": stats.get("total_requests"),
             "people": len(people),
             "events": len(events),
             "unsubscribed": sum(1 for p in people if p.get("unsubscribed")),
@@ -272,8 +279,9 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s; see {log}")
 
 
-def _drain(args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str, batches: int, logs: Path) -> bool:
-    """Show progress until every batch is processed and every command delivered or dead-lettered."""
+def _drain(args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str, batches: int, logs: Path) -> float | None:
+    """Show progress until every batch is processed and every command delivered or dead-lettered;
+    the monotonic time it first was, or None if it never was."""
     deadline = time.monotonic() + args.timeout
     tty = sys.stderr.isatty()
     last_line = ""
@@ -281,7 +289,7 @@ def _drain(args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str,
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             print(f"\nworker exited with {worker.returncode}; see {logs / 'worker.log'}", file=sys.stderr)
-            return False
+            return None
         samples = scrape(metrics_url)
         done_in = total(samples, "cioproc_batches_in_total")
         out = total(samples, "cioproc_commands_out_total")
@@ -298,12 +306,12 @@ def _drain(args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str,
             stable_since = stable_since or time.monotonic()
             if time.monotonic() - stable_since > 2.0:  # nothing new arrives: the pipeline drained
                 print(line if not tty else "", file=sys.stderr)
-                return True
+                return stable_since
         else:
             stable_since = None
         time.sleep(0.5)
     print(f"\ntimed out after {args.timeout:.0f}s; see {logs}", file=sys.stderr)
-    return False
+    return None
 
 
 def _examples(people: list[dict], n: int = 3) -> list[dict]:
@@ -327,7 +335,8 @@ def print_summary(s: dict[str, Any]) -> None:
     table("dead letters, by reason", s["dead_letters"])
     table("HTTP responses, by status", s["http_responses"])
     print(f"  HTTP retries:                    {s['http_retries']}")
-    print(f"  throughput:                      {s['events_per_s']} events/s over {s['elapsed_s']} s")
+    print(f"  throughput:                      {s['events_per_s']} events/s: {s['elapsed_s']} s from the first "
+          f"produced batch to the last delivery")
     sb = s["sandbox"]
     print(f"  sandbox workspace:               {sb['people']} people ({sb['unsubscribed']} unsubscribed), "
           f"{sb['events']} events, {sb['requests']} requests")

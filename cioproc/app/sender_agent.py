@@ -47,6 +47,7 @@ SOURCE_TOPIC = "cioproc.source.topic"
 SOURCE_PARTITION = "cioproc.source.partition"
 SOURCE_OFFSET = "cioproc.source.offset"
 MAX_ERROR_BYTES = 2000
+EXPORT_INTERVAL_S = 1.0
 
 
 def dead_letter_headers(message: Message, reason: str, status: int | None, error: str | None) -> list[tuple[str, bytes]]:
@@ -171,4 +172,10 @@ def attach(app: BatchApp, config: Config, topics: TopicsFile) -> Sender:
         await sender.close()
 
     app.on_before_shutdown.connect(close_deliverer)  # after the consumer stopped: no chunk in flight
+
+    async def export_stats() -> None:  # also while deliver() waits out bad credentials or retries
+        if sender.deliverer is not None:
+            sender.exporter.export(sender.deliverer)
+
+    app.timer(EXPORT_INTERVAL_S, on_leader=False)(export_stats)
     return sender

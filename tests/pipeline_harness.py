@@ -1,0 +1,230 @@
+"""A real pipeline for end-to-end tests: unique topics on the test broker, the sandbox and
+worker processes started as users start them (`cioproc sandbox`, `cioproc worker`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from cioproc.kafka.admin import reconcile
+from cioproc.kafka.topics import load_topics
+
+REPO = Path(__file__).resolve().parents[1]
+SITE = "e2e-site"
+KEY = "e2e-key-7f3a9c1d5e"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url: str, data: Any = None, timeout: float = 10) -> Any:
+    body = None if data is None else json.dumps(data).encode()
+    request = urllib.request.Request(url, data=body, method="POST" if data is not None else "GET")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class Pipeline:
+    """One isolated pipeline: its own topics, app id, sandbox and workers."""
+
+    def __init__(self, bootstrap: str, unique: str, tmp: Path, partitions: int = 4):
+        self.bootstrap = bootstrap
+        self.app_id = f"cioproc-e2e-{unique}"
+        self.tmp = tmp
+        doc = yaml.safe_load((REPO / "topics.yaml").read_text())
+        for topic in doc["topics"]:
+            if topic["role"] == "table_changelog":
+                topic["name"] = f"{self.app_id}-users-changelog"
+            else:
+                topic["name"] = f"{topic['name']}.{unique}"
+            if topic["role"] in ("batches", "audiences", "table_changelog", "commands"):
+                topic["partitions"] = partitions
+        self.topics_path = tmp / "topics.yaml"
+        self.topics_path.write_text(yaml.safe_dump(doc))
+        self.topics = load_topics(self.topics_path)
+        asyncio.run(reconcile(self.topics, bootstrap, create=True))
+        self.sandbox_port = free_port()
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.metrics_ports: dict[str, int] = {}
+
+    # ---- processes ----------------------------------------------------------------------
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "CIOPROC_TOPICS_FILE": str(self.topics_path),
+            "CIOPROC_APP_ID": self.app_id,
+            "CIOPROC_ENV_FILE": "/nonexistent",
+            "CIOPROC_DATA_DIR": str(self.tmp / "worker-data"),
+            "CIO_TRACK_URL": self.sandbox_url,
+            "CIO_SITE_ID": SITE,
+            "CIO_API_KEY": KEY,
+            "CIO_MAX_REQUESTS_PER_SECOND": "1000",
+            **extra,
+        }
+
+    def start(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cioproc.cli", *args],
+            env=self.env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp,
+            start_new_session=True,
+        )
+        self.processes[name] = proc
+        return proc
+
+    def start_sandbox(self, *flags: str) -> None:
+        self.start("sandbox", ["sandbox", "--port", str(self.sandbox_port), "--site-id", SITE, "--api-key", KEY, *flags])
+        self.wait_for(lambda: self._sandbox_up(), 20, "sandbox to answer")
+
+    def _sandbox_up(self) -> bool:
+        try:
+            return http(f"{self.sandbox_url}/_sandbox/health", timeout=1).get("ok") is True
+        except OSError:
+            return False
+
+    def start_worker(self, name: str = "worker", role: str = "all", **env: str) -> subprocess.Popen:
+        port = free_port()
+        self.metrics_ports[name] = port
+        return self.start(name, ["worker", "--role", role], CIOPROC_METRICS_PORT=str(port), **env)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 60) -> int | None:
+        proc = self.processes.get(name)
+        if proc is None or proc.poll() is not None:
+            return proc.returncode if proc else None
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait()
+
+    def close(self) -> None:
+        for name in list(self.processes):
+            self.kill(name, signal.SIGKILL, timeout=10)
+
+    def log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # ---- observing ----------------------------------------------------------------------
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            for name, proc in self.processes.items():
+                if proc.poll() is not None and name in self._must_run:
+                    raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log(name)[-4000:]}")
+            time.sleep(0.25)
+        logs = "\n".join(f"--- {n}\n{self.log(n)[-3000:]}" for n in self.processes)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+
+    _must_run: set[str] = {"sandbox"}
+
+    def people(self) -> list[dict]:
+        return http(f"{self.sandbox_url}/_sandbox/people?without_cio_id=1")["people"]
+
+    def events(self) -> list[dict]:
+        return http(f"{self.sandbox_url}/_sandbox/events")["events"]
+
+    def stats(self) -> dict:
+        return http(f"{self.sandbox_url}/_sandbox/stats")
+
+    def set_faults(self, **faults: Any) -> None:
+        http(f"{self.sandbox_url}/_sandbox/faults", faults)
+
+    def metric(self, name: str, worker: str = "worker", **labels: str) -> float:
+        from cioproc.demo import scrape, total
+
+        return total(scrape(f"http://127.0.0.1:{self.metrics_ports[worker]}/metrics"), name, **labels)
+
+    # ---- Kafka --------------------------------------------------------------------------
+
+    def produce(self, records: Iterable[tuple[str, str, bytes]]) -> int:
+        """Records as (role, key, value bytes), in order."""
+
+        async def run() -> int:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+            await producer.start()
+            n = 0
+            try:
+                for role, key, value in records:
+                    await producer.send(self.topics.by_role(role).name, value, key=key.encode() if key else None)
+                    n += 1
+                await producer.flush()
+            finally:
+                await producer.stop()
+            return n
+
+        return asyncio.run(run())
+
+    def read(self, role: str, timeout: float = 5.0) -> list[Any]:
+        """Every record of a topic, from the beginning, partition by partition."""
+
+        async def run() -> list[Any]:
+            name = self.topics.by_role(role).name
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                partitions = range(self.topics.by_role(role).partitions)
+                tps = [TopicPartition(name, p) for p in partitions]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                end = await consumer.end_offsets(tps)
+                out: list[Any] = []
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    positions = [await consumer.position(tp) for tp in tps]
+                    if all(pos >= end[tp] for pos, tp in zip(positions, tps)):
+                        break
+                    batch = await consumer.getmany(timeout_ms=500)
+                    for records in batch.values():
+                        out.extend(records)
+                return out
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(run())
+
+    def committed(self, role: str, group: str) -> int:
+        """Sum of the group's committed offsets on a topic (0 where none)."""
+
+        async def run() -> int:
+            name = self.topics.by_role(role).name
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                total = 0
+                for p in range(self.topics.by_role(role).partitions):
+                    total += await consumer.committed(TopicPartition(name, p)) or 0
+                return total
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(run())

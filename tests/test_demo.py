@@ -1,0 +1,46 @@
+"""`cioproc demo` end to end: its own broker, the sandbox, a worker, generated data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline_harness import free_port
+
+pytestmark = pytest.mark.kafka
+
+
+def test_small_demo_summary_matches_the_sandbox_workspace(kafka_bootstrap, tmp_path):
+    out = tmp_path / "summary.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "cioproc.cli", "demo", "--users", "300", "--events", "3000", "--seed", "4",
+         "--kafka-port", str(free_port()), "--json", str(out), "--timeout", "240"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "CIOPROC_ENV_FILE": "/nonexistent"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "cioproc demo summary" in result.stdout and "example profiles" in result.stdout
+    assert "kafka: stopped" in result.stderr  # it stops what it started
+    s = json.loads(out.read_text())
+    assert s["complete"] is True
+    assert s["events_in"] == s["events_generated"] == 3000
+    assert s["batches_in"] == s["generated"]["batches"]
+    assert s["delivered"] == s["commands_out"]  # every command delivered, none dead-lettered
+    assert s["dead_letters"] == {}
+    assert set(s["drops"]) <= {"no_identity"} and s["drops"]["no_identity"] > 0
+    forwardable = s["generated"]["forwardable_events_by_type"]
+    assert s["delivered"]["track"] == forwardable["custom_event"]
+    assert s["delivered"]["screen"] == forwardable["screen_view"]
+    # What the sandbox holds agrees with what the summary says was delivered.
+    sandbox = s["sandbox"]
+    assert sandbox["events"] == s["delivered"]["track"] + s["delivered"]["screen"]
+    assert sandbox["unsubscribed"] == s["delivered"]["unsubscribe"]
+    assert 0 < sandbox["people"] <= s["users"]
+    assert sandbox["requests"] == sum(s["http_responses"].values())
+    assert len(s["examples"]) == 3 and all(p["attributes"] for p in s["examples"])
