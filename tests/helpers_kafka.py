@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from cioproc.kafka.admin import reconcile
 from cioproc.kafka.topics import TopicsFile, load_topics
@@ -103,17 +104,45 @@ def at_least(n: int) -> Callable[[list[Any]], bool]:
     return lambda records: len(records) >= n
 
 
-async def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """The log-end offset of every partition of ``topics``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        result = {}
-        for p in range(partitions):
-            offset = await consumer.committed(TopicPartition(topic, p))
-            result[p] = offset if offset is not None else 0
-        return result
+        tps = []
+        for topic in topics:
+            await consumer._client._wait_on_metadata(topic)
+            tps += [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(group)).items()}
+    finally:
+        await admin.close()
+
+
+def wait_committed(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 60.0, workers: Iterable["Worker"] = ()) -> None:
+    """Wait until ``group`` has committed every partition of ``topics`` up to its end."""
+    ends = asyncio.run(end_offsets(bootstrap, topics))
+    deadline = time.monotonic() + timeout
+    while True:
+        committed = asyncio.run(committed_offsets(bootstrap, group))
+        behind = {tp: end for tp, end in ends.items() if committed.get(tp, 0) < end}
+        if not behind:
+            return
+        for worker in workers:
+            if not worker.alive():
+                raise AssertionError(f"worker exited ({worker.process.returncode}):\n{worker.log()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"group {group} did not commit {behind} within {timeout}s (committed {committed})")
+        time.sleep(0.5)
 
 
 @dataclass

@@ -26,7 +26,8 @@ _APP_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 # Producer and consumer tuning for batch processing (see cioproc.app.processor).
 PRODUCER_LINGER_S = 0.005  # gather a chunk's records into few produce requests
 PRODUCER_MAX_BATCH_BYTES = 512 * 1024
-MAX_POLL_RECORDS = 2000  # upper bound of one chunk, i.e. of the work between two acks
+MAX_POLL_RECORDS = 2000
+SESSION_TIMEOUT_S = 10.0  # upper bound of one chunk, i.e. of the work between two acks
 
 
 class StartupError(RuntimeError):
@@ -115,6 +116,9 @@ def faust_settings(config: Config, app_id_: str) -> dict[str, Any]:
         "producer_linger": PRODUCER_LINGER_S,
         "producer_max_batch_size": PRODUCER_MAX_BATCH_BYTES,
         "table_standby_replicas": 1,
+        # A stopped worker's partitions move after 10 s without heartbeats (Faust's default: 60).
+        "broker_session_timeout": SESSION_TIMEOUT_S,
+        "broker_heartbeat_interval": 3.0,
         # Topics are created by `cioproc topics apply` from topics.yaml, never implicitly.
         "topic_allow_declare": False,
         "topic_disable_leader": True,
