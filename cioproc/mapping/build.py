@@ -1,9 +1,12 @@
 """Fast construction of :class:`~cioproc.models.commands.Command` on the hot path.
 
 ``Command`` is a frozen slots dataclass; its generated ``__init__`` sets each field through
-``object.__setattr__``, which costs about twice as much as writing the slots directly. The
-result is the same object (same fields, equal, hashable the same). If the contract's fields
-ever change, this module falls back to the ordinary constructor.
+``object.__setattr__``, which costs about four times as much as plain attribute stores.
+Here the fields are stored on an instance of a plain class with the very same slots, which
+then becomes a ``Command`` by ``__class__`` assignment (Python allows it between classes
+of identical layout and checks that it is so). The result is the same object as the
+constructor's (same type, fields, equality). If the contract's fields ever change
+or the check at import fails, this module falls back to the ordinary constructor.
 """
 
 from __future__ import annotations
@@ -35,43 +38,54 @@ def _slow(
     return Command(kind, mpid, id_type, id_value, timestamp, attributes, name, event_id, secondary)
 
 
-def _fast_factory():  # noqa: ANN202 - returns the constructor below
-    setters = tuple(Command.__dict__[name].__set__ for name in _FIELDS)
-    s0, s1, s2, s3, s4, s5, s6, s7, s8 = setters
-    new = object.__new__
+class _Unfrozen:
+    """Command's layout without its frozen ``__setattr__``: filled, then made a Command."""
 
-    def fast(
-        kind: CommandKind,
-        mpid: str,
-        id_type: str,
-        id_value: str,
-        timestamp: int,
-        attributes: dict[str, Any],
-        name: str | None = None,
-        event_id: str | None = None,
-        secondary: tuple[str, str] | None = None,
-    ) -> Command:
-        made = new(Command)
-        s0(made, kind)
-        s1(made, mpid)
-        s2(made, id_type)
-        s3(made, id_value)
-        s4(made, timestamp)
-        s5(made, attributes)
-        s6(made, name)
-        s7(made, event_id)
-        s8(made, secondary)
-        return made
+    __slots__ = _FIELDS
 
-    return fast
+
+def _fast(
+    kind: CommandKind,
+    mpid: str,
+    id_type: str,
+    id_value: str,
+    timestamp: int,
+    attributes: dict[str, Any],
+    name: str | None = None,
+    event_id: str | None = None,
+    secondary: tuple[str, str] | None = None,
+) -> Command:
+    made = _new(_Unfrozen)
+    made.kind = kind
+    made.mpid = mpid
+    made.id_type = id_type
+    made.id_value = id_value
+    made.timestamp = timestamp
+    made.attributes = attributes
+    made.name = name
+    made.event_id = event_id
+    made.secondary = secondary
+    made.__class__ = Command  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
+
+
+_new = object.__new__
 
 
 def _choose():  # noqa: ANN202
     fields = tuple(f.name for f in dataclasses.fields(Command))
     slots = getattr(Command, "__slots__", ())
-    if fields == _FIELDS and tuple(slots) == _FIELDS and not hasattr(Command, "__post_init__"):
-        return _fast_factory()
-    return _slow
+    if fields != _FIELDS or tuple(slots) != _FIELDS or hasattr(Command, "__post_init__"):
+        return _slow
+    args = (CommandKind.MERGE, "1", "id", "a", 2, {"x": 1}, "n", "e", ("email", "b@c"))
+    try:
+        made = _fast(*args)
+    except TypeError:  # layouts differ after all
+        return _slow
+    expected = _slow(*args)
+    if type(made) is not Command or made != expected or repr(made) != repr(expected):
+        return _slow
+    return _fast
 
 
 command = _choose()
