@@ -35,6 +35,7 @@ _SCREEN = CommandKind.SCREEN
 _UNSUBSCRIBE = CommandKind.UNSUBSCRIBE
 _WRAPPED_BUDGET = ENTRY_BUDGET + 8  # four levels of [] around the data, as event_attributes
 _SHORT_NAME = MAX_EVENT_NAME_BYTES // 4  # a name this long fits whatever its characters
+_NO_EARLIEST = MAX_TIMESTAMP_MS + 1  # above any event time
 _ALWAYS_DELETABLE = frozenset({"first_name", "last_name"})
 
 
@@ -67,11 +68,13 @@ def map_batch_unchecked(
     batch_ref = batch.batch_ref
 
     commands: list[Command] = []
-    earliest = latest = first_run = None
+    earliest = _NO_EARLIEST
+    latest = -1
+    first_run = None
     forwardable = 0
-    position = -1
-    for event in batch.events:
-        position += 1
+    holder = [[[[None]]]]  # event data is sized encoded four lists deep, as event_attributes
+    slot = holder[0][0][0]
+    for position, event in enumerate(batch.events):
         if type(event) is not dict:
             drops.append(Drop("invalid_event", f"event {position} is not an object"))
             continue
@@ -81,14 +84,14 @@ def map_batch_unchecked(
             drops.append(Drop("invalid_event", f"event {position} lacks event_type or data"))
             continue
         ts = data.get("timestamp_unixtime_ms")
-        if type(ts) is not int or ts < 0 or ts > MAX_TIMESTAMP_MS:
+        if type(ts) is not int or not 0 <= ts <= MAX_TIMESTAMP_MS:
             ts = timestamp_ms(ts)
             if ts is None:
                 ts = batch_ms
         if ts is not None:
-            if earliest is None or ts < earliest:
+            if ts < earliest:
                 earliest = ts
-            if latest is None or ts > latest:
+            if ts > latest:
                 latest = ts
         if event_type == "custom_event":
             kind = _TRACK
@@ -138,23 +141,28 @@ def map_batch_unchecked(
             drops.append(Drop("empty_event_name", f"{event_type} {position}: name is blank"))
             continue
         attributes = data.get("custom_attributes")
-        if attributes is None:
+        if type(attributes) is dict:
+            if attributes:  # fast path of event_attributes: encodable, small enough
+                slot[0] = attributes
+                try:
+                    fits = len(_dumps(holder)) <= _WRAPPED_BUDGET
+                except (TypeError, JSONEncodeError):
+                    fits = False
+                if not fits:
+                    attributes = event_attributes(attributes, drops)
+        elif attributes is None:
             attributes = {}
-        elif type(attributes) is not dict:
+        else:
             drops.append(Drop("invalid_event_attributes", f"event {position}: not an object"))
             attributes = {}
-        elif attributes:
-            try:  # fast path of event_attributes: encodable in a request body, small enough
-                fits = len(_dumps([[[[attributes]]]])) <= _WRAPPED_BUDGET
-            except (TypeError, JSONEncodeError):
-                fits = False
-            if not fits:
-                attributes = event_attributes(attributes, drops)
         ms = ts or 0
         # The event id: a hash of source_message_id, else event_id, else the event's place.
         key = data.get("source_message_id")
         if type(key) is str and key:
-            key = b"s" + key.encode("utf-8", "surrogatepass")
+            try:
+                key = ("s" + key).encode()
+            except UnicodeEncodeError:  # lone surrogates: kept as they are
+                key = b"s" + key.encode("utf-8", "surrogatepass")
         else:
             key = event_key(data, mpid, batch_ref, position, name)
         commands.append(
@@ -163,6 +171,8 @@ def map_batch_unchecked(
                 deterministic_ulid(ms, key),
             )
         )
+    if latest < 0:
+        earliest = latest = None  # no event with a time
 
     if batch.device_type is not None and earliest is not None:
         record_device(state, batch.device_type, earliest, latest, first_run)
