@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export CIOPROC_HOME="${CIOPROC_HOME:-$PWD/.cioproc/test}"
-export CIOPROC_KAFKA_PORT="${CIOPROC_TEST_KAFKA_PORT:-39092}"
+export CIOPROC_KAFKA_PORT="${CIOPROC_TEST_KAFKA_PORT:-29092}"
 export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${CIOPROC_KAFKA_PORT}"
 export CIOPROC_ENV_FILE=/dev/null/none   # a developer's .env must not leak into tests
 
