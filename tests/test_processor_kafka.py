@@ -25,6 +25,7 @@ from cioproc.models.commands import Command, CommandKind, decode_command
 from cioproc.models.settings import MappingSettings
 from helpers_kafka import (
     WorkerPool,
+    committed_offsets,
     create_topics,
     end_offsets,
     produce_sync,
@@ -425,3 +426,42 @@ def test_two_workers_split_the_partitions_and_one_takes_over_when_the_other_stop
     wait_committed(bootstrap, app_id, input_topics(topics), timeout=120, workers=[second_worker])
     assert assigned_input_partitions(second_worker, batches_topic)
     check_after_recovery(inputs, read_commands(bootstrap, topics, total), history_commands)
+
+
+# ---- a write the broker refuses ---------------------------------------------------------------------
+
+
+def test_a_refused_write_stops_the_worker_and_leaves_the_input_uncommitted(kafka_bootstrap, tmp_path, unique):
+    """The dead-letter topic accepts at most 2000-byte records; a 5000-byte bad input cannot go there."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    app_id = f"test-{unique}"
+    path, topics = write_topics_file(tmp_path, unique, app_id, partitions=1)
+    dlq = topics.by_role("batches_dlq")
+
+    async def small_dlq() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(dlq.name, dlq.partitions, dlq.replication_factor,
+                                                topic_configs={**dlq.config, "max.message.bytes": "2000"})])
+        finally:
+            await admin.close()
+
+    asyncio.run(small_dlq())
+    create_topics(kafka_bootstrap, topics)
+    source = topics.by_role("batches").name
+    produce_sync(kafka_bootstrap, source, [(b"3001", batch(3001, T0, [track("A", T0, "r1")])),
+                                          (b"big", b"x" * 5000),
+                                          (b"3002", batch(3002, T0, [track("B", T0, "r2")]))])
+    pool = WorkerPool(tmp_path, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CIOPROC_TOPICS_FILE": str(path),
+                                 "CIOPROC_APP_ID": app_id})
+    try:
+        worker = pool.start()
+        worker.process.wait(timeout=60)
+        assert worker.process.returncode != 0
+        assert "stopping the worker so that their offsets are not committed" in worker.log()
+        committed = asyncio.run(committed_offsets(kafka_bootstrap, app_id))
+        assert all(offset <= 1 for tp, offset in committed.items() if tp.topic == source)  # never past "big"
+    finally:
+        pool.close()
