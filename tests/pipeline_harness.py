@@ -228,3 +228,59 @@ class Pipeline:
                 await consumer.stop()
 
         return asyncio.run(run())
+
+    # ---- recovery helpers -----------------------------------------------------------------
+
+    def cli(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+        """Run ``cioproc ARGS`` with this pipeline's environment; its output as text."""
+        return subprocess.run(
+            [sys.executable, "-m", "cioproc.cli", *args],
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.tmp,
+        )
+
+    def alive(self, name: str) -> bool:
+        proc = self.processes.get(name)
+        return proc is not None and proc.poll() is None
+
+    def offsets(self, role: str, group: str | None = None) -> dict[int, int]:
+        """Per partition of a topic: the group's committed offset (0 where none), or the end offset."""
+
+        async def run() -> dict[int, int]:
+            name = self.topics.by_role(role).name
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                tps = [TopicPartition(name, p) for p in range(self.topics.by_role(role).partitions)]
+                if group is None:
+                    return {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
+                return {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
+            finally:
+                await consumer.stop()
+
+        return asyncio.run(run())
+
+    def lag(self, role: str, group: str) -> int:
+        """Records of a topic the group has not committed yet."""
+        end, done = self.offsets(role), self.offsets(role, group)
+        return sum(end[p] - done[p] for p in end)
+
+    def caught_up(self, group: str, *roles: str) -> bool:
+        """True when the group has committed every record of these topics (False while Kafka is away)."""
+        try:
+            return all(self.lag(role, group) == 0 for role in roles)
+        except Exception:
+            return False
+
+    def produce_paced(self, records: list[tuple[str, str, bytes]], seconds: float, slices: int = 20) -> None:
+        """Produce records in ``slices`` equal parts spread over about ``seconds`` (a steady input)."""
+        step = max(1, -(-len(records) // slices))
+        started = time.monotonic()
+        for i, start in enumerate(range(0, len(records), step)):
+            self.produce(records[start : start + step])
+            pause = started + seconds * (i + 1) / slices - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)

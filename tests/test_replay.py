@@ -1,0 +1,234 @@
+"""`cioproc replay` against the real broker, the sandbox and real workers.
+
+A clean run of generated input gives the reference workspace (the same one the pure
+mapping predicts, see test_pipeline_e2e); replays must leave it exactly as it is, and a
+dead-letter re-drive must complete it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from pipeline_harness import Pipeline
+from test_pipeline_e2e import batches, expected_workspace
+
+pytestmark = pytest.mark.kafka
+
+SETTLE_S = 120
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap, unique, tmp_path):
+    p = Pipeline(kafka_bootstrap, unique, tmp_path)
+    yield p
+    p.close()
+
+
+def run_to_end(p: Pipeline, worker: str, **env: str) -> None:
+    """Start a worker and wait until it committed every input record and every command."""
+    p.start_worker(worker, **env)
+    p.wait_for(lambda: p.caught_up(p.app_id, "batches", "commands"), SETTLE_S, f"{worker} to catch up")
+
+
+def stop(p: Pipeline, worker: str) -> None:
+    """SIGTERM: the worker leaves its group at once (a killed one would stay a member for the session timeout)."""
+    assert p.kill(worker, signal.SIGTERM, timeout=60) == 0, p.log(worker)[-3000:]
+
+
+def no_event_twice(events: list[dict]) -> None:
+    assert not [i for i, n in Counter(e["event_id"] for e in events).items() if n > 1]
+
+
+def replay(p: Pipeline, *args: str) -> str:
+    done = p.cli("replay", *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_replays_leave_the_workspace_as_it_was(pipeline):
+    """One completed run, then each kind of replay in turn; after each the workspace is the clean run's.
+
+    Steps share one pipeline because every step needs a completed run and a worker restart
+    (about 7 s each on this machine).
+    """
+    records = batches(users=200, events=2500, seed=31)
+    people, events, n_commands = expected_workspace(records)
+    half = len(records) // 2
+    pipeline.start_sandbox()
+    pipeline.produce(records[:half])
+    time.sleep(1.0)
+    middle_ms = int(time.time() * 1000)
+    time.sleep(1.0)
+    pipeline.produce(records[half:])
+    run_to_end(pipeline, "first")
+    assert pipeline.people() == people and pipeline.events() == events
+
+    # Refused while a worker of the group runs: clear message, exit 1, nothing moved.
+    committed = pipeline.offsets("batches", pipeline.app_id)
+    for argv in (["batches", "--from-beginning"], ["commands", "--from-time", "0"], ["batches", "--from-beginning",
+                                                                                    "--dry-run"]):
+        refused = pipeline.cli("replay", *argv)
+        assert refused.returncode == 1, refused.stdout
+        assert f"consumer group '{pipeline.app_id}' is active" in refused.stderr
+        assert "stop the workers" in refused.stderr and "Traceback" not in refused.stderr
+    assert pipeline.offsets("batches", pipeline.app_id) == committed
+    stop(pipeline, "first")
+    assert "would set" in replay(pipeline, "batches", "--from-beginning", "--dry-run")
+    assert pipeline.offsets("batches", pipeline.app_id) == committed
+
+    # Input from a middle time: only the second half is mapped again.
+    out = replay(pipeline, "batches", "--from-time", str(middle_ms))
+    assert f"{len(records) - half} record(s) to re-process" in out
+    run_to_end(pipeline, "from-middle")
+    assert pipeline.metric("cioproc_batches_in_total", "from-middle") >= len(records) - half  # really re-processed
+    assert pipeline.people() == people
+    got = pipeline.events()
+    assert got == events
+    no_event_twice(got)
+    stop(pipeline, "from-middle")
+
+    # The whole input.
+    out = replay(pipeline, "batches", "--from-beginning")
+    assert f"{len(records)} record(s) to re-process" in out
+    assert pipeline.offsets("batches", pipeline.app_id) == {p: 0 for p in range(4)}
+    delivered = pipeline.stats()
+    run_to_end(pipeline, "from-beginning")
+    assert pipeline.metric("cioproc_batches_in_total", "from-beginning") >= len(records)
+    assert pipeline.metric("cioproc_commands_delivered_total", "from-beginning") > 0  # and re-sent
+    assert pipeline.stats() != delivered
+    assert pipeline.people() == people
+    got = pipeline.events()
+    assert got == events
+    no_event_twice(got)
+    stop(pipeline, "from-beginning")
+
+    # Every command again (role all: the sender's group is the app id).
+    out = replay(pipeline, "commands", "--from-beginning")
+    assert f"group '{pipeline.app_id}'" in out
+    assert f"{len(pipeline.read('commands'))} record(s) to re-deliver" in out
+    run_to_end(pipeline, "commands")
+    assert pipeline.metric("cioproc_commands_delivered_total", "commands") >= n_commands
+    assert pipeline.metric("cioproc_batches_in_total", "commands") == 0  # the input was not touched
+    assert pipeline.people() == people
+    got = pipeline.events()
+    assert got == events
+    no_event_twice(got)
+
+
+def test_dlq_redrive_delivers_what_the_sandbox_refused_once_it_accepts(pipeline):
+    records = batches(users=150, events=1500, seed=35)
+    people, events, n_commands = expected_workspace(records)
+    refused_names = ["Search", "Home"]
+    refused = [e for e in events if e["name"] in refused_names]
+    assert len(refused) > 20
+    pipeline.start_sandbox()
+    pipeline.set_faults(reject_event_names=refused_names)
+    pipeline.produce(records)
+    run_to_end(pipeline, "worker")
+    dead = pipeline.read("commands_dlq")
+    assert len(dead) == len(refused)
+    assert {dict(r.headers)["cioproc.reason"] for r in dead} == {b"rejected"}
+    assert pipeline.events() == [e for e in events if e["name"] not in refused_names]
+
+    pipeline.set_faults()  # the cause is fixed
+    dry = pipeline.cli("replay", "dlq", "--source", "commands", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would re-drive {len(refused)} record(s)" in dry.stdout
+    done = pipeline.cli("replay", "dlq", "--source", "commands")  # while the worker runs
+    assert done.returncode == 0, done.stderr
+    assert f"re-drove {len(refused)} record(s)" in done.stdout
+    pipeline.wait_for(lambda: pipeline.caught_up(pipeline.app_id, "commands"), SETTLE_S, "re-driven delivery")
+    got = pipeline.events()
+    assert got == events
+    assert pipeline.people() == people
+    no_event_twice(got)
+    assert len(pipeline.read("commands")) == n_commands + len(refused)
+
+    again = pipeline.cli("replay", "dlq", "--source", "commands")  # each dead letter is re-driven once
+    assert again.returncode == 0, again.stderr
+    assert "re-drove 0 record(s)" in again.stdout
+
+
+def test_dlq_redrive_sends_each_dead_letter_back_once_to_its_source_topic(pipeline):
+    """No worker: dead letters written as the processor writes them, re-driven in steps."""
+    from aiokafka import AIOKafkaProducer
+
+    from cioproc.app.dead_letters import dead_letter_headers
+
+    base = int(time.time() * 1000) - 3_600_000
+    letters = []  # (source role, key, value, timestamp)
+    for i in range(30):
+        role = "audiences" if i % 3 == 0 else "batches"
+        letters.append((role, f"mpid-{i}".encode(), f"not json {i}".encode(), base + i * 1000))
+
+    async def write() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for role, key, value, ts in letters:
+                source = pipeline.topics.by_role(role).name
+                headers = dead_letter_headers("not_json", "expected JSON", source, 0, 1)
+                await producer.send_and_wait(pipeline.topics.by_role("batches_dlq").name, value, key=key,
+                                             timestamp_ms=ts, headers=headers)
+        finally:
+            await producer.stop()
+
+    asyncio.run(write())
+
+    def redriven() -> list[tuple[str, bytes, bytes]]:
+        return [(role, r.key, r.value) for role in ("batches", "audiences") for r in pipeline.read(role)]
+
+    out = replay(pipeline, "dlq", "--source", "batches", "--to-time", str(base + 10_000))
+    assert "re-drove 10 record(s)" in out
+    first = redriven()
+    assert sorted(first) == sorted((role, key, value) for role, key, value, ts in letters[:10])
+    assert "re-drove 4 record(s)" in replay(pipeline, "dlq", "--source", "batches", "--limit", "4")
+    assert "re-drove 16 record(s)" in replay(pipeline, "dlq", "--source", "batches")
+    assert "re-drove 0 record(s)" in replay(pipeline, "dlq", "--source", "batches")
+    everything = redriven()
+    assert sorted(everything) == sorted((role, key, value) for role, key, value, ts in letters)  # each once
+    for record in pipeline.read("batches") + pipeline.read("audiences"):
+        (name, marker), = record.headers
+        assert name == "cioproc.redriven" and marker.startswith(pipeline.topics.by_role("batches_dlq").name.encode())
+
+    # An explicit start time re-drives again from there, whatever was re-driven before.
+    assert "would re-drive 5 record(s)" in replay(pipeline, "dlq", "--source", "batches", "--from-time",
+                                                  str(base + 25_000), "--dry-run")
+    assert len(redriven()) == 30
+
+
+def test_commands_replay_finds_the_group_that_has_been_delivering(pipeline):
+    """Separate sender workers commit in `<app id>-sender`; role all in `<app id>` (no worker needed)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    pipeline.produce([("commands", f"k{i}", b"x") for i in range(12)])
+    topic = pipeline.topics.by_role("commands").name
+
+    def commit(group: str) -> None:
+        async def run() -> None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=pipeline.bootstrap, group_id=group, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                tps = [TopicPartition(topic, p) for p in range(4)]
+                consumer.assign(tps)
+                await consumer.commit(await consumer.end_offsets(tps))
+            finally:
+                await consumer.stop()
+
+        asyncio.run(run())
+
+    assert f"group '{pipeline.app_id}'" in replay(pipeline, "commands", "--from-beginning", "--dry-run")
+    commit(f"{pipeline.app_id}-sender")
+    out = replay(pipeline, "commands", "--from-beginning", "--dry-run")
+    assert f"group '{pipeline.app_id}-sender'" in out and "12 record(s) to re-deliver" in out
+    commit(pipeline.app_id)
+    both = pipeline.cli("replay", "commands", "--from-beginning")
+    assert both.returncode == 1 and "--group" in both.stderr
+    replay(pipeline, "commands", "--from-beginning", "--group", f"{pipeline.app_id}-sender")
+    assert pipeline.offsets("commands", f"{pipeline.app_id}-sender") == {p: 0 for p in range(4)}
+    assert sum(pipeline.offsets("commands", pipeline.app_id).values()) == 12  # the other group is untouched
