@@ -143,7 +143,7 @@ class Processor:
                     n = counts.get(topic)
                     if n is None:
                         n = counts[topic] = len(await producer.partitions_for(topic))
-                    partition = partition_of[(topic, key)] = key_partition(key or b"", n) if key else 0
+                    partition = partition_of[(topic, key)] = key_partition(key, n) if key else 0  # keyless: 0
             group = groups.get((record.topic, partition))
             if group is None:
                 group = groups[(record.topic, partition)] = []
