@@ -77,7 +77,7 @@ def create_app(
         raise StartupError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
     config = config if config is not None else load_config()
     topics = topics if topics is not None else load_topics(config.topics_file)
-    app_id = app_id or default_app_id()
+    app_id = group_id(role, app_id or default_app_id())
     if role in ("processor", "all"):
         check_changelog_topic(app_id, topics)
     app = CioprocApp(**faust_settings(config, app_id))
@@ -87,6 +87,17 @@ def create_app(
     if role in ("sender", "all"):
         attach_sender(app, config, topics)
     return app
+
+
+def group_id(role: str, app_id: str) -> str:
+    """The Faust app id (and so the consumer group) a role runs under.
+
+    Senders get a group of their own, ``<app id>-sender``: a consumer group whose members
+    subscribe to different topics would let Faust's assignor hand processor partitions to
+    senders. Roles ``processor`` and ``all`` share ``<app id>``; do not mix those two in one
+    deployment either (run ``all`` alone, or ``processor`` + ``sender``).
+    """
+    return f"{app_id}-sender" if role == "sender" else app_id
 
 
 def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Processor:

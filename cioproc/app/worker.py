@@ -38,6 +38,10 @@ def main(role: str = "all") -> int:
         app = create_app(role, config, topics)
         _preflight(app.role, config, topics)
         app.topics_verified = True
+    except ConfigError as exc:  # e.g. the sender's credentials
+        for line in exc.problems:
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
     except (StartupError, TopicsFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
