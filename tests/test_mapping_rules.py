@@ -286,6 +286,8 @@ RULE5 = [
                  id="opt-out-again-unsubscribes-again"),
     pytest.param([[opt_out(True, T0)], [opt_out(False, T0 + 5)], [opt_out(True, T0)]],
                  [["identify", "unsubscribe"], [], []], id="stale-replay-ignored"),
+    pytest.param([[opt_out(True, T0), opt_out(False, T0)], [opt_out(True, T0), opt_out(False, T0)]],
+                 [["identify", "unsubscribe"], []], id="replay-of-same-time-opt-out-and-in"),
 ]
 
 

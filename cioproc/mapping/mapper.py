@@ -105,9 +105,13 @@ def map_batch_unchecked(
             if type(opted_out) is not bool:
                 drops.append(Drop("invalid_event", f"event {position}: is_opted_out not a bool"))
             elif identifier is not None and (ts or 0) >= state.opt_out_ms:
-                state.opt_out_ms = ts or 0
+                before, state.opt_out_ms = state.opt_out_ms, ts or 0
                 if not opted_out:
-                    state.unsubscribed = False  # opting back in never resubscribes
+                    # Opting back in never resubscribes; it lets a later opt-out unsubscribe
+                    # again. Only a later one: an opt-in at the very time of the opt-out
+                    # would make a replay of both unsubscribe again.
+                    if state.opt_out_ms > before:
+                        state.unsubscribed = False
                 elif not state.unsubscribed:
                     state.unsubscribed = True
                     commands.append(
