@@ -97,7 +97,7 @@ def batch_from_object(obj: Any, default_timestamp_ms: int | None = None) -> Batc
     elif type(deleted) is not list:
         drops.append(Drop("invalid_deleted_attributes", "deleted_user_attributes is not a list"))
         deleted = []
-    elif not all(type(name) is str for name in deleted):
+    elif deleted and not all(type(name) is str for name in deleted):
         drops.append(Drop("invalid_deleted_attributes", "a deleted attribute is not a string"))
         deleted = [name for name in deleted if type(name) is str]
 
@@ -109,17 +109,17 @@ def batch_from_object(obj: Any, default_timestamp_ms: int | None = None) -> Batc
         ref = obj.get("source_request_id")
         if ref is None:
             ref = obj.get("unique_id")
-    return Batch(
-        mpid=mpid,
-        events=events,
-        customer_id=clean_customer_id(raw_customer_id, drops),
-        email=clean_email(raw_email, drops),
-        user_attributes=attributes,
-        deleted_user_attributes=deleted,
-        device_type=device_type(obj.get("application_info"), obj.get("device_info")),
-        timestamp_ms=batch_ts,
-        batch_ref=ref if type(ref) is str else (str(ref) if type(ref) is int else ""),
-        drops=drops,
+    return Batch(  # positional: this runs for every batch
+        mpid,
+        events,
+        clean_customer_id(raw_customer_id, drops),
+        clean_email(raw_email, drops),
+        attributes,
+        deleted,
+        device_type(obj.get("application_info"), obj.get("device_info")),
+        batch_ts,
+        ref if type(ref) is str else (str(ref) if type(ref) is int else ""),
+        drops,
     )
 
 

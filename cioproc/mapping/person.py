@@ -81,7 +81,9 @@ def address(
     """
     id_type, id_value = identifier
     old_type, old_value = state.id_type, state.id_value
-    fresh = old_value is None or old_type != id_type or not _same(id_type, old_value, id_value)
+    fresh = old_type != id_type or (
+        old_value != id_value and (old_value is None or not _same(id_type, old_value, id_value))
+    )
     merge_from: tuple[str, str] | None = None
     withhold_email = False
     if fresh and old_value is not None and old_type is not None:
