@@ -8,6 +8,7 @@ are masked, so they cannot reach a log line or an exception message by accident.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -43,6 +44,7 @@ VARIABLES: dict[str, str | None] = {
     "KAFKA_SSL_CAFILE": None,
     "KAFKA_SSL_CERTFILE": None,
     "KAFKA_SSL_KEYFILE": None,
+    "CIOPROC_APP_ID": "cioproc",
     "CIOPROC_TOPICS_FILE": "topics.yaml",
     "CIOPROC_STORE": "memory",
     "CIOPROC_DATA_DIR": ".cioproc/worker",
@@ -126,6 +128,7 @@ class Config:
     max_requests_per_second: float = 100.0
     max_concurrency: int = 8
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    app_id: str = "cioproc"
     topics_file: Path = Path("topics.yaml")
     store: str = "memory"
     data_dir: Path = Path(".cioproc/worker")
@@ -170,6 +173,7 @@ class Config:
             "KAFKA_SSL_CAFILE": k.ssl_cafile,
             "KAFKA_SSL_CERTFILE": k.ssl_certfile,
             "KAFKA_SSL_KEYFILE": k.ssl_keyfile,
+            "CIOPROC_APP_ID": self.app_id,
             "CIOPROC_TOPICS_FILE": self.topics_file,
             "CIOPROC_STORE": self.store,
             "CIOPROC_DATA_DIR": self.data_dir,
@@ -322,6 +326,10 @@ def parse_config(env: Mapping[str, str]) -> Config:
         problems.append(f"CIOPROC_LOG_LEVEL={env.get('CIOPROC_LOG_LEVEL')!r} must be debug, info, warning or error")
         log_level = "info"
 
+    app_id = get("CIOPROC_APP_ID") or "cioproc"
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", app_id):
+        problems.append(f"CIOPROC_APP_ID={app_id!r} must be letters, digits, '.', '_' or '-' (1-200)")
+
     api_key = get("CIO_API_KEY")
     if problems:
         raise ConfigError(problems)
@@ -335,6 +343,7 @@ def parse_config(env: Mapping[str, str]) -> Config:
         max_requests_per_second=rps,
         max_concurrency=concurrency,
         kafka=kafka,
+        app_id=app_id,
         topics_file=Path(get("CIOPROC_TOPICS_FILE") or "topics.yaml"),
         store=store,
         data_dir=Path(get("CIOPROC_DATA_DIR") or ".cioproc/worker"),

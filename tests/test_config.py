@@ -149,3 +149,10 @@ def test_log_lines_redact_registered_secrets():
     RedactingFilter().filter(record)
     line = JsonFormatter().format(record)
     assert KEY not in line and "****" in line and "auth with **** failed" in line and "boom ****" in line
+
+
+def test_app_id_is_validated():
+    assert parse_config({}).app_id == "cioproc"
+    assert parse_config({"CIOPROC_APP_ID": "team-a.cio"}).app_id == "team-a.cio"
+    with pytest.raises(ConfigError, match="CIOPROC_APP_ID='a b' must be letters"):
+        parse_config({"CIOPROC_APP_ID": "a b"})

@@ -83,6 +83,13 @@ def drained(p: Pipeline, commands: int, worker: str = "worker") -> bool:
     return settled >= commands
 
 
+def _lag_partitions(p: Pipeline, topic: str) -> int:
+    from cioproc.demo import scrape
+
+    samples = scrape(f"http://127.0.0.1:{p.metrics_ports['worker']}/metrics")
+    return sum(1 for (name, labels) in samples if name == "cioproc_consumer_lag" and ("topic", topic) in labels)
+
+
 def test_batches_become_exactly_the_predicted_workspace(pipeline):
     records = batches()
     people, events, n_commands = expected_workspace(records)
@@ -104,6 +111,9 @@ def test_batches_become_exactly_the_predicted_workspace(pipeline):
         assert pipeline.metric("cioproc_drops_total", reason=reason) == count, reason
     assert pipeline.metric("cioproc_dlq_writes_total") == 0
     assert pipeline.metric("cioproc_http_responses_total", status="200") == pipeline.stats()["total_requests"]
+    batches_topic = pipeline.topics.by_role("batches").name
+    pipeline.wait_for(lambda: pipeline.metric("cioproc_consumer_lag", topic=batches_topic) == 0
+                      and _lag_partitions(pipeline, batches_topic) == 4, 20, "consumer lag 0 on every partition")
     port = pipeline.metrics_ports["worker"]
     assert http(f"http://127.0.0.1:{port}/healthz") == {"status": "alive"}
     assert http(f"http://127.0.0.1:{port}/readyz")["ready"] is True

@@ -29,11 +29,11 @@ from cioproc.app.batching import BatchApp
 from cioproc.app.faust_config import (
     TABLE_NAME,
     StartupError,
-    app_id as default_app_id,
     check_changelog_topic,
     faust_settings,
     table_options,
 )
+from cioproc.app.lag import LAG_INTERVAL_S, LagReporter
 from cioproc.app.processor import Processor
 from cioproc.app.startup import verify_topics
 from cioproc.app.stats import ProcessorStats
@@ -77,7 +77,7 @@ def create_app(
         raise StartupError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
     config = config if config is not None else load_config()
     topics = topics if topics is not None else load_topics(config.topics_file)
-    app_id = group_id(role, app_id or default_app_id())
+    app_id = group_id(role, app_id or config.app_id)
     if role in ("processor", "all"):
         check_changelog_topic(app_id, topics)
     app = CioprocApp(**faust_settings(config, app_id))
@@ -86,7 +86,20 @@ def create_app(
         app.processor = attach_processor(app, config, topics)
     if role in ("sender", "all"):
         attach_sender(app, config, topics)
+    attach_lag_reporter(app)
     return app
+
+
+def attach_lag_reporter(app: BatchApp) -> LagReporter:
+    """Report consumer lag of the routed input topics every few seconds."""
+    reporter = LagReporter(set(app.batch_routes))
+
+    async def report_lag() -> None:
+        if not app.rebalancing:
+            reporter.report(app.consumer)
+
+    app.timer(LAG_INTERVAL_S, on_leader=False)(report_lag)
+    return reporter
 
 
 def group_id(role: str, app_id: str) -> str:
@@ -111,7 +124,7 @@ def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Proce
         options=table_options(config),
         help="cioproc user state (msgpack UserState) by MPID",
     )
-    stats = ProcessorStats(topics.by_role("batches_dlq").name)
+    stats = ProcessorStats("batches")  # the metrics' dead-letter topic label is the input's role
     processor = Processor(app, table, topics, config.mapping, stats)
     for role in ("batches", "audiences"):
         topic = app.topic(topics.by_role(role).name, key_type=bytes, value_type=bytes, acks=True)
