@@ -536,6 +536,39 @@ def test_rule10_event_ids_are_deterministic_ulids(
     assert ulid_timestamp_ms(first[0]) == T0
 
 
+# Event ids are Customer.io's dedup keys, persisted there: the same input must keep its id
+# across versions of this code. These were computed by the first release of the mapping.
+PINNED_IDS_BATCH = {
+    "mpid": 42, "batch_id": 77, "user_identities": {"customer_id": "c1"},
+    "events": [
+        {"event_type": "custom_event", "data": {
+            "event_name": "Buy", "timestamp_unixtime_ms": 1_700_000_000_123,
+            "source_message_id": "m-1"}},
+        {"event_type": "screen_view", "data": {
+            "screen_name": "Home", "timestamp_unixtime_ms": 1_700_000_001_623,
+            "event_id": 123456789}},
+        {"event_type": "custom_event", "data": {
+            "event_name": "Zoom", "timestamp_unixtime_ms": 1 << 20}},
+        {"event_type": "custom_event", "data": {
+            "event_name": "\u00dcn\u00ef", "timestamp_unixtime_ms": (1 << 48) - 1,
+            "source_message_id": "\u00e9\u00ff"}},
+    ],
+}
+PINNED_IDS = [
+    "01HF7YAT3VADM6PN5FMSRGWH72",  # source_message_id
+    "01HF7YAVJQ34GGMVF5VKKPCN0M",  # event_id
+    "0000010000W27HHKXAVAH066P8",  # batch and position
+    "7ZZZZZZZZZ14Q61KFTPR9NQW18",  # non-ASCII source_message_id, largest time
+]
+
+
+def test_rule10_event_ids_stay_what_they_were() -> None:
+    result = run(PINNED_IDS_BATCH)
+    assert [c.event_id for c in result.commands if c.event_id] == PINNED_IDS
+    again = run(PINNED_IDS_BATCH, result.state)
+    assert [c.event_id for c in again.commands if c.event_id] == PINNED_IDS
+
+
 # --- Rule 11: typed commands and compact, versioned encodings ----------------------------
 def _commands_of(*objs: dict, settings: MappingSettings = DEFAULT_ALL) -> list:
     results, _ = run_all(list(objs), None, settings)
