@@ -312,6 +312,147 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# -- the Kafka backlog variant ----------------------------------------------------------------
+
+
+async def bench_kafka(args: argparse.Namespace) -> dict[str, Any]:
+    """A backlog of the commands on a real ``cio.commands`` topic, delivered by a real
+    ``cioproc worker --role sender`` process; timed from the worker's readiness (its
+    partitions assigned) until the sandbox holds every command. The raw loop posts the same
+    commands' v2 bodies to the same sandbox (its own process here, as the worker is too)."""
+    import os
+    import socket
+    import tempfile
+    import uuid
+
+    import yaml
+    from aiokafka import AIOKafkaProducer
+
+    from cioproc.kafka.admin import reconcile
+    from cioproc.kafka.topics import load_topics
+    from cioproc.models.commands import encode_command
+
+    commands = generate(args.commands, args.users)
+    events = sum(1 for c in commands if c.kind in (CommandKind.TRACK, CommandKind.SCREEN))
+    entries = [encode_v2_entry(c) for c in commands]
+    limits = SenderConfig(site_id=SITE, api_key=KEY, track_url="http://placeholder.invalid")
+    packing = pack([len(e) for e in entries], max_batch_bytes=limits.max_batch_bytes, max_entry_bytes=limits.max_entry_bytes)
+    bodies = [batch_body([entries[i] for i in batch]) for batch in packing.batches]
+
+    unique = uuid.uuid4().hex[:8]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sender-"))
+    doc = yaml.safe_load((Path(__file__).resolve().parent.parent / "topics.yaml").read_text())
+    for topic in doc["topics"]:
+        topic["name"] = f"{topic['name']}.bench{unique}"
+        if topic["role"] == "commands":
+            topic["partitions"] = args.partitions
+    topics_path = tmp / "topics.yaml"
+    topics_path.write_text(yaml.safe_dump(doc))
+    topics = load_topics(topics_path)
+    await reconcile(topics, args.kafka, create=True)
+    producer = AIOKafkaProducer(bootstrap_servers=args.kafka, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        name = topics.by_role("commands").name
+        for command in commands:
+            await producer.send(name, encode_command(command), key=command.mpid.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    sandbox = SandboxHandle(separate_process=True)
+    await sandbox.start()
+    sender_runs: list[Run] = []
+    raw_runs: list[Run] = []
+    try:
+        async with aiohttp.ClientSession() as control:
+            await run_raw(sandbox.url, bodies[:1], 1)  # warm the sandbox
+            for repeat in range(args.repeats):
+                for contender in ("raw", "sender"):
+                    await sandbox.reset(control)
+                    if contender == "raw":
+                        started = time.perf_counter()
+                        requests = await run_raw(sandbox.url, bodies, args.concurrency)
+                        raw_runs.append(Run(time.perf_counter() - started, requests, len(commands)))
+                    else:
+                        with socket.socket() as sock:
+                            sock.bind(("127.0.0.1", 0))
+                            metrics_port = sock.getsockname()[1]
+                        env = {
+                            **os.environ,
+                            "KAFKA_BOOTSTRAP_SERVERS": args.kafka,
+                            "CIOPROC_TOPICS_FILE": str(topics_path),
+                            "CIOPROC_APP_ID": f"bench-{unique}-{repeat}",  # a fresh group reads the whole backlog
+                            "CIOPROC_ENV_FILE": "/nonexistent",
+                            "CIOPROC_METRICS_PORT": str(metrics_port),
+                            "CIOPROC_LOG_LEVEL": "warning",
+                            "CIO_TRACK_URL": sandbox.url,
+                            "CIO_SITE_ID": SITE,
+                            "CIO_API_KEY": KEY,
+                            "CIO_MAX_CONCURRENCY": str(args.concurrency),
+                            "CIO_MAX_REQUESTS_PER_SECOND": str(args.rate or 100000),
+                        }
+                        worker = subprocess.Popen(
+                            [sys.executable, "-m", "cioproc.cli", "worker", "--role", "sender"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / f"worker{repeat}.log", "wb"),
+                        )
+                        try:
+                            started = await _wait_ready(control, metrics_port, worker)
+                            while True:
+                                stats = await sandbox.stats(control)
+                                if stats["events_recorded"] >= events:
+                                    break
+                                if worker.poll() is not None:
+                                    raise RuntimeError(f"sender worker exited; see {tmp}")
+                                await asyncio.sleep(0.02)
+                            seconds = time.perf_counter() - started
+                            sender_runs.append(Run(seconds, stats["total_requests"], len(commands)))
+                        finally:
+                            worker.terminate()
+                            worker.wait(timeout=60)
+                    stats = await sandbox.stats(control)
+                    assert stats["events_recorded"] == events, (contender, stats)
+                    assert stats["operations_rejected"] == 0, (contender, stats)
+    finally:
+        await sandbox.stop()
+    sender_rate = statistics.median(r.rate for r in sender_runs)
+    raw_rate = statistics.median(r.rate for r in raw_runs)
+    return {
+        "source": f"Kafka backlog on {args.kafka}, worker --role sender",
+        "commands": len(commands),
+        "bytes": sum(len(b) for b in bodies),
+        "repeats": args.repeats,
+        "partitions": args.partitions,
+        "chunk": "one fetch",
+        "concurrency": args.concurrency,
+        "sandbox": "separate process",
+        "sender_commands_per_s": round(sender_rate),
+        "raw_commands_per_s": round(raw_rate),
+        "sender_requests_per_1000": round(statistics.median(r.requests_per_1000 for r in sender_runs), 2),
+        "raw_requests_per_1000": round(statistics.median(r.requests_per_1000 for r in raw_runs), 2),
+        "ratio": round(sender_rate / raw_rate, 3),
+        "ratio_pairs_median": round(statistics.median(r.seconds / s.seconds for r, s in zip(raw_runs, sender_runs)), 3),
+        "sender_runs_s": [round(r.seconds, 3) for r in sender_runs],
+        "raw_runs_s": [round(r.seconds, 3) for r in raw_runs],
+    }
+
+
+async def _wait_ready(control: aiohttp.ClientSession, port: int, worker: subprocess.Popen) -> float:
+    """Poll the worker's /readyz; the perf_counter time it first says ready."""
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError("sender worker exited before it was ready")
+        try:
+            async with control.get(f"http://127.0.0.1:{port}/readyz") as response:
+                if response.status == 200:
+                    return time.perf_counter()
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.02)
+    raise RuntimeError("sender worker not ready within 120 s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commands", type=int, default=20_000)
@@ -323,8 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="sender requests/s ceiling (0: none)")
     parser.add_argument("--sandbox-process", action="store_true", help="run the sandbox in its own process")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--kafka", metavar="BOOTSTRAP", help="deliver a backlog on a real cio.commands topic through "
+                        "a `cioproc worker --role sender` process (e.g. 127.0.0.1:9092 after `cioproc kafka start`)")
     args = parser.parse_args(argv)
-    result = asyncio.run(bench(args))
+    result = asyncio.run(bench_kafka(args) if args.kafka else bench(args))
     if args.json:
         print(orjson.dumps(result).decode())
         return 0

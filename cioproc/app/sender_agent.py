@@ -1,17 +1,20 @@
 """The sender: `cio.commands` -> Customer.io Track API, dead letters to `cio.commands.dlq`.
 
 A thin shell around :class:`cioproc.sender.Deliverer`, routed like the processor (see
-:mod:`cioproc.app.batching`): each fetch of the commands topic arrives as one chunk. For a
-chunk the sender
+:mod:`cioproc.app.batching`): each fetch of the commands topic arrives as one chunk. The
+sender tracks every record with Faust's consumer (a rebalance waits for them) and splits
+the chunk by partition. Each partition's part is delivered by a task that starts only when
+the previous part of the same partition has finished, so a partition's commands (and so
+each user's, as commands are keyed by MPID) go out in order, while different partitions,
+and further fetches, overlap; at most ``MAX_CHUNKS_IN_FLIGHT`` parts are under way before
+the fetch loop waits. A part's task
 
-1. tracks every record with Faust's consumer (a rebalance waits for the chunk),
-2. decodes the commands (undecodable bytes are dead-lettered as ``undecodable_command``)
-   and hands them to one ``deliver()`` call, which keeps each user's commands in order
-   (all of a user's commands share a partition and so a chunk) and delivers different
-   users concurrently; it returns only when every command is delivered or refused for good,
-3. writes the refused commands to the dead-letter topic with Customer.io's status and error
+1. decodes the commands (undecodable bytes are dead-lettered as ``undecodable_command``)
+   and hands them to one ``deliver()`` call, which returns only when every command is
+   delivered or refused for good,
+2. writes the refused commands to the dead-letter topic with Customer.io's status and error
    in headers, and awaits the broker's acknowledgements,
-4. only then acks the chunk's records.
+3. only then acks the part's records.
 
 So an offset is committed only after every command before it was delivered or
 dead-lettered. While Customer.io rejects the credentials (401/403) ``deliver()`` keeps
@@ -48,6 +51,7 @@ SOURCE_PARTITION = "cioproc.source.partition"
 SOURCE_OFFSET = "cioproc.source.offset"
 MAX_ERROR_BYTES = 2000
 EXPORT_INTERVAL_S = 1.0
+MAX_CHUNKS_IN_FLIGHT = 8  # partition chunks being delivered at once; more makes the fetch loop wait
 
 
 def dead_letter_headers(message: Message, reason: str, status: int | None, error: str | None) -> list[tuple[str, bytes]]:
@@ -94,8 +98,15 @@ class Sender:
         self.dlq_topic = dlq_topic
         self.deliverer: Deliverer | None = None
         self.exporter = StatsExporter()
+        self._tails: dict[tuple[str, int], asyncio.Future] = {}  # last delivery task per partition
+        self._in_flight = asyncio.Semaphore(MAX_CHUNKS_IN_FLIGHT)
 
     async def close(self) -> None:
+        pending = [task for task in self._tails.values() if not task.done()]
+        for task in pending:  # unacked: their records are read again after a restart
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
         if self.deliverer is not None:
             await self.deliverer.close()
             self.deliverer = None
@@ -113,6 +124,35 @@ class Sender:
             consumer.track_message(message)
         if self.deliverer is None:
             self.deliverer = Deliverer(self.sender_config)  # its aiohttp session needs the running loop
+        by_partition: dict[tuple[str, int], list[Message]] = {}
+        for message in records:
+            by_partition.setdefault((message.topic, message.partition), []).append(message)
+        for tp, part in by_partition.items():
+            # Deliveries of different partitions overlap; those of one partition follow each other.
+            await self._in_flight.acquire()  # back-pressure: the fetch loop waits here
+            previous = self._tails.get(tp)
+            task = asyncio.ensure_future(self._deliver_after(previous, part))
+            self._tails[tp] = task
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future) -> None:
+        self._in_flight.release()
+        for tp, tail in list(self._tails.items()):
+            if tail is task:
+                del self._tails[tp]
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("delivering commands failed (%s: %s); stopping the worker", type(exc).__name__, exc)
+            asyncio.ensure_future(self.app.crash(exc))
+
+    async def _deliver_after(self, previous: asyncio.Future | None, records: list[Message]) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # its failure is reported by its own callback
+        await self.deliver_chunk(records)
+
+    async def deliver_chunk(self, records: list[Message]) -> None:
+        """Deliver one partition's chunk, dead-letter what is refused, then ack every record."""
+        assert self.deliverer is not None
         started = time.monotonic()
         commands: list[Command] = []
         sources: list[Message] = []
@@ -133,13 +173,8 @@ class Sender:
                 delivered[command.kind.value] += 1
             else:
                 dead.append((message, outcome.reason or "rejected", outcome.http_status, outcome.error))
-        try:
-            await self._dead_letter(dead)
-        except Exception as exc:  # the producer gave up: stop before these offsets can commit
-            log.error("writing %d dead letters failed (%s: %s); stopping the worker", len(dead), type(exc).__name__, exc)
-            await app.crash(exc)
-            return
-        ack = consumer.ack
+        await self._dead_letter(dead)  # raises if the producer gave up: these records stay unacked
+        ack = self.app.consumer.ack
         for message in records:
             ack(message)
         for kind, count in delivered.items():
