@@ -26,7 +26,7 @@ from cioproc.mapping.values import digest, timestamp_ms, utf8_len
 from cioproc.models.commands import Command, CommandKind
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import UserState
-from cioproc.models.ulid import MAX_TIMESTAMP_MS, deterministic_ulid
+from cioproc.models.ulid import MAX_TIMESTAMP_MS, ULID_HASH_CHARS, ULID_PAIRS, new_ulid_hash
 
 __all__ = ["event_key", "map_batch_unchecked"]
 
@@ -68,12 +68,16 @@ def map_batch_unchecked(
     batch_ref = batch.batch_ref
 
     commands: list[Command] = []
+    append = commands.append
     earliest = _NO_EARLIEST
     latest = -1
     first_run = None
     forwardable = 0
     holder = [[[[None]]]]  # event data is sized encoded four lists deep, as event_attributes
     slot = holder[0][0][0]
+    pairs = ULID_PAIRS
+    high = -1  # event ids: ms >> 20 and its 6 characters, shared by events close in time
+    prefix = ""
     for position, event in enumerate(batch.events):
         if type(event) is not dict:
             drops.append(Drop("invalid_event", f"event {position} is not an object"))
@@ -114,7 +118,7 @@ def map_batch_unchecked(
                         state.unsubscribed = False
                 elif not state.unsubscribed:
                     state.unsubscribed = True
-                    commands.append(
+                    append(
                         command(
                             _UNSUBSCRIBE, mpid, id_type, id_value, (ts or 0) // 1000,
                             {"unsubscribed": True},
@@ -159,8 +163,9 @@ def map_batch_unchecked(
         else:
             drops.append(Drop("invalid_event_attributes", f"event {position}: not an object"))
             attributes = {}
-        ms = ts or 0
-        # The event id: a hash of source_message_id, else event_id, else the event's place.
+        ms = ts or 0  # within 0..2**48-1
+        # The event id: deterministic_ulid(ms, key) written out (see cioproc.models.ulid);
+        # key: a hash of source_message_id, else event_id, else the event's place.
         key = data.get("source_message_id")
         if type(key) is str and key:
             try:
@@ -169,10 +174,16 @@ def map_batch_unchecked(
                 key = b"s" + key.encode("utf-8", "surrogatepass")
         else:
             key = event_key(data, mpid, batch_ref, position, name)
-        commands.append(
+        hashed = new_ulid_hash()
+        hashed.update(key)
+        if ms >> 20 != high:
+            high = ms >> 20
+            prefix = pairs[ms >> 40] + pairs[(ms >> 30) & 1023] + pairs[high & 1023]
+        append(
             command(
                 kind, mpid, id_type, id_value, ms // 1000, attributes, name,
-                deterministic_ulid(ms, key),
+                prefix + pairs[(ms >> 10) & 1023] + pairs[ms & 1023]
+                + hashed.digest().translate(ULID_HASH_CHARS).decode(),
             )
         )
     if latest < 0:

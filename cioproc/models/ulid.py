@@ -8,21 +8,33 @@ event whose id it has already received) records it once.
 
 The time part is written as five pairs of characters (10 bits each); the first three pairs
 change only every 2**20 ms (~17 minutes), so the last of them is remembered (one entry:
-events close in time, as those of one batch, share it).
+events close in time, as those of one batch, share it). The mapping's event loop writes
+ids from the same parts (``ULID_PAIRS``, ``new_ulid_hash``, ``ULID_HASH_CHARS``) without a
+call per event; tests check both against a bit-by-bit reference and pinned ids.
 """
 
 from __future__ import annotations
 
 from hashlib import blake2s
 
-__all__ = ["MAX_TIMESTAMP_MS", "deterministic_ulid", "ulid_timestamp_ms"]
+__all__ = [
+    "MAX_TIMESTAMP_MS",
+    "ULID_HASH_CHARS",
+    "ULID_PAIRS",
+    "deterministic_ulid",
+    "new_ulid_hash",
+    "ulid_timestamp_ms",
+]
 
 MAX_TIMESTAMP_MS = (1 << 48) - 1
 _CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PAIRS = tuple(a + b for a in _CROCKFORD.decode() for b in _CROCKFORD.decode())
-_LOW_FIVE_BITS = bytes(_CROCKFORD[byte & 31] for byte in range(256))
+_PAIRS = ULID_PAIRS = tuple(a + b for a in _CROCKFORD.decode() for b in _CROCKFORD.decode())
+"""The two characters of each 10-bit value."""
+_LOW_FIVE_BITS = ULID_HASH_CHARS = bytes(_CROCKFORD[byte & 31] for byte in range(256))
+"""``bytes.translate`` table: a hash byte -> the character of its low 5 bits."""
 _DECODE = {c: i for i, c in enumerate(_CROCKFORD.decode())}
-_NEW_HASH = blake2s(digest_size=16).copy  # copying a set-up hash is cheaper than a new one
+_NEW_HASH = new_ulid_hash = blake2s(digest_size=16).copy
+"""A new BLAKE2s-128 (copying a set-up hash is cheaper than making one)."""
 _last_prefix: tuple[int, str] = (-1, "")  # (timestamp >> 20, its first 6 characters)
 
 
