@@ -19,7 +19,7 @@ from cioproc.mapping.batch import Batch
 from cioproc.mapping.build import command
 from cioproc.mapping.devices import record_device
 from cioproc.mapping.names import MAX_EVENT_NAME_BYTES, event_name
-from cioproc.mapping.person import address, choose_identifier, identify, unchanged
+from cioproc.mapping.person import address, choose_identifier, identify
 from cioproc.mapping.results import Drop, MapResult
 from cioproc.mapping.segments import MEMBERSHIP, audience_attributes
 from cioproc.mapping.values import digest, timestamp_ms, utf8_len
@@ -199,7 +199,10 @@ def map_batch_unchecked(
         )
         return MapResult([], state, drops)
 
-    addressing = address(state, identifier, previous_email)
+    if state.id_value == id_value and state.id_type == id_type:
+        addressing = None  # addressed as last time: address() would change nothing
+    else:
+        addressing = address(state, identifier, previous_email)
     include_all = settings.include_user_attributes
     created_at = None
     if settings.send_created_at and state.last_device is not None:
@@ -212,7 +215,9 @@ def map_batch_unchecked(
             include_all, created_at, audiences, per_segment,
         )
     )
-    if not unchanged(state, addressing, inputs):
+    if inputs != state.desired or (addressing is not None and addressing.fresh):
+        if addressing is None:
+            addressing = address(state, identifier, previous_email)
         desired: dict[str, Any] = {}
         if state.email is not None:
             desired["email"] = state.email
