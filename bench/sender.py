@@ -290,16 +290,25 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await sandbox.stop()
 
+    return summarize(args, commands, bodies, sender_runs, raw_runs,
+                     source="in-memory chunks", chunk=args.chunk,
+                     sandbox="separate process" if args.sandbox_process else "in process")
+
+
+def summarize(args: argparse.Namespace, commands: list[Command], bodies: list[bytes], sender_runs: list[Run],
+              raw_runs: list[Run], *, source: str, chunk: Any, sandbox: str) -> dict[str, Any]:
+    """Medians of both contenders and their ratio, as the report prints them."""
     sender_rate = statistics.median(r.rate for r in sender_runs)
     raw_rate = statistics.median(r.rate for r in raw_runs)
     return {
+        "source": source,
         "commands": len(commands),
         "bytes": sum(len(b) for b in bodies),
         "repeats": args.repeats,
         "partitions": args.partitions,
-        "chunk": args.chunk,
+        "chunk": chunk,
         "concurrency": args.concurrency,
-        "sandbox": "separate process" if args.sandbox_process else "in process",
+        "sandbox": sandbox,
         "sender_commands_per_s": round(sender_rate),
         "raw_commands_per_s": round(raw_rate),
         "sender_requests_per_1000": round(statistics.median(r.requests_per_1000 for r in sender_runs), 2),
@@ -415,26 +424,9 @@ async def bench_kafka(args: argparse.Namespace) -> dict[str, Any]:
                     assert stats["operations_rejected"] == 0, (contender, stats)
     finally:
         await sandbox.stop()
-    sender_rate = statistics.median(r.rate for r in sender_runs)
-    raw_rate = statistics.median(r.rate for r in raw_runs)
-    return {
-        "source": f"Kafka backlog on {args.kafka}, worker --role sender",
-        "commands": len(commands),
-        "bytes": sum(len(b) for b in bodies),
-        "repeats": args.repeats,
-        "partitions": args.partitions,
-        "chunk": "one fetch",
-        "concurrency": args.concurrency,
-        "sandbox": "separate process",
-        "sender_commands_per_s": round(sender_rate),
-        "raw_commands_per_s": round(raw_rate),
-        "sender_requests_per_1000": round(statistics.median(r.requests_per_1000 for r in sender_runs), 2),
-        "raw_requests_per_1000": round(statistics.median(r.requests_per_1000 for r in raw_runs), 2),
-        "ratio": round(sender_rate / raw_rate, 3),
-        "ratio_pairs_median": round(statistics.median(r.seconds / s.seconds for r, s in zip(raw_runs, sender_runs)), 3),
-        "sender_runs_s": [round(r.seconds, 3) for r in sender_runs],
-        "raw_runs_s": [round(r.seconds, 3) for r in raw_runs],
-    }
+    return summarize(args, commands, bodies, sender_runs, raw_runs,
+                     source=f"Kafka backlog on {args.kafka}, worker --role sender", chunk="one fetch",
+                     sandbox="separate process")
 
 
 async def _wait_ready(control: aiohttp.ClientSession, port: int, worker: subprocess.Popen) -> float:
@@ -471,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(orjson.dumps(result).decode())
         return 0
-    print(f"{result['commands']} commands, {result['bytes'] / 1e6:.1f} MB of v2 batches, sandbox {result['sandbox']}, "
+    print(f"{result['commands']} commands from {result['source']}, {result['bytes'] / 1e6:.1f} MB of v2 batches, "
+          f"sandbox {result['sandbox']}, "
           f"{result['partitions']} partitions x chunks of {result['chunk']}, {result['concurrency']} in flight, "
           f"medians of {result['repeats']}")
     print(f"{'':8} {'commands/s':>12} {'requests/1000 commands':>24}")

@@ -134,6 +134,22 @@ class BatchApp(faust.App):
         self.batch_routes: dict[str, BatchHandler] = {}
         self._batch_topics: list[faust.types.TopicT] = []
 
+    def track_current(self, messages: list[Message]) -> list[Message]:
+        """The records of ``messages`` a handler may work on, tracked with the consumer.
+
+        None while a rebalance is under way (flow stopped) and none of an older consumer
+        generation: those partitions may be someone else's now, and their records are read
+        again after the rebalance. Tracking makes the rebalance wait for their acks.
+        """
+        consumer = self.consumer
+        if not consumer.flow_active:
+            return []
+        generation = self.consumer_generation_id
+        records = [m for m in messages if m.generation_id == generation]
+        for message in records:
+            consumer.track_message(message)
+        return records
+
     def route_batches(self, topic: faust.types.TopicT, handler: BatchHandler) -> None:
         """Subscribe to ``topic`` (with acks) and deliver its records to ``handler`` in lists."""
         self._batch_topics.append(topic)

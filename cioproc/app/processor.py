@@ -95,14 +95,11 @@ class Processor:
     async def __call__(self, messages: list[Message]) -> None:
         app = self.app
         consumer = app.consumer
-        generation = app.consumer_generation_id
-        if self.failed or not consumer.flow_active:
-            return  # a rebalance has begun: these records are read again after it
-        records = [m for m in messages if m.generation_id == generation]
+        if self.failed:
+            return
+        records = app.track_current(messages)
         if not records:
             return
-        for message in records:
-            consumer.track_message(message)
         try:
             plan = plan_chunk(records, self.topics, self.settings, self.store.get, self.partition_for, _state_reset)
             await self._send(plan.commands + plan.dead_letters + plan.forwards)

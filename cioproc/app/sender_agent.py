@@ -112,16 +112,9 @@ class Sender:
             self.deliverer = None
 
     async def __call__(self, messages: list[Message]) -> None:
-        app = self.app
-        consumer = app.consumer
-        generation = app.consumer_generation_id
-        if not consumer.flow_active:
-            return  # a rebalance has begun: these records are read again after it
-        records = [m for m in messages if m.generation_id == generation]
+        records = self.app.track_current(messages)
         if not records:
             return
-        for message in records:
-            consumer.track_message(message)
         if self.deliverer is None:
             self.deliverer = Deliverer(self.sender_config)  # its aiohttp session needs the running loop
         by_partition: dict[tuple[str, int], list[Message]] = {}
