@@ -18,6 +18,7 @@ Every role serves ``/metrics``, ``/healthz`` and ``/readyz`` on ``CIOPROC_METRIC
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from pathlib import Path
@@ -45,6 +46,7 @@ log = logging.getLogger("cioproc.worker")
 
 SENDER_MODULE = "cioproc.app.sender_agent"
 SUMMARY_INTERVAL_S = 30.0
+DRAIN_TIMEOUT_S = 15.0  # on stop: how long in-flight chunks may take to finish and be committed
 
 
 class CioprocApp(BatchApp):
@@ -64,6 +66,30 @@ class CioprocApp(BatchApp):
         Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
         await super().on_first_start()
         await self.add_runtime_dependency(_MetricsService(self, self.config.metrics_port))
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        """On stop (SIGTERM), drain: wait for in-flight chunks to be acked and commit them, for at
+        most DRAIN_TIMEOUT_S. What is still unfinished then (a sender waiting out refused
+        credentials, say) stays uncommitted and is done again after a restart; the stop goes on.
+
+        During a rebalance Faust's unbounded wait is kept: a partition must not move to another
+        worker while a delivery for it is still running here.
+        """
+        if not self.should_stop:
+            await super()._consumer_wait_empty(consumer, logger)
+            return
+        # Faust's wait_empty swallows cancellation, so it cannot be cut short with wait_for.
+        waiting = asyncio.ensure_future(super()._consumer_wait_empty(consumer, logger))
+        done, _ = await asyncio.wait([waiting], timeout=DRAIN_TIMEOUT_S)
+        if not done:
+            logger.warning(
+                "stopping with work still in flight after %.0fs; its records are not committed and are "
+                "processed again after a restart", DRAIN_TIMEOUT_S
+            )
+            # wait_empty loops while this (weak) set is non-empty; commits follow acks, not this set,
+            # so what did not finish stays uncommitted. It then commits what did finish and returns.
+            consumer._unacked_messages.clear()
+        await waiting
 
 
 def create_app(

@@ -1,0 +1,118 @@
+"""SIGTERM: a worker stops within a bounded time with exit code 0, and what it committed is
+exactly what it finished: every input record below the committed offset has its commands
+in the commands topic and none above it has; every command below the committed offset was
+delivered to the sandbox and none above it was (in-flight work is drained and committed,
+not abandoned half-done). A worker that cannot finish (Customer.io refusing the key) still
+stops within the bound, committing nothing it did not deliver.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+import pytest
+
+from cioproc.mapping import map_batch, parse_batch
+from cioproc.models.commands import decode_command
+from cioproc.models.settings import MappingSettings
+from pipeline_harness import Pipeline
+from test_pipeline_e2e import batches
+
+pytestmark = pytest.mark.kafka
+
+STOP_BOUND_S = 30.0
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap, unique, tmp_path):
+    p = Pipeline(kafka_bootstrap, unique, tmp_path)
+    yield p
+    p.close()
+
+
+def event_ids_by_input(records: list[tuple[str, str, bytes]]) -> dict[bytes, set[str]]:
+    """For each input value: the ids of the events its mapping produces (users mapped in input order)."""
+    states: dict[str, object] = {}
+    ids: dict[bytes, set[str]] = {}
+    for _role, _key, value in records:
+        batch = parse_batch(value)
+        result = map_batch(batch, states.get(batch.mpid), MappingSettings())
+        states[batch.mpid] = result.state
+        ids[value] = {c.event_id for c in result.commands if c.event_id}
+    return ids
+
+
+def sigterm(p: Pipeline, name: str) -> tuple[int | None, float]:
+    started = time.monotonic()
+    code = p.kill(name, signal.SIGTERM, timeout=STOP_BOUND_S + 30)
+    return code, time.monotonic() - started
+
+
+def test_sigterm_drains_commits_what_it_finished_and_exits_in_bounded_time(pipeline):
+    records = batches(users=1000, events=10_000, seed=61)
+    expected_ids = event_ids_by_input(records)
+    pipeline.start_sandbox()
+    pipeline.set_faults(latency_ms=300)  # every delivery request is in flight for a while
+    pipeline.start_worker("w")
+    with ThreadPoolExecutor(1) as pool:  # input keeps arriving: the worker is mid-run when it is stopped
+        feeding = pool.submit(pipeline.produce_paced, records, 12.0)
+        pipeline.wait_for(lambda: len(pipeline.events()) > 500, 60, "deliveries under way")
+        at_signal = len(pipeline.events())
+        code, took = sigterm(pipeline, "w")
+        after_stop = len(pipeline.events())
+        feeding.result()
+    print(f"SIGTERM: exit {code} after {took:.2f}s; events {at_signal} at the signal, {after_stop} after the stop")
+    assert code == 0, pipeline.log("w")[-3000:]
+    assert took < STOP_BOUND_S
+    assert sum(pipeline.offsets("batches", pipeline.app_id).values()) < len(records)  # stopped mid-run
+    assert after_stop > at_signal  # deliveries in flight at the signal were finished, not abandoned
+
+    # Processor: the committed input offsets are exactly the records whose commands were written.
+    commands = [(r.partition, r.offset, decode_command(r.value)) for r in pipeline.read("commands")]
+    written = {c.event_id for _, _, c in commands if c.event_id}
+    committed = pipeline.offsets("batches", pipeline.app_id)
+    inputs = pipeline.read("batches")
+    assert 0 < sum(committed.values())
+    for record in inputs:
+        ids = expected_ids[record.value]
+        if record.offset < committed[record.partition]:
+            assert ids <= written, f"input {record.partition}:{record.offset} committed but not processed"
+        else:
+            assert not ids & written, f"input {record.partition}:{record.offset} processed but not committed"
+
+    # Sender: the committed command offsets are exactly the commands delivered.
+    delivered = {e["event_id"] for e in pipeline.events()}
+    first_at: dict[str, tuple[int, int]] = {}
+    for partition, offset, command in commands:
+        if command.event_id:
+            first_at.setdefault(command.event_id, (partition, offset))
+    done = pipeline.offsets("commands", pipeline.app_id)
+    for event_id, (partition, offset) in first_at.items():
+        if offset < done[partition]:
+            assert event_id in delivered, f"command {partition}:{offset} committed but not delivered"
+        else:
+            assert event_id not in delivered, f"command {partition}:{offset} delivered but not committed"
+
+    # The rest is delivered after a restart, as if nothing had happened.
+    pipeline.set_faults()
+    pipeline.start_worker("again")
+    pipeline.wait_for(lambda: pipeline.caught_up(pipeline.app_id, "batches", "commands"), 120, "the rest")
+    assert {e["event_id"] for e in pipeline.events()} == set().union(*expected_ids.values())
+
+
+def test_sigterm_stops_a_worker_that_cannot_deliver_within_the_bound(pipeline):
+    records = batches(users=50, events=400, seed=62)
+    pipeline.start_sandbox()
+    pipeline.start_worker("blocked", CIO_API_KEY="not-the-key-123456")
+    pipeline.produce(records)
+    pipeline.wait_for(lambda: pipeline.metric("cioproc_sender_auth_blocked", "blocked") == 1, 90,
+                      "the sender to report bad credentials")
+    code, took = sigterm(pipeline, "blocked")
+    assert code == 0, pipeline.log("blocked")[-3000:]
+    assert took < STOP_BOUND_S
+    assert pipeline.offsets("commands", pipeline.app_id) == {p: 0 for p in range(4)}  # nothing delivered, nothing committed
+    assert pipeline.events() == []
+    assert sum(pipeline.offsets("batches", pipeline.app_id).values()) == len(records)  # the processor's part finished
