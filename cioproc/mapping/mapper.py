@@ -53,7 +53,23 @@ def event_key(data: dict[str, Any], mpid: str, batch_ref: str, position: int, na
 def map_batch_unchecked(
     batch: Batch, state: UserState | None, settings: MappingSettings
 ) -> MapResult:
-    """:func:`cioproc.mapping.map_batch` without its safety net (see there)."""
+    """:func:`cioproc.mapping.map_batch` without its safety net (see there).
+
+    Event data is size-checked once for the whole batch: when all of it together fits one
+    Customer.io entry, each event's does. Otherwise (rare: over ~30 KB of event data, or a
+    value orjson cannot encode) the batch is mapped again checking each event on its own,
+    so drops are the same, in the same order, as with a check per event.
+    """
+    result = _map(batch, state, settings, False)
+    if result is None:
+        result = _map(batch, state, settings, True)
+    return result
+
+
+def _map(
+    batch: Batch, state: UserState | None, settings: MappingSettings, size_each: bool
+) -> MapResult | None:
+    """The mapping; None when ``size_each`` is off and the batch's event data is too large."""
     state = state.copy() if state is not None else UserState()
     drops = list(batch.drops)
     previous_email = state.email
@@ -73,8 +89,8 @@ def map_batch_unchecked(
     latest = -1
     first_run = None
     forwardable = 0
-    holder = [[[[None]]]]  # event data is sized encoded four lists deep, as event_attributes
-    slot = holder[0][0][0]
+    sized: list[dict[str, Any]] = []  # event data to size-check, encoded four lists deep
+    holder = [[[sized]]]  # (as event_attributes does: room for the request body's nesting)
     pairs = ULID_PAIRS
     high = -1  # event ids: ms >> 20 and its 6 characters, shared by events close in time
     prefix = ""
@@ -151,13 +167,17 @@ def map_batch_unchecked(
         attributes = data.get("custom_attributes")
         if type(attributes) is dict:
             if attributes:  # fast path of event_attributes: encodable, small enough
-                slot[0] = attributes
-                try:
-                    fits = len(_dumps(holder)) <= _WRAPPED_BUDGET
-                except (TypeError, JSONEncodeError):
-                    fits = False
-                if not fits:
-                    attributes = event_attributes(attributes, drops)
+                if size_each:
+                    sized.append(attributes)
+                    try:
+                        fits = len(_dumps(holder)) <= _WRAPPED_BUDGET
+                    except (TypeError, JSONEncodeError):
+                        fits = False
+                    sized.pop()
+                    if not fits:
+                        attributes = event_attributes(attributes, drops)
+                else:
+                    sized.append(attributes)  # checked together after the loop
         elif attributes is None:
             attributes = {}
         else:
@@ -186,6 +206,14 @@ def map_batch_unchecked(
                 + hashed.digest().translate(ULID_HASH_CHARS).decode(),
             )
         )
+    if sized and not size_each:
+        # [[[[a1, a2, ...]]]] is 8 + len(a1) + 1 + len(a2) ... bytes: when it fits the budget
+        # of one event ([[[[a]]]]), each event's data does; it fails to encode iff one does.
+        try:
+            if len(_dumps(holder)) > _WRAPPED_BUDGET:
+                return None
+        except (TypeError, JSONEncodeError):
+            return None
     if latest < 0:
         earliest = latest = None  # no event with a time
 
