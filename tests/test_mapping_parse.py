@@ -177,6 +177,20 @@ def test_event_data_over_one_customerio_entry_is_trimmed() -> None:
     assert fits.drops == []
 
 
+def test_event_data_is_sized_per_event_even_when_checked_per_batch() -> None:
+    """Data that fits per event is sent whole even when a batch's data together does not."""
+    half = {"a": "x" * 20_000}  # two of these exceed one entry; each alone fits
+    result = run(batch([custom("one", attrs=half), custom("two", attrs=half)]))
+    assert [c.attributes for c in result.commands if c.name] == [half, half]
+    assert result.drops == []
+    # Drops keep the order of the events: a blank name before, too-large data after.
+    events = [custom(" ", attrs=half), custom("big", attrs={"h": "h" * 40_000, "s": 1}),
+              custom("e" * 120, attrs=half)]
+    result = run(batch(events))
+    assert reasons(result) == ["empty_event_name", "event_data_too_large", "event_name_truncated"]
+    assert [c.attributes for c in result.commands if c.name] == [{"s": 1}, half]
+
+
 def test_huge_strings_are_cut_to_customerio_limits() -> None:
     huge = "ä" * 1_000_000  # 2 MB
     result = run(batch([custom(huge, attrs={"note": huge})], customer_id="c1",
