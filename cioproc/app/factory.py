@@ -27,6 +27,7 @@ from typing import Any
 from mode import Service
 
 from cioproc.app.batching import BatchApp
+from cioproc.app.fast_restore import store_url as restore_store_url
 from cioproc.app.faust_config import (
     TABLE_NAME,
     StartupError,
@@ -148,6 +149,7 @@ def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Proce
         value_type=bytes,
         partitions=changelog.partitions,
         options=table_options(config),
+        store=restore_store_url(config.store, TABLE_NAME),  # Faust's stores with a bulk restore (see fast_restore)
         help="cioproc user state (msgpack UserState) by MPID",
     )
     stats = ProcessorStats("batches")  # the metrics' dead-letter topic label is the input's role
