@@ -8,7 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cioproc.models.ulid import MAX_TIMESTAMP_MS, deterministic_ulid, ulid_timestamp_ms
+from cioproc.models.ulid import (
+    MAX_TIMESTAMP_MS,
+    deterministic_ulid,
+    new_source_hash,
+    ulid_timestamp_ms,
+)
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -58,3 +63,10 @@ def test_times_outside_48_bits_are_clamped() -> None:
 def test_decoding_rejects_what_is_not_a_ulid(bad: str) -> None:
     with pytest.raises(ValueError):
         ulid_timestamp_ms(bad)
+
+
+@given(st.binary(max_size=200))
+def test_source_hash_is_the_hash_of_s_then_the_id(key: bytes) -> None:
+    hashed = new_source_hash()
+    hashed.update(key)
+    assert hashed.digest() == blake2s(b"s" + key, digest_size=16).digest()

@@ -16,7 +16,7 @@ from typing import Any
 
 from cioproc.models.commands import Command, CommandKind
 
-__all__ = ["command"]
+__all__ = ["INLINE_OK", "Unfrozen", "command"]
 
 _FIELDS = (
     "kind", "mpid", "id_type", "id_value", "timestamp", "attributes", "name", "event_id",
@@ -89,3 +89,6 @@ def _choose():  # noqa: ANN202
 
 
 command = _choose()
+INLINE_OK = command is _fast
+"""Whether a hot loop may write ``_fast``'s body out itself (fields stored on an ``Unfrozen``)."""
+Unfrozen = _Unfrozen

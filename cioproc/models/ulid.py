@@ -22,6 +22,7 @@ __all__ = [
     "ULID_HASH_CHARS",
     "ULID_PAIRS",
     "deterministic_ulid",
+    "new_source_hash",
     "new_ulid_hash",
     "ulid_timestamp_ms",
 ]
@@ -35,6 +36,9 @@ _LOW_FIVE_BITS = ULID_HASH_CHARS = bytes(_CROCKFORD[byte & 31] for byte in range
 _DECODE = {c: i for i, c in enumerate(_CROCKFORD.decode())}
 _NEW_HASH = new_ulid_hash = blake2s(digest_size=16).copy
 """A new BLAKE2s-128 (copying a set-up hash is cheaper than making one)."""
+new_source_hash = blake2s(b"s", digest_size=16).copy
+"""A new BLAKE2s-128 already fed ``b"s"``, the mapping's prefix of a source_message_id key:
+hashing is streaming, so feeding it the id gives the digest of ``b"s" + id``."""
 _last_prefix: tuple[int, str] = (-1, "")  # (timestamp >> 20, its first 6 characters)
 
 
