@@ -10,8 +10,9 @@ Two operations, with different safety rules:
 
     It refuses (exit 1) while the group has active members: a running worker would
     overwrite the moved offsets with its next commit. Stop the workers of that group first
-    (a SIGKILLed worker stays a member until its session times out, 60 s by default; a
-    SIGTERMed one leaves at once). ``--dry-run`` prints the offsets it would set.
+    (a SIGKILLed worker stays a member until its session times out, 10 s for cioproc's
+    workers; a SIGTERMed one leaves at once). ``--dry-run`` prints the offsets it would set.
+    The app id is ``CIOPROC_APP_ID``, read as the workers read it (environment, ``.env``).
 
     A replay always runs to the end of the topic. It has no end time on purpose: stopping
     part-way would leave the user table and Customer.io at the state of that time while the
@@ -63,7 +64,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -77,8 +77,6 @@ from aiokafka.errors import KafkaError
 from cioproc.config import ConfigError, load_config
 from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
 
-APP_ID_VARIABLE = "CIOPROC_APP_ID"
-DEFAULT_APP_ID = "cioproc"
 REDRIVEN_HEADER = "cioproc.redriven"  # value: "<dead-letter topic>:<partition>:<offset>"
 SOURCE_TOPIC_HEADER = "cioproc.source.topic"  # set on both kinds of dead letters
 INACTIVE_STATES = ("Empty", "Dead", "")
@@ -120,29 +118,23 @@ def parse_offsets(text: str) -> dict[int, int]:
     return offsets
 
 
-def app_id(environ: Mapping[str, str] | None = None) -> str:
-    """The Faust app id the workers run with: ``$CIOPROC_APP_ID`` or ``cioproc``."""
-    env = os.environ if environ is None else environ
-    return (env.get(APP_ID_VARIABLE) or "").strip() or DEFAULT_APP_ID
-
-
-def consumer_group(role: str, app_id_: str) -> str:
+def consumer_group(role: str, app_id: str) -> str:
     """The consumer group of a worker role: the app id for ``processor`` and ``all``,
     ``<app id>-sender`` for ``sender``, ``<app id>-dlq-redrive`` for the re-drive."""
     if role in ("processor", "all"):
-        return app_id_
+        return app_id
     if role in ("sender", "dlq-redrive"):
-        return f"{app_id_}-{role}"
+        return f"{app_id}-{role}"
     raise ValueError(f"unknown role {role!r}")
 
 
-def choose_commands_group(app_id_: str, has_offsets: Mapping[str, bool]) -> str:
+def choose_commands_group(app_id: str, has_offsets: Mapping[str, bool]) -> str:
     """The group whose commands-topic offsets a replay moves (see the module docstring).
 
     ``has_offsets`` says, per candidate group, whether it has committed offsets on the
     commands topic.
     """
-    sender, combined = consumer_group("sender", app_id_), consumer_group("all", app_id_)
+    sender, combined = consumer_group("sender", app_id), consumer_group("all", app_id)
     if has_offsets.get(sender) and has_offsets.get(combined):
         raise ReplayError(
             f"both consumer groups '{sender}' (role sender) and '{combined}' (role all) have committed offsets "
@@ -240,10 +232,10 @@ async def committed_offsets(bootstrap: str, group: str, topic: str, **client: An
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
 
 
-async def resolve_commands_group(bootstrap: str, topic: str, app_id_: str, **client: Any) -> str:
-    candidates = (consumer_group("sender", app_id_), consumer_group("all", app_id_))
+async def resolve_commands_group(bootstrap: str, topic: str, app_id: str, **client: Any) -> str:
+    candidates = (consumer_group("sender", app_id), consumer_group("all", app_id))
     has = {g: bool(await committed_offsets(bootstrap, g, topic, **client)) for g in candidates}
-    return choose_commands_group(app_id_, has)
+    return choose_commands_group(app_id, has)
 
 
 @dataclass
@@ -455,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     client = config.kafka.aiokafka_kwargs()
     try:
         if args.what == "dlq":
-            return _redrive(args, topics, bootstrap, client)
-        return _reset(args, topics, bootstrap, client)
+            return _redrive(args, topics, bootstrap, client, config.app_id)
+        return _reset(args, topics, bootstrap, client, config.app_id)
     except ReplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -465,14 +457,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _reset(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, client: dict[str, Any]) -> int:
+def _reset(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, client: dict[str, Any], app_id: str) -> int:
     topic = topics.by_role(args.what).name
     group = args.group
     if group is None:
         if args.what == "commands":
-            group = asyncio.run(resolve_commands_group(bootstrap, topic, app_id(), **client))
+            group = asyncio.run(resolve_commands_group(bootstrap, topic, app_id, **client))
         else:
-            group = consumer_group("processor", app_id())
+            group = consumer_group("processor", app_id)
     result = asyncio.run(
         reset_offsets(topic, group, bootstrap, from_time=args.from_time, from_offsets=args.from_offsets,
                       from_beginning=args.from_beginning, dry_run=args.dry_run, **client)
@@ -487,7 +479,7 @@ def _reset(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, client:
     return 0
 
 
-def _redrive(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, client: dict[str, Any]) -> int:
+def _redrive(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, client: dict[str, Any], app_id: str) -> int:
     if args.limit is not None and args.limit < 1:
         print("error: --limit must be at least 1", file=sys.stderr)
         return 2
@@ -496,7 +488,7 @@ def _redrive(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, clien
         allowed = (topics.by_role("batches").name, topics.by_role("audiences").name)
     else:
         allowed = (topics.by_role("commands").name,)
-    group = args.group or consumer_group("dlq-redrive", app_id())
+    group = args.group or consumer_group("dlq-redrive", app_id)
     result = asyncio.run(
         redrive_dlq(dlq, allowed, allowed[0], group, bootstrap, from_time=args.from_time, to_time=args.to_time,
                     limit=args.limit, dry_run=args.dry_run, **client)

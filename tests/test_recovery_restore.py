@@ -9,6 +9,7 @@ restore's speed is measured by bench/recovery.py.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,52 @@ def test_rocksdb_store_restores_cold_in_bulk_and_warm_from_its_persisted_offset(
     assert warm.persisted_offset(TP(topic, 1)) == 40
     for db in warm._dbs.values():
         db.close()
+
+
+def test_table_store_writes_move_the_memory_stores_offsets(kafka_bootstrap, changelog, tmp_path, monkeypatch):
+    """The processor's own writes count as applied: the next rebalance does not read them back."""
+    from cioproc.app.table_store import TableStore
+
+    app_id, topics, topic = changelog
+    store = store_for(tmp_path, kafka_bootstrap, app_id, topics, "memory", monkeypatch, {0}, set())
+    TableStore(store.table, topic).put({(0, b"u"): b"state"}, {0: 77})
+    assert store.persisted_offset(TP(topic, 0)) == 77
+
+
+def test_a_second_worker_takes_over_from_its_standby_copy(kafka_bootstrap, unique, tmp_path):
+    """Two processors: each holds a standby copy of the other's partitions. When one stops, the
+    other takes its partitions over reading (almost) nothing from the changelog."""
+    import signal
+
+    from pipeline_harness import Pipeline
+    from test_pipeline_e2e import batches
+
+    assigned = "Setting newly assigned partitions"
+
+    def since_last_assignment(name: str) -> str:
+        log = p.log(name)
+        return log.rsplit(assigned, 1)[-1] if assigned in log else ""
+
+    p = Pipeline(kafka_bootstrap, unique, tmp_path)
+    try:
+        p.start_worker("one", "processor")
+        p.start_worker("two", "processor")
+        p.wait_for(lambda: all("Worker ready" in since_last_assignment(n) for n in ("one", "two")), 60,
+                   "both workers ready")
+        records = batches(users=1000, events=6000, seed=71)
+        p.produce(records)
+        p.wait_for(lambda: p.caught_up(p.app_id, "batches"), 60, "the input processed")
+        states = len(p.read("table_changelog"))
+        assert states > 1000
+        time.sleep(2)  # standby copies follow the changelog
+        assert p.kill("one", signal.SIGTERM) == 0
+        p.wait_for(lambda: "Worker ready" in since_last_assignment("two") and p.log("two").count(assigned) >= 2,
+                   60, "the takeover")
+        takeover = since_last_assignment("two")
+        read = sum(int(line.split("bulk-restored ", 1)[1].split()[0])
+                   for line in takeover.splitlines() if "bulk-restored" in line)
+        assert read < states // 20, takeover[-3000:]  # the standby copy was current: only a tail, if anything
+        p.produce(batches(users=1000, events=2000, seed=72))
+        p.wait_for(lambda: p.caught_up(p.app_id, "batches"), 60, "input after the takeover")
+    finally:
+        p.close()

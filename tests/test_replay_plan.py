@@ -9,7 +9,6 @@ from hypothesis import given, strategies as st
 
 from cioproc.replay import (
     ReplayError,
-    app_id,
     build_parser,
     choose_commands_group,
     consumer_group,
@@ -127,12 +126,6 @@ def test_commands_replay_refuses_to_guess_when_both_groups_delivered():
         choose_commands_group("app", {"app-sender": True, "app": True})
 
 
-def test_app_id_is_the_workers():
-    assert app_id({}) == "cioproc"
-    assert app_id({"CIOPROC_APP_ID": " shop "}) == "shop"
-    assert app_id({"CIOPROC_APP_ID": ""}) == "cioproc"
-
-
 INPUTS = ("mparticle.batches", "mparticle.audiences")
 
 
@@ -160,3 +153,10 @@ def test_the_parser_requires_exactly_one_start_point():
             parser.parse_args(argv)
     dlq = parser.parse_args(["dlq", "--source", "commands", "--to-time", "2026-11-28T10:00:00Z", "--limit", "3"])
     assert (dlq.source, dlq.to_time, dlq.limit) == ("commands", 1795860000000, 3)
+
+
+def test_groups_are_the_ones_the_workers_use():
+    from cioproc.app.factory import group_id
+
+    for role in ("processor", "all", "sender"):
+        assert consumer_group(role, "shop") == group_id(role, "shop")

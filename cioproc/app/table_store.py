@@ -8,7 +8,8 @@ partition the record came from (the input topics and the changelog are co-partit
 Writes happen only after the changelog records for them are acknowledged (see
 :mod:`cioproc.app.processor`), so the local store is never ahead of the changelog. For the
 RocksDB store the changelog offset is recorded with the data (Faust's "persisted offset"),
-which lets a restarted worker read only the changelog written since.
+which lets a restarted worker read only the changelog written since; the memory store of
+:mod:`cioproc.app.fast_restore` keeps it too, so a rebalance reads only what is newer.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class TableStore:
             for (partition, key), value in states.items():
                 data[key] = value
                 partitions[key] = partition
+            for partition, offset in changelog_offsets.items():  # cioproc's memory store keeps these
+                store.set_persisted_offset(TP(self.changelog_topic, partition), offset)
             return
         if RocksDBStore is not None and isinstance(store, RocksDBStore):
             batches: dict[int, Any] = defaultdict(lambda: rocksdict.WriteBatch(raw_mode=True))
