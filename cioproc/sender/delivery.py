@@ -258,10 +258,23 @@ class Deliverer:
 
     # -- v2 ---------------------------------------------------------------------------------
 
+    async def deliver_entries(self, mpids: Sequence[str], entries: Sequence[bytes], merges: Sequence[bool]) -> list[Outcome]:
+        """:meth:`deliver` for commands already encoded as v2 entries (v2 transport only): one
+        Outcome per entry, in input order. ``mpids`` and ``merges`` (is the command a merge)
+        are what lanes and packing need of each command."""
+        if self.config.transport != "v2":
+            raise SenderConfigError("deliver_entries needs the v2 transport")
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.config.max_concurrency)
+            self._auth_probe = asyncio.Lock()
+        outcomes: list[Outcome | None] = [None] * len(entries)
+        await self._deliver_v2_entries(mpids, merges, list(entries), list(range(len(entries))), outcomes)
+        assert all(outcome is not None for outcome in outcomes)
+        return outcomes  # type: ignore[return-value]
+
     async def _deliver_v2(self, commands: Sequence[Command], outcomes: list[Outcome | None]) -> None:
         entries: list[bytes | None] = [None] * len(commands)
         sendable: list[int] = []
-        total = 0
         for index, command in enumerate(commands):
             try:
                 entry = encode_v2_entry(command)
@@ -270,25 +283,38 @@ class Deliverer:
                 continue
             entries[index] = entry
             sendable.append(index)
-            total += len(entry)
+        mpids = [command.mpid for command in commands]
+        merges = [command.kind is CommandKind.MERGE for command in commands]
+        await self._deliver_v2_entries(mpids, merges, entries, sendable, outcomes)
+
+    async def _deliver_v2_entries(
+        self,
+        mpids: Sequence[str],
+        merges: Sequence[bool],
+        entries: list[bytes | None],
+        sendable: list[int],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """Send ``entries[i]`` for every ``i`` in ``sendable`` (in order per user)."""
         if not sendable:
             return
+        total = sum(len(entries[i]) for i in sendable)  # type: ignore[arg-type]
         # as many lanes as full requests: concurrency without shrinking the batches
         wanted = max(1, math.ceil(total / self.config.max_batch_bytes))
         if self.config.max_batch_entries is not None:
             wanted = max(wanted, math.ceil(len(sendable) / self.config.max_batch_entries))
         lane_count = min(self.config.max_concurrency, wanted)
         if lane_count > 1:
-            lane_count = min(lane_count, len({commands[i].mpid for i in sendable}))
+            lane_count = min(lane_count, len({mpids[i] for i in sendable}))
         lanes: list[list[int]] = [[] for _ in range(lane_count)]
         for index in sendable:
-            lanes[_lane_of(commands[index].mpid, lane_count)].append(index)
-        await self._run_lanes(self._v2_lane(lane, commands, entries, outcomes) for lane in lanes if lane)
+            lanes[_lane_of(mpids[index], lane_count)].append(index)
+        await self._run_lanes(self._v2_lane(lane, merges, entries, outcomes) for lane in lanes if lane)
 
     async def _v2_lane(
         self,
         lane: list[int],
-        commands: Sequence[Command],
+        merges: Sequence[bool],
         entries: list[bytes | None],
         outcomes: list[Outcome | None],
     ) -> None:
@@ -298,7 +324,7 @@ class Deliverer:
             max_batch_bytes=self.config.max_batch_bytes,
             max_entry_bytes=self.config.max_entry_bytes,
             max_batch_entries=self.config.max_batch_entries,
-            alone=[commands[i].kind is CommandKind.MERGE for i in lane] if self.config.isolate_merges else None,
+            alone=[merges[i] for i in lane] if self.config.isolate_merges else None,
         )
         for position in packing.too_large:
             index = lane[position]

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import msgpack
 import orjson
 
-from cioproc.models.commands import ID_TYPES, Command, CommandKind
+from cioproc.models.commands import COMMAND_VERSION, ID_TYPES, Command, CommandKind, decode_command
 
 
 class PayloadError(ValueError):
@@ -115,6 +116,51 @@ def _serialize(value: Any) -> bytes:
 def encode_v2_entry(command: Command) -> bytes:
     """The v2 batch entry for one command as compact JSON bytes."""
     return _serialize(_v2_entry(command))
+
+
+def v2_entry_from_wire(data: bytes) -> tuple[str, str, bytes]:
+    """``(mpid, kind, v2 entry JSON)`` straight from a command's msgpack bytes (``encode_command``).
+
+    The same bytes as ``encode_v2_entry(decode_command(data))`` without building a
+    :class:`Command`: the sender's per-record cost. Identify, track and screen commands of
+    plain types take the short way; anything else (merge, unsubscribe, an odd type, bytes that
+    do not decode) goes the long way, which also raises CommandDecodeError / PayloadError as
+    those two functions do.
+    """
+    try:
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception:  # the long way says why
+        fields = None
+    if type(fields) is list and len(fields) == 10 and fields[0] == COMMAND_VERSION:
+        _, kind, mpid, id_type, id_value, timestamp, attributes, name, event_id, _secondary = fields
+        if (
+            type(mpid) is str
+            and (id_type == "id" or id_type == "email")
+            and type(id_value) is str
+            and id_value
+            and type(timestamp) is int
+            and type(attributes) is dict
+        ):
+            if (kind == "track" or kind == "screen") and type(name) is str and name:
+                entry: dict[str, Any] = {
+                    "type": "person",
+                    "identifiers": {id_type: id_value},
+                    "action": "event" if kind == "track" else "screen",
+                    "name": name,
+                }
+                if event_id:
+                    entry["id"] = event_id
+                if timestamp:
+                    entry["timestamp"] = timestamp
+                entry["attributes"] = attributes
+                return mpid, kind, _serialize(entry)
+            if kind == "identify":
+                entry = {"type": "person", "identifiers": {id_type: id_value}, "action": "identify", "attributes": attributes}
+                if timestamp:
+                    entry["timestamp"] = timestamp
+                return mpid, kind, _serialize(entry)
+    command = decode_command(data)
+    return command.mpid, command.kind.value, encode_v2_entry(command)
 
 
 def _v1_attribute(value: Any) -> Any:
