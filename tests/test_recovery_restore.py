@@ -185,3 +185,11 @@ def test_a_second_worker_takes_over_from_its_standby_copy(kafka_bootstrap, uniqu
         p.wait_for(lambda: p.caught_up(p.app_id, "batches"), 60, "input after the takeover")
     finally:
         p.close()
+
+
+def test_a_failed_bulk_restore_leaves_the_work_to_fausts_recovery(changelog, tmp_path, monkeypatch, caplog):
+    app_id, topics, topic = changelog
+    store = store_for(tmp_path, "127.0.0.1:1", app_id, topics, "memory", monkeypatch, {0, 1}, set())
+    asyncio.run(store.on_rebalance(set(), set(), set(), 0))  # no broker there: no exception either
+    assert "Faust's recovery reads the changelog instead" in caplog.text
+    assert store.persisted_offset(TP(topic, 0)) is None and not store.data
