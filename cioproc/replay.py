@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -436,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # failures are reported below, one line
     try:
         config = load_config()
         topics = load_topics(args.topics_file or config.topics_file)
