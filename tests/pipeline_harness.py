@@ -15,13 +15,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from cioproc.kafka.admin import reconcile
-from cioproc.kafka.topics import load_topics
+from helpers_kafka import write_topics_file
 
-REPO = Path(__file__).resolve().parents[1]
 SITE = "e2e-site"
 KEY = "e2e-key-7f3a9c1d5e"
 
@@ -47,17 +45,7 @@ class Pipeline:
         self.bootstrap = bootstrap
         self.app_id = f"cioproc-e2e-{unique}"
         self.tmp = tmp
-        doc = yaml.safe_load((REPO / "topics.yaml").read_text())
-        for topic in doc["topics"]:
-            if topic["role"] == "table_changelog":
-                topic["name"] = f"{self.app_id}-users-changelog"
-            else:
-                topic["name"] = f"{topic['name']}.{unique}"
-            if topic["role"] in ("batches", "audiences", "table_changelog", "commands"):
-                topic["partitions"] = partitions
-        self.topics_path = tmp / "topics.yaml"
-        self.topics_path.write_text(yaml.safe_dump(doc))
-        self.topics = load_topics(self.topics_path)
+        self.topics_path, self.topics = write_topics_file(tmp, unique, self.app_id, partitions)
         asyncio.run(reconcile(self.topics, bootstrap, create=True))
         self.sandbox_port = free_port()
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
