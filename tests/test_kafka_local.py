@@ -141,3 +141,24 @@ def test_unreachable_broker_is_one_clear_error(tmp_path):
     result = cli("topics", "check", "--file", str(REPO / "topics.yaml"), "--bootstrap", "127.0.0.1:1")
     assert result.returncode == 1
     assert "topics check against 127.0.0.1:1 failed" in result.stderr
+
+
+def test_storage_format_accepts_a_cluster_id_that_starts_with_a_dash(tmp_path):
+    """Cluster ids are random base64: one in 64 starts with '-', which the tool's parser
+    would read as an option unless the id is passed as --cluster-id=ID."""
+    import uuid as uuid_module
+    from unittest import mock
+
+    from cioproc.kafka.broker import _java
+
+    home = Path(os.environ.get("CIOPROC_HOME", ".cioproc")).resolve()
+    broker = LocalBroker(home=home, port=1)  # never started: only its config and storage are formatted
+    subprocess.run(["rm", "-rf", str(broker.root)], check=True)
+    broker.fetch_jars(progress=lambda _m: None)
+    broker.root.mkdir(parents=True, exist_ok=True)
+    props = broker._write_config()
+    dash_first = uuid_module.UUID(bytes=b"\xfb" + bytes(15))  # urlsafe base64 "-wAAA..."
+    with mock.patch("cioproc.kafka.broker.uuid.uuid4", return_value=dash_first):
+        broker._run_storage_format(_java(), props)
+    assert (broker.data_dir / "meta.properties").exists()
+    subprocess.run(["rm", "-rf", str(broker.root)], check=True)

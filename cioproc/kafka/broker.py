@@ -247,8 +247,7 @@ class LocalBroker:
                 f"{self.jars}/*",
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",  # one token: an id may start with "-"
                 "-c",
                 str(props),
             ],
