@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest_mapping import (
+from mapping_builders import (
     SAMPLE_AUDIENCE,
     SAMPLE_BATCH,
     T0,

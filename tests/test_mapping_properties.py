@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from conftest_mapping import SAMPLE_AUDIENCE, SAMPLE_BATCH
+from mapping_builders import SAMPLE_AUDIENCE, SAMPLE_BATCH
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

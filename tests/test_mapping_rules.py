@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest_mapping import (
+from mapping_builders import (
     T0,
     audience_message,
     batch,
