@@ -274,6 +274,24 @@ def test_state_carried_across_batches_stays_valid(values: list, config: MappingS
         state = replay.state
 
 
+
+@given(st.lists(batch_like, min_size=1, max_size=5), mapping_settings)
+@FAST
+def test_the_given_state_is_never_changed(values: list, config: MappingSettings):
+    """A result's state may share maps with the given one (copy on write): the given one,
+    mapped again with other batches, must still encode to the same bytes."""
+    states = [None]
+    for value in values:
+        batch = parse_batch(orjson.dumps(value))
+        if isinstance(batch, Rejection):
+            continue
+        for state in states:  # every earlier state, so that shared maps get written to
+            before = None if state is None else encode_state(state)
+            result = map_batch(batch, state, config)
+            assert (None if state is None else encode_state(state)) == before
+        states.append(result.state)
+
+
 audience_entries = st.fixed_dictionaries(
     {
         "audience_id": st.integers(-5, 10**6) | json_values,

@@ -84,6 +84,27 @@ def _name_problem(name: str) -> Drop | None:
     return None
 
 
+_KEYS: dict[str, tuple[str, bool, bool, Drop | None]] = {}
+"""User attribute key -> (Customer.io name, always forwarded, plain (no $), name problem)."""
+_MAX_KEYS = 4096  # an app has a few hundred attribute keys; past this, no more caching
+_MAX_CACHED_KEY = 64  # characters of a key worth caching
+
+
+def _key(key: str) -> tuple[str, bool, bool, Drop | None]:
+    """What a user attribute key means here; remembered for the keys an app uses."""
+    if key[:1] == "$":
+        lowered = key.lower()
+        entry = (RESERVED_MPARTICLE.get(lowered, key), lowered in _ALWAYS, False)
+    else:
+        entry = (key, False, True)
+    name = entry[0]
+    problem = _name_problem(name) if len(name) > 37 or name in CIO_RESERVED or not name else None
+    found = (*entry, problem)
+    if len(_KEYS) < _MAX_KEYS and len(key) <= _MAX_CACHED_KEY:
+        _KEYS[key] = found
+    return found
+
+
 def user_attributes(
     raw: dict[str, Any], include_all: bool, out: dict[str, Any], drops: list[Drop]
 ) -> set[str] | None:
@@ -94,18 +115,16 @@ def user_attributes(
     over 1000 bytes). Null values (mParticle user tags) and objects are left out.
     """
     truncated: set[str] | None = None
+    keys = _KEYS
     for key, value in raw.items():
-        if key[:1] == "$":
-            lowered = key.lower()
-            name = RESERVED_MPARTICLE.get(lowered, key)
-            if not include_all and lowered not in _ALWAYS:
-                continue
-        elif not include_all:
+        found = keys.get(key)
+        if found is None:
+            found = _key(key)
+        name, always, plain, problem = found
+        if not include_all and not always:
             continue
-        else:
-            name = key
-            if name in out:  # a reserved key already claimed this name
-                continue
+        if plain and name in out:  # a reserved key ($City) already claimed this name
+            continue
         kind = type(value)
         if kind is str:
             if len(value) * 4 > MAX_VALUE_BYTES:
@@ -127,11 +146,9 @@ def user_attributes(
         elif kind is not int and kind is not float and kind is not bool:
             drops.append(Drop("unsupported_attribute_value", f"{name!r} is an object"))
             continue
-        if len(name) > 37 or name in CIO_RESERVED or not name:
-            problem = _name_problem(name)
-            if problem is not None:
-                drops.append(problem)
-                continue
+        if problem is not None:
+            drops.append(problem)
+            continue
         out[name] = value
     return truncated
 
@@ -179,12 +196,8 @@ def event_attributes(raw: dict[str, Any], drops: list[Drop]) -> dict[str, Any]:
 
 def chunk_attributes(attributes: dict[str, Any]) -> list[dict[str, Any]]:
     """Split identify attributes into parts of at most 300 names and ~30 KB each."""
-    if len(attributes) <= MAX_ATTRIBUTES:
-        estimate = 0
-        for key, value in attributes.items():
-            estimate += len(key) + (len(value) if type(value) is str else 30) + 6
-        if estimate * 6 <= ENTRY_BUDGET or json_size(attributes) <= ENTRY_BUDGET:
-            return [attributes]
+    if len(attributes) <= MAX_ATTRIBUTES and json_size(attributes) <= ENTRY_BUDGET:
+        return [attributes]
     chunks: list[dict[str, Any]] = [{}]
     size = 2
     for key, value in attributes.items():

@@ -68,12 +68,10 @@ def record_device(
     """
     first_seen = (first_run_ms if first_run_ms is not None else earliest_ms) // 1000
     known = state.devices.get(device)
-    if known is None:
-        if len(state.devices) >= MAX_DEVICE_TYPES:
+    if known is None or first_seen < known:
+        if known is None and len(state.devices) >= MAX_DEVICE_TYPES:
             return
-        state.devices[device] = first_seen
-    elif first_seen < known:
-        state.devices[device] = first_seen
+        state.devices = {**state.devices, device: first_seen}  # a new map: see UserState
     if state.last_device is None or latest_ms > state.last_device_ms:
         state.last_device = device
         state.last_device_ms = latest_ms

@@ -60,6 +60,12 @@ def event_key(data: dict[str, Any], mpid: str, batch_ref: str, position: int, na
     return f"p{mpid}\0{batch_ref}\0{position}\0{name}".encode("utf-8", "surrogatepass")
 
 
+def _invalid_event(event: Any, position: int) -> Drop:
+    if type(event) is not dict:
+        return Drop("invalid_event", f"event {position} is not an object")
+    return Drop("invalid_event", f"event {position} lacks event_type or data")
+
+
 def map_batch_unchecked(
     batch: Batch, state: UserState | None, settings: MappingSettings
 ) -> MapResult:
@@ -80,7 +86,8 @@ def _map(
     batch: Batch, state: UserState | None, settings: MappingSettings, size_each: bool
 ) -> MapResult | None:
     """The mapping; None when ``size_each`` is off and the batch's event data is too large."""
-    state = state.copy() if state is not None else UserState()
+    # The maps are shared with the given state: record_device and identify replace them.
+    state = state.shallow_copy() if state is not None else UserState()
     drops = list(batch.drops)
     previous_email = state.email
     if batch.customer_id is not None:
@@ -106,15 +113,24 @@ def _map(
     high = -1  # event ids: ms >> 20 and its 6 characters, shared by events close in time
     prefix = ""
     for position, event in enumerate(batch.events):
-        if type(event) is not dict:
-            drops.append(Drop("invalid_event", f"event {position} is not an object"))
+        try:  # dict.get on anything else decoded from JSON raises AttributeError
+            data = event.get("data")
+            event_type = event.get("event_type")
+            ts = data.get("timestamp_unixtime_ms")
+        except AttributeError:
+            drops.append(_invalid_event(event, position))
             continue
-        data = event.get("data")
-        event_type = event.get("event_type")
-        if type(data) is not dict or type(event_type) is not str:
+        if event_type == "custom_event":
+            kind = _TRACK
+            raw_name = data.get("event_name")
+        elif event_type == "screen_view":
+            kind = _SCREEN
+            raw_name = data.get("screen_name")
+        elif type(event_type) is not str:
             drops.append(Drop("invalid_event", f"event {position} lacks event_type or data"))
             continue
-        ts = data.get("timestamp_unixtime_ms")
+        else:
+            kind = None
         if type(ts) is not int or not 0 <= ts <= MAX_TIMESTAMP_MS:
             ts = timestamp_ms(ts)
             if ts is None:
@@ -124,36 +140,31 @@ def _map(
                 earliest = ts
             if ts > latest:
                 latest = ts
-        if event_type == "custom_event":
-            kind = _TRACK
-            raw_name = data.get("event_name")
-        elif event_type == "screen_view":
-            kind = _SCREEN
-            raw_name = data.get("screen_name")
-        elif event_type == "opt_out":
-            forwardable += 1
-            opted_out = data.get("is_opted_out")
-            if type(opted_out) is not bool:
-                drops.append(Drop("invalid_event", f"event {position}: is_opted_out not a bool"))
-            elif identifier is not None and (ts or 0) >= state.opt_out_ms:
-                before, state.opt_out_ms = state.opt_out_ms, ts or 0
-                if not opted_out:
-                    # Opting back in never resubscribes; it lets a later opt-out unsubscribe
-                    # again. Only a later one: an opt-in at the very time of the opt-out
-                    # would make a replay of both unsubscribe again.
-                    if state.opt_out_ms > before:
-                        state.unsubscribed = False
-                elif not state.unsubscribed:
-                    state.unsubscribed = True
-                    append(
-                        command(
-                            _UNSUBSCRIBE, mpid, id_type, id_value, (ts or 0) // 1000,
-                            {"unsubscribed": True},
-                        )
+        if kind is None:
+            if event_type == "opt_out":
+                forwardable += 1
+                opted_out = data.get("is_opted_out")
+                if type(opted_out) is not bool:
+                    drops.append(
+                        Drop("invalid_event", f"event {position}: is_opted_out not a bool")
                     )
-            continue
-        else:
-            if (
+                elif identifier is not None and (ts or 0) >= state.opt_out_ms:
+                    before, state.opt_out_ms = state.opt_out_ms, ts or 0
+                    if not opted_out:
+                        # Opting back in never resubscribes; it lets a later opt-out
+                        # unsubscribe again. Only a later one: an opt-in at the very time of
+                        # the opt-out would make a replay of both unsubscribe again.
+                        if state.opt_out_ms > before:
+                            state.unsubscribed = False
+                    elif not state.unsubscribed:
+                        state.unsubscribed = True
+                        append(
+                            command(
+                                _UNSUBSCRIBE, mpid, id_type, id_value, (ts or 0) // 1000,
+                                {"unsubscribed": True},
+                            )
+                        )
+            elif (
                 event_type == "first_run"
                 or (event_type == "application_state_transition"
                     and data.get("is_first_run") is True)

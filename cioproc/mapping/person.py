@@ -26,6 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from zlib import adler32, crc32
+
+from orjson import JSONEncodeError
+from orjson import dumps as _dumps
 
 from cioproc.mapping.attributes import MAX_ATTRIBUTES, chunk_attributes
 from cioproc.mapping.build import command
@@ -126,18 +130,25 @@ def identify(
     when all of ``desired`` was sent, so that the same inputs next time cost nothing.
     """
     complete = True
-    sent = state.sent
+    sent = state.sent = state.sent.copy()  # a new map: the given state may share this one
     withhold_email = addressing.withhold_email
     changes: dict[str, Any] = {}
     live = -1  # attributes set on the person, counted on first need
+    sent_before = sent.get
     for name, value in desired.items():
-        checksum = value_digest(value)
-        if sent.get(name) == checksum:
+        # value_digest(value), written out: a call per attribute costs more than the digest
+        try:
+            data = _dumps(value)
+        except (TypeError, JSONEncodeError):
+            data = repr(value).encode("utf-8", "surrogatepass")
+        checksum = crc32(data) | (adler32(data) << 32)
+        before = sent_before(name)
+        if before == checksum:
             continue
-        if name == "email" and withhold_email:
+        if withhold_email and name == "email":
             complete = False
             continue
-        if value is not None and (name not in sent or sent[name] == NONE_DIGEST):
+        if value is not None and (before is None or before == NONE_DIGEST):
             if live < 0:
                 live = sum(1 for d in sent.values() if d != NONE_DIGEST)
             if live >= MAX_ATTRIBUTES:

@@ -42,6 +42,23 @@ class UserState:
     opt_out_ms: int = 0  # time of the last opt_out event applied (ms)
     desired: bytes = b""  # digest of what the last identify was computed from, if all was sent
 
+    def shallow_copy(self) -> UserState:
+        """A copy sharing this state's maps: replace a map of it, never change one in place."""
+        return UserState(
+            self.customer_id,
+            self.email,
+            self.id_type,
+            self.id_value,
+            self.devices,
+            self.last_device,
+            self.last_device_ms,
+            self.audiences,
+            self.sent,
+            self.unsubscribed,
+            self.opt_out_ms,
+            self.desired,
+        )
+
     def copy(self) -> UserState:
         """A copy whose containers can be changed without touching this one."""
         return UserState(
