@@ -172,8 +172,8 @@ def _map(
                 first_run = ts
             continue
 
-        forwardable += 1
         if identifier is None:
+            forwardable += 1  # (counted only for the no_identity drop)
             continue
         if type(raw_name) is not str:
             drops.append(Drop("missing_event_name", f"{event_type} {position} has no name"))
