@@ -381,6 +381,20 @@ def test_rule7_identify_only_when_something_changes(
     assert len(of_kind(results[1], "track")) == 1  # events are not deduplicated here (ids are)
 
 
+
+def test_rule7_a_stale_input_digest_costs_a_comparison_not_an_identify() -> None:
+    """States written with another digest (an older release's) re-compare the attributes
+    against the per-value checksums: nothing is re-sent, and the digest is renewed."""
+    obj = batch([custom("e")], attributes={"$FirstName": "Ada", "plan": "a"})
+    results, state = run_all([obj])
+    assert of_kind(results[0], "identify")
+    renewed = state.desired
+    state.desired = bytes(8)  # not this release's digest of these inputs
+    again = run(obj, state)
+    assert of_kind(again, "identify") == []
+    assert again.state.desired == renewed
+
+
 # --- Rule 8: identity upgrade ------------------------------------------------------------
 # Seed (User ID Type): "Note: ‘Prefer Customer ID to Email’ should only be used if users
 # will not have customer IDs assigned after email. If that is selected and a user has a
