@@ -132,7 +132,10 @@ def identify(
     complete = True
     sent = state.sent = state.sent.copy()  # a new map: the given state may share this one
     withhold_email = addressing.withhold_email
-    changes: dict[str, Any] = {}
+    # Nothing sent to this person yet (new, or newly addressed): all of it goes, with nothing
+    # to compare or count.
+    everything = not sent and not withhold_email and len(desired) <= MAX_ATTRIBUTES
+    changes: dict[str, Any] = desired if everything else {}
     live = -1  # attributes set on the person, counted on first need
     sent_before = sent.get
     for name, value in desired.items():
@@ -142,22 +145,23 @@ def identify(
         except (TypeError, JSONEncodeError):
             data = repr(value).encode("utf-8", "surrogatepass")
         checksum = crc32(data) | (adler32(data) << 32)
-        before = sent_before(name)
-        if before == checksum:
-            continue
-        if withhold_email and name == "email":
-            complete = False
-            continue
-        if value is not None and (before is None or before == NONE_DIGEST):
-            if live < 0:
-                live = sum(1 for d in sent.values() if d != NONE_DIGEST)
-            if live >= MAX_ATTRIBUTES:
-                drops.append(Drop("too_many_attributes", f"{name[:40]!r}: person has 300"))
+        if not everything:
+            before = sent_before(name)
+            if before == checksum:
+                continue
+            if withhold_email and name == "email":
                 complete = False
                 continue
-            live += 1
+            if value is not None and (before is None or before == NONE_DIGEST):
+                if live < 0:
+                    live = sum(1 for d in sent.values() if d != NONE_DIGEST)
+                if live >= MAX_ATTRIBUTES:
+                    drops.append(Drop("too_many_attributes", f"{name[:40]!r}: person has 300"))
+                    complete = False
+                    continue
+                live += 1
+            changes[name] = value
         sent[name] = checksum
-        changes[name] = value
         if truncated and name in truncated:
             drops.append(Drop("attribute_value_truncated", f"{name[:40]!r} cut to 1000 bytes"))
 
