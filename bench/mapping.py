@@ -18,6 +18,9 @@ of the commands and states, and mParticle's reference sample batch (only 2 of it
 events are forwarded, against 5.5 of 7.5 in the generated ones). Prints medians, events
 per second and the ratio mapping / decode (target: at most 1.0). The garbage collector is
 paused while timing, as ``timeit`` does.
+
+Exit status 1 when the steady-state ratio is over ``--target`` (default 1.0), so that
+``make bench-mapping`` fails when the mapping gets slower than the decoding it follows.
 """
 
 from __future__ import annotations
@@ -254,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--target", type=float, default=1.0,
+                        help="highest steady-state ratio mapping / json decode that passes")
     args = parser.parse_args(argv)
     settings = MappingSettings(send_created_at=True, audience_attribute_per_segment=True)
 
@@ -296,8 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(line("json decode (orjson.loads)", rows["decode"], events, args.batches))
     print(line("mapping (validate + map_batch)", rows["map"], events, args.batches))
-    print(f"ratio mapping / json decode: median {ratio(rows['map'], rows['decode']):.2f} "
-          "(target <= 1.00)")
+    steady = ratio(rows["map"], rows["decode"])
+    print(f"ratio mapping / json decode: median {steady:.2f} (target <= {args.target:.2f})")
     print(f"first batch of each of the {args.users} users (no state yet):")
     print(line("  json decode", rows["new_decode"], first_events, args.users))
     print(line("  mapping", rows["new_map"], first_events, args.users))
@@ -316,6 +321,11 @@ def main(argv: list[str] | None = None) -> None:
         print(line("  json decode", decoded, sample_events, args.batches))
         print(line("  mapping", mapped, sample_events, args.batches))
         print(f"  ratio mapping / json decode: median {ratio(mapped, decoded):.2f}")
+    if steady > args.target:
+        print(f"FAIL: steady-state mapping costs {steady:.2f} times the json decoding "
+              f"(target <= {args.target:.2f})")
+        sys.exit(1)
+    print(f"PASS: steady-state ratio {steady:.2f} <= {args.target:.2f}")
 
 
 if __name__ == "__main__":
