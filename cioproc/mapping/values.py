@@ -125,6 +125,8 @@ def _identifier(value: Any, what: str, drops: list[Drop]) -> str | None:
 
 def clean_customer_id(value: Any, drops: list[Drop]) -> str | None:
     """A customer id usable as Customer.io ``id`` (integers become strings), else None."""
+    if type(value) is str and len(value) * 4 <= MAX_IDENTIFIER_BYTES and value.strip():
+        return value  # the common case, decided without a call
     return _identifier(value, "customer id", drops)
 
 
@@ -132,11 +134,17 @@ def clean_email(value: Any, drops: list[Drop]) -> str | None:
     """An email usable as Customer.io ``email`` (trimmed, has an @ inside), else None."""
     if type(value) is str:
         value = value.strip()
-        # An @ not at either end, and no whitespace inside (str.split and re's \s agree on
-        # what whitespace is: str.isspace).
-        if value and (value.find("@", 1, -1) < 0 or len(value.split(None, 1)) > 1):
+        # An @ not at either end, and no whitespace inside (printable text has none but
+        # spaces; otherwise str.split, whose whitespace is str.isspace's, decides).
+        if value and (
+            value.find("@", 1, -1) < 0
+            or not (value.isprintable() and " " not in value)
+            and len(value.split(None, 1)) > 1
+        ):
             drops.append(Drop("invalid_identity", "email is not an email address"))
             return None
+        if value and len(value) * 4 <= MAX_IDENTIFIER_BYTES:
+            return value
     elif type(value) is int:
         drops.append(Drop("invalid_identity", "email is a number"))
         return None
