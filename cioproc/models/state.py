@@ -27,7 +27,8 @@ class StateDecodeError(ValueError):
 
 @dataclass(slots=True)
 class UserState:
-    """One user's memory. The mapping never mutates a state it was given; it copies first."""
+    """One user's memory. The mapping never mutates a state it was given: it copies the
+    state, and each map only when it changes it (:meth:`shallow_copy`)."""
 
     customer_id: str | None = None  # latest customer id seen (MPUserIdentityCustomerId)
     email: str | None = None  # latest email identity seen (MPUserIdentityEmail)
