@@ -16,7 +16,6 @@ from cioproc.mapping.attributes import (
     user_attributes,
 )
 from cioproc.mapping.batch import Batch
-from cioproc.mapping.build import INLINE_OK, Unfrozen, command
 from cioproc.mapping.devices import record_device
 from cioproc.mapping.names import MAX_EVENT_NAME_BYTES, event_name
 from cioproc.mapping.person import address, choose_identifier, identify
@@ -43,7 +42,7 @@ _WRAPPED_BUDGET = ENTRY_BUDGET + 8  # four levels of [] around the data, as even
 _SHORT_NAME = MAX_EVENT_NAME_BYTES // 4  # a name this long fits whatever its characters
 _NO_EARLIEST = MAX_TIMESTAMP_MS + 1  # above any event time
 _ALWAYS_DELETABLE = frozenset({"first_name", "last_name"})
-_new = object.__new__
+_new_tuple = tuple.__new__  # Command(...) without the call to its __new__
 _NAMES: dict[str, str] = {}  # raw event name -> trimmed, underscored (short names only)
 _MAX_NAMES = 1024  # an app has a few hundred event and screen names at most; then no caching
 _MAX_CACHED_RAW = 64  # characters of a raw name worth caching (longer ones are rare)
@@ -159,7 +158,7 @@ def _map(
                     elif not state.unsubscribed:
                         state.unsubscribed = True
                         append(
-                            command(
+                            Command(
                                 _UNSUBSCRIBE, mpid, id_type, id_value, (ts or 0) // 1000,
                                 {"unsubscribed": True},
                             )
@@ -232,21 +231,11 @@ def _map(
             f"{prefix}{pairs[(ms >> 10) & 1023]}{pairs[ms & 1023]}"
             f"{hashed.digest().translate(ULID_HASH_CHARS).decode()}"
         )
-        if INLINE_OK:  # build.command's body, written out: a call per event costs ~0.1 µs
-            made = _new(Unfrozen)
-            made.kind = kind
-            made.mpid = mpid
-            made.id_type = id_type
-            made.id_value = id_value
-            made.timestamp = ms // 1000
-            made.attributes = attributes
-            made.name = name
-            made.event_id = event_id
-            made.secondary = None
-            made.__class__ = Command
-            append(made)
-        else:
-            append(command(kind, mpid, id_type, id_value, ms // 1000, attributes, name, event_id))
+        append(
+            _new_tuple(
+                Command, (kind, mpid, id_type, id_value, ms // 1000, attributes, name, event_id, None)
+            )
+        )
     if sized and not size_each:
         # [[[[a1, a2, ...]]]] is 8 + len(a1) + 1 + len(a2) ... bytes: when it fits the budget
         # of one event ([[[[a]]]]), each event's data does; it fails to encode iff one does.

@@ -32,7 +32,6 @@ from orjson import JSONEncodeError
 from orjson import dumps as _dumps
 
 from cioproc.mapping.attributes import MAX_ATTRIBUTES, chunk_attributes
-from cioproc.mapping.build import command
 from cioproc.mapping.results import Drop
 from cioproc.mapping.values import value_digest
 from cioproc.models.commands import Command, CommandKind
@@ -170,10 +169,10 @@ def identify(
     commands: list[Command] = []
     if changes or addressing.fresh:
         for part in chunk_attributes(changes):
-            commands.append(command(_IDENTIFY, mpid, id_type, id_value, timestamp, part))
+            commands.append(Command(_IDENTIFY, mpid, id_type, id_value, timestamp, part))
     if addressing.merge_from is not None:
         commands.append(
-            command(
+            Command(
                 _MERGE, mpid, id_type, id_value, timestamp, {}, None, None, addressing.merge_from
             )
         )

@@ -15,9 +15,8 @@ name, event_id, secondary]``; ``secondary`` is ``[id_type, id_value]`` or nil.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -37,19 +36,48 @@ class CommandDecodeError(ValueError):
     """Bytes that are not a command of a version this code understands."""
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One Customer.io operation on one person."""
-
+class _CommandFields(NamedTuple):
     kind: CommandKind
     mpid: str
     id_type: str  # "id" or "email"
     id_value: str
     timestamp: int  # Unix seconds; 0 when unknown (the sender then omits it)
-    attributes: dict[str, Any] = field(default_factory=dict)
-    name: str | None = None
-    event_id: str | None = None  # ULID, for track and screen
-    secondary: tuple[str, str] | None = None  # merge: (id_type, id_value) to merge away
+    attributes: dict[str, Any]
+    name: str | None
+    event_id: str | None  # ULID, for track and screen
+    secondary: tuple[str, str] | None  # merge: (id_type, id_value) to merge away
+
+
+class Command(_CommandFields):
+    """One Customer.io operation on one person: an immutable named tuple of the fields above.
+
+    A tuple because the mapping makes one per event: ``tuple.__new__(Command, fields)``
+    builds one in a single call, where a frozen dataclass sets each field through
+    ``object.__setattr__``. ``attributes`` defaults to a new empty dict; ``name``,
+    ``event_id`` and ``secondary`` to None.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        kind: CommandKind,
+        mpid: str,
+        id_type: str,
+        id_value: str,
+        timestamp: int,
+        attributes: dict[str, Any] | None = None,
+        name: str | None = None,
+        event_id: str | None = None,
+        secondary: tuple[str, str] | None = None,
+    ) -> Command:
+        return tuple.__new__(
+            cls,
+            (
+                kind, mpid, id_type, id_value, timestamp,
+                {} if attributes is None else attributes, name, event_id, secondary,
+            ),
+        )
 
     @property
     def identifier(self) -> dict[str, str]:
