@@ -62,20 +62,11 @@ class UserState:
 
     def copy(self) -> UserState:
         """A copy whose containers can be changed without touching this one."""
-        return UserState(
-            self.customer_id,
-            self.email,
-            self.id_type,
-            self.id_value,
-            self.devices.copy(),
-            self.last_device,
-            self.last_device_ms,
-            self.audiences.copy(),
-            self.sent.copy(),
-            self.unsubscribed,
-            self.opt_out_ms,
-            self.desired,
-        )
+        copied = self.shallow_copy()
+        copied.devices = self.devices.copy()
+        copied.audiences = self.audiences.copy()
+        copied.sent = self.sent.copy()
+        return copied
 
 
 def encode_state(state: UserState) -> bytes:
