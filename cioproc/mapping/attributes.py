@@ -94,12 +94,10 @@ def _key(key: str) -> tuple[str, bool, bool, Drop | None]:
     """What a user attribute key means here; remembered for the keys an app uses."""
     if key[:1] == "$":
         lowered = key.lower()
-        entry = (RESERVED_MPARTICLE.get(lowered, key), lowered in _ALWAYS, False)
+        name, always, plain = RESERVED_MPARTICLE.get(lowered, key), lowered in _ALWAYS, False
     else:
-        entry = (key, False, True)
-    name = entry[0]
-    problem = _name_problem(name) if len(name) > 37 or name in CIO_RESERVED or not name else None
-    found = (*entry, problem)
+        name, always, plain = key, False, True
+    found = (name, always, plain, _name_problem(name))
     if len(_KEYS) < _MAX_KEYS and len(key) <= _MAX_CACHED_KEY:
         _KEYS[key] = found
     return found

@@ -126,7 +126,7 @@ def _map(
             kind = _SCREEN
             raw_name = data.get("screen_name")
         elif type(event_type) is not str:
-            drops.append(Drop("invalid_event", f"event {position} lacks event_type or data"))
+            drops.append(_invalid_event(event, position))
             continue
         else:
             kind = None

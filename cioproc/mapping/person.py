@@ -26,10 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from zlib import adler32, crc32
-
-from orjson import JSONEncodeError
-from orjson import dumps as _dumps
 
 from cioproc.mapping.attributes import MAX_ATTRIBUTES, chunk_attributes
 from cioproc.mapping.results import Drop
@@ -138,12 +134,7 @@ def identify(
     live = -1  # attributes set on the person, counted on first need
     sent_before = sent.get
     for name, value in desired.items():
-        # value_digest(value), written out: a call per attribute costs more than the digest
-        try:
-            data = _dumps(value)
-        except (TypeError, JSONEncodeError):
-            data = repr(value).encode("utf-8", "surrogatepass")
-        checksum = crc32(data) | (adler32(data) << 32)
+        checksum = value_digest(value)
         if not everything:
             before = sent_before(name)
             if before == checksum:

@@ -76,13 +76,22 @@ def json_size(value: Any) -> int:
 
 
 def digest(value: Any) -> bytes:
-    """A stable 8-byte digest of a JSON-like value (same value -> same digest, any process).
+    """A stable 8-byte digest of a JSON-like value: :func:`value_digest` as bytes.
 
-    CRC-32 and Adler-32 of its JSON, as :func:`value_digest` (a cryptographic hash cost half
-    of an unchanged batch's fixed mapping cost, for no gain: a collision only delays an
-    identify until the inputs change again). A value orjson cannot encode (nested over 255
-    levels) gets its repr hashed, and one even repr cannot handle gets a random digest:
-    "changed", which is always safe here.
+    A checksum is enough (a cryptographic hash cost half of an unchanged batch's fixed
+    mapping cost, for no gain): a collision only delays an identify until the inputs change
+    again.
+    """
+    return value_digest(value).to_bytes(8, "little")
+
+
+def value_digest(value: Any) -> int:
+    """A cheap, stable 64-bit checksum of a value (CRC-32 and Adler-32 of its JSON).
+
+    Used to notice that an attribute changed since it was last sent; a collision would only
+    delay an update until the value changes again (odds about 2**-50 per change). A value
+    orjson cannot encode (nested over 255 levels) gets its repr hashed, and one even repr
+    cannot handle gets a random checksum: "changed", which is always safe here.
     """
     try:
         data = orjson.dumps(value)
@@ -90,34 +99,24 @@ def digest(value: Any) -> bytes:
         try:
             data = repr(value).encode("utf-8", "surrogatepass")
         except RecursionError:
-            return os.urandom(8)
-    return (crc32(data) | (adler32(data) << 32)).to_bytes(8, "little")
-
-
-def value_digest(value: Any) -> int:
-    """A cheap, stable 64-bit checksum of one attribute value (CRC-32 and Adler-32 of its JSON).
-
-    Used to notice that an attribute changed since it was last sent; a collision would only
-    delay an update until the value changes again (odds about 2**-50 per change).
-    """
-    try:
-        data = orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):
-        data = repr(value).encode("utf-8", "surrogatepass")
+            return int.from_bytes(os.urandom(8), "little")
     return crc32(data) | (adler32(data) << 32)
 
 
 def _identifier(value: Any, what: str, drops: list[Drop]) -> str | None:
-    if value is None:
+    if type(value) is str:
+        if len(value) * 4 <= MAX_IDENTIFIER_BYTES:  # the common case: fits, whatever it holds
+            return value if value.strip() else None
+    elif value is None:
         return None
-    if type(value) is int:
+    elif type(value) is int:
         value = str(value)
-    elif type(value) is not str:
+    else:
         drops.append(Drop("invalid_identity", f"{what} is a {type(value).__name__}, not a string"))
         return None
     if not value.strip():
         return None
-    if len(value) * 4 > MAX_IDENTIFIER_BYTES and utf8_len(value) > MAX_IDENTIFIER_BYTES:
+    if utf8_len(value) > MAX_IDENTIFIER_BYTES:
         drops.append(Drop("identifier_too_long", f"{what} is longer than 150 bytes"))
         return None
     return value
@@ -125,8 +124,6 @@ def _identifier(value: Any, what: str, drops: list[Drop]) -> str | None:
 
 def clean_customer_id(value: Any, drops: list[Drop]) -> str | None:
     """A customer id usable as Customer.io ``id`` (integers become strings), else None."""
-    if type(value) is str and len(value) * 4 <= MAX_IDENTIFIER_BYTES and value.strip():
-        return value  # the common case, decided without a call
     return _identifier(value, "customer id", drops)
 
 
@@ -143,8 +140,6 @@ def clean_email(value: Any, drops: list[Drop]) -> str | None:
         ):
             drops.append(Drop("invalid_identity", "email is not an email address"))
             return None
-        if value and len(value) * 4 <= MAX_IDENTIFIER_BYTES:
-            return value
     elif type(value) is int:
         drops.append(Drop("invalid_identity", "email is a number"))
         return None
