@@ -119,6 +119,33 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
         await consumer.stop()
 
 
+async def when_end_offsets_reach(
+    bootstrap: str, topic: str, total: int, act: Callable[[], None], alive: Callable[[], bool],
+    timeout: float = 60.0,
+) -> int:
+    """Call ``act`` as soon as ``topic``'s partitions hold ``total`` records together.
+
+    One consumer polls every 10 ms (a new client per check takes ~100 ms, in which a worker
+    writes thousands of records). Returns the total seen; fails when ``alive`` turns false or
+    the time is up first.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client._wait_on_metadata(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            seen = sum((await consumer.end_offsets(tps)).values())
+            if seen >= total:
+                act()
+                return seen
+            assert alive() and asyncio.get_running_loop().time() < deadline, f"{seen} of {total} records"
+            await asyncio.sleep(0.01)
+    finally:
+        await consumer.stop()
+
+
 async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

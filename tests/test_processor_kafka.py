@@ -31,6 +31,7 @@ from helpers_kafka import (
     produce_sync,
     read_topic_sync,
     wait_committed,
+    when_end_offsets_reach,
     write_topics_file,
 )
 
@@ -378,14 +379,13 @@ def test_sigkill_mid_stream_then_restart_recovers_the_table_from_the_changelog(k
     inputs, history_commands, worker = history_phase(bootstrap, topics, app_id, pool, **env)
     history_total = sum(map(len, history_commands.values()))
     first = len(inputs.records)
-    stream(inputs, per_user=60)
+    stream(inputs, per_user=120)  # ~15,000 commands: the kill below lands a few hundred in
     produce_inputs(bootstrap, topics, inputs.records[first:])
     commands_topic = topics.by_role("commands").name
-    deadline = time.monotonic() + 60
-    while sum(asyncio.run(end_offsets(bootstrap, [commands_topic])).values()) < history_total + 300:
-        assert time.monotonic() < deadline and worker.alive(), worker.log()[-3000:]
-        time.sleep(0.05)
-    worker.process.send_signal(signal.SIGKILL)
+    asyncio.run(when_end_offsets_reach(
+        bootstrap, commands_topic, history_total + 300,
+        lambda: worker.process.send_signal(signal.SIGKILL), worker.alive,
+    ))
     worker.process.wait(timeout=10)
     mid = sum(asyncio.run(end_offsets(bootstrap, [commands_topic])).values())
     total = sum(map(len, inputs.expected.values()))
