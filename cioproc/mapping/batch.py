@@ -48,9 +48,16 @@ def decode_json(raw: bytes | str) -> Any | Rejection:
         return Rejection("not_json", str(exc)[:200])
 
 
+_CUSTOMER_ID_KINDS = ("customer_id", "customerid")  # Events API, mParticle's Python SDK
+
+
 def _identities(raw: Any, drops: list[Drop]) -> tuple[Any, Any]:
+    """(customer id, email) as given; the customer id spelt ``customer_id`` or ``customerid``."""
     if type(raw) is dict:
-        return raw.get("customer_id"), raw.get("email")
+        customer_id = raw.get("customer_id")
+        if customer_id is None:
+            customer_id = raw.get("customerid")  # what mParticle's Python SDK writes
+        return customer_id, raw.get("email")
     customer_id = email = None
     if type(raw) is list:  # outbound form: [{identity_type, identity, timestamp_unixtime_ms}]
         for entry in raw:
@@ -58,7 +65,7 @@ def _identities(raw: Any, drops: list[Drop]) -> tuple[Any, Any]:
                 drops.append(Drop("invalid_identity", "a user identity is not an object"))
                 continue
             kind = entry.get("identity_type")
-            if kind == "customer_id":
+            if kind in _CUSTOMER_ID_KINDS:
                 customer_id = entry.get("identity")
             elif kind == "email":
                 email = entry.get("identity")
