@@ -55,8 +55,6 @@ REJECTED = [
                  id="mpid-over-64-bits"),
     pytest.param(b'{"mpid": "99999999999999999999", "events": []}', "invalid_mpid",
                  id="string-mpid-over-64-bits"),
-    pytest.param(b'{"mpid": 1}', "no_events", id="a-batch-without-events"),
-    pytest.param(b'{"mpid": 1, "events": null}', "no_events", id="null-events"),
     pytest.param(b'{"mpid": 1, "events": {}}', "events_not_a_list", id="object-events"),
     pytest.param(b'{"mpid": 1, "events": "e"}', "events_not_a_list", id="string-events"),
 ]

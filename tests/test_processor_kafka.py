@@ -228,7 +228,7 @@ def rules_inputs() -> Inputs:
 BAD = [
     (b"bad-1", b"this is not json", "not_json"),
     (b"bad-2", b'{"hello": "world"}', "missing_mpid"),
-    (b"bad-3", b'{"mpid": 77, "user_identities": {}}', "no_events"),
+    (b"bad-3", b'{"mpid": 77, "user_identities": {}, "events": "none"}', "events_not_a_list"),
     (b"bad-4", bytes(range(256))[::7] + b"\xff\xfe", "not_utf8"),
     (b"bad-5", None, "empty_record"),
 ]

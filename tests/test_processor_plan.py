@@ -157,7 +157,6 @@ def test_state_from_an_earlier_chunk_is_used_and_an_unchanged_state_is_not_rewri
         (b"not json at all", "not_json"),
         (b"[1, 2, 3]", "not_an_object"),
         (b'{"events": []}', "missing_mpid"),
-        (b'{"mpid": 5}', "no_events"),
         (b'{"mpid": 5, "events": 3}', "events_not_a_list"),
         (b"\xff\xfe\x00\x81garbage", "not_utf8"),
         (None, EMPTY_RECORD),

@@ -5,7 +5,7 @@ worker (or ``cioproc replay``) can re-drive it unchanged. Why it was refused and
 came from travel in headers (UTF-8 text values):
 
 =========================== =========================================================
-``cioproc.reason``          stable snake_case slug (e.g. ``not_json``, ``no_events``)
+``cioproc.reason``          stable snake_case slug (e.g. ``not_json``, ``events_not_a_list``)
 ``cioproc.detail``          human-readable detail (at most 1000 bytes)
 ``cioproc.source.topic``    the input topic
 ``cioproc.source.partition`` its partition

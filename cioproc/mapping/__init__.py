@@ -23,8 +23,9 @@ What a batch becomes, in delivery order:
    ``screen_view`` -> screen, ``opt_out`` with ``is_opted_out: true`` -> unsubscribe (once;
    opting back in never resubscribes). Other event types only feed created_at.
 
-A batch without ``events`` (missing, null or not a list) is rejected; an empty list is
-valid and may still produce an identify (user attributes, identities). A user without the
+A batch whose ``events`` is missing, null or an empty list is valid (the schema allows it)
+and may still produce an identify (user attributes, identities); any other non-list is
+rejected. A user without the
 identity the "User ID Type" needs is not forwarded (a ``no_identity`` drop, not an error);
 their state (identities, devices, audiences) is still kept.
 
@@ -33,7 +34,7 @@ Rejection reasons (whole input to the dead-letter queue):
 - ``not_utf8``: bytes that are not UTF-8; ``not_json``: not a JSON document;
 - ``not_an_object``: JSON, but not an object;
 - ``missing_mpid`` / ``invalid_mpid``: no ``mpid``, or not a 64-bit integer (or its string);
-- ``no_events``: ``events`` missing or null; ``events_not_a_list``: any other non-list;
+- ``events_not_a_list``: ``events`` neither a list nor null;
 - ``not_audience_change``: an audience message whose ``type`` is another one;
 - ``no_user_profiles``: audience message without a ``user_profiles`` list;
 - ``invalid_user_profile``: a profile that is not an object or has no valid ``mpid``;

@@ -85,9 +85,9 @@ def batch_from_object(obj: Any, default_timestamp_ms: int | None = None) -> Batc
     if mpid is None:
         return Rejection("invalid_mpid", "mpid is not a 64-bit integer or its decimal string")
     events = obj.get("events")
-    if events is None:
-        return Rejection("no_events", "the batch has no events list")
-    if type(events) is not list:
+    if events is None:  # the schema allows it: identities and user attributes still apply
+        events = []
+    elif type(events) is not list:
         return Rejection("events_not_a_list", f"events is a {type(events).__name__}")
 
     drops: list[Drop] = []

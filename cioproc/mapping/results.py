@@ -17,7 +17,6 @@ REJECTION_REASONS = frozenset(
         "not_an_object",
         "missing_mpid",
         "invalid_mpid",
-        "no_events",
         "events_not_a_list",
         "not_audience_change",
         "no_user_profiles",
