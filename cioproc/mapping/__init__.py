@@ -21,7 +21,9 @@ What a batch becomes, in delivery order:
    identifier changed in a way Customer.io cannot attach by itself (see ``person``);
 2. one command per forwarded event, in batch order: ``custom_event`` -> track,
    ``screen_view`` -> screen, ``opt_out`` with ``is_opted_out: true`` -> unsubscribe (once;
-   opting back in never resubscribes). Other event types only feed created_at.
+   opting back in never resubscribes). A ``user_attribute_change`` with ``deleted: true``
+   removes that attribute (as ``deleted_user_attributes`` does); other event types only
+   feed created_at.
 
 A batch whose ``events`` is missing, null or an empty list is valid (the schema allows it)
 and may still produce an identify (user attributes, identities); any other non-list is

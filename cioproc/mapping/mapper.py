@@ -104,6 +104,7 @@ def _map(
     earliest = _NO_EARLIEST
     latest = -1
     first_run = None
+    removed: list[str] | None = None  # user attributes deleted by user_attribute_change events
     forwardable = 0
     sized: list[dict[str, Any]] = []  # event data to size-check, encoded four lists deep
     holder = [[[sized]]]  # (as event_attributes does: room for the request body's nesting)
@@ -163,6 +164,14 @@ def _map(
                                 {"unsubscribed": True},
                             )
                         )
+            elif event_type == "user_attribute_change":
+                # Outbound batches carry deletions this way (deleted_user_attributes null).
+                if data.get("deleted") is True:
+                    removed_name = data.get("user_attribute_name")
+                    if type(removed_name) is str:
+                        if removed is None:
+                            removed = []
+                        removed.append(removed_name)
             elif (
                 event_type == "first_run"
                 or (event_type == "application_state_transition"
@@ -267,9 +276,12 @@ def _map(
         created_at = state.devices.get(state.last_device)
     audiences = state.audiences if state.audiences or MEMBERSHIP in state.sent else None
     per_segment = settings.audience_attribute_per_segment
+    deleted = batch.deleted_user_attributes
+    if removed is not None:
+        deleted = deleted + removed
     inputs = digest(
         (
-            "batch", state.email, batch.user_attributes, batch.deleted_user_attributes,
+            "batch", state.email, batch.user_attributes, deleted,
             include_all, created_at, audiences, per_segment,
         )
     )
@@ -282,7 +294,7 @@ def _map(
         truncated = None
         if batch.user_attributes:
             truncated = user_attributes(batch.user_attributes, include_all, desired, drops)
-        for key in batch.deleted_user_attributes:
+        for key in deleted:
             name = attribute_name(key)
             if name and name not in desired and name not in CIO_RESERVED:
                 if (include_all or name in _ALWAYS_DELETABLE) and utf8_len(
