@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from orjson import JSONEncodeError
+from hashlib import blake2b
+
+from orjson import OPT_SORT_KEYS, JSONEncodeError
 from orjson import dumps as _dumps
 
 from cioproc.mapping.attributes import (
@@ -48,15 +50,47 @@ _MAX_NAMES = 1024  # an app has a few hundred event and screen names at most; th
 _MAX_CACHED_RAW = 64  # characters of a raw name worth caching (longer ones are rare)
 
 
-def event_key(data: dict[str, Any], mpid: str, batch_ref: str, position: int, name: str) -> bytes:
-    """What an event's id is hashed from: source_message_id, else event_id, else its place."""
+def event_key(
+    data: dict[str, Any], mpid: str, batch_ref: str, position: int, name: str,
+    event: dict[str, Any] | None = None,
+) -> bytes:
+    """What an event's id is hashed from.
+
+    ``source_message_id``, else ``event_id`` (these two keep the ids they always had), else
+    the ``message_id`` of mParticle's outbound form (in the event or its data), else the
+    event's place: MPID, batch id and position, and, for a batch without an id, a digest of
+    the event's content too (two batches without ids can hold different events with the same
+    name, time and position).
+    """
     source_message_id = data.get("source_message_id")
     if type(source_message_id) is str and source_message_id:
         return b"s" + source_message_id.encode("utf-8", "surrogatepass")
     event_id = data.get("event_id")
     if type(event_id) is int:
         return b"e%d" % event_id
-    return f"p{mpid}\0{batch_ref}\0{position}\0{name}".encode("utf-8", "surrogatepass")
+    message_id = data.get("message_id")
+    if message_id is None and event is not None:
+        message_id = event.get("message_id")
+    if type(message_id) is int:
+        message_id = str(message_id)
+    if type(message_id) is str and message_id:
+        return b"m" + message_id.encode("utf-8", "surrogatepass")
+    place = f"p{mpid}\0{batch_ref}\0{position}\0{name}".encode("utf-8", "surrogatepass")
+    if batch_ref:
+        return place
+    return place + b"\0" + _content_digest(data)
+
+
+def _content_digest(data: dict[str, Any]) -> bytes:
+    """A digest of an event's data, independent of the order of its keys."""
+    try:
+        encoded = _dumps(data, option=OPT_SORT_KEYS)
+    except (TypeError, JSONEncodeError):  # nested too deep for orjson
+        try:
+            encoded = repr(data).encode("utf-8", "surrogatepass")
+        except RecursionError:
+            return b""
+    return blake2b(encoded, digest_size=16).digest()
 
 
 def _invalid_event(event: Any, position: int) -> Drop:
@@ -231,7 +265,7 @@ def _map(
                 hashed.update(key.encode("utf-8", "surrogatepass"))
         else:
             hashed = new_ulid_hash()
-            hashed.update(event_key(data, mpid, batch_ref, position, name))
+            hashed.update(event_key(data, mpid, batch_ref, position, name, event))
         if ms >> 20 != high:
             high = ms >> 20
             prefix = pairs[ms >> 40] + pairs[(ms >> 30) & 1023] + pairs[high & 1023]
