@@ -105,12 +105,15 @@ def value_digest(value: Any) -> int:
 
 def _identifier(value: Any, what: str, drops: list[Drop]) -> str | None:
     if type(value) is str:
+        value = value.strip()
         if len(value) * 4 <= MAX_IDENTIFIER_BYTES:  # the common case: fits, whatever it holds
-            return value if value.strip() else None
+            return value or None
     elif value is None:
         return None
     elif type(value) is int:
         value = str(value)
+    elif type(value) is float and value.is_integer():  # 123456.0: a JSON writer's integer
+        value = str(int(value))
     else:
         drops.append(Drop("invalid_identity", f"{what} is a {type(value).__name__}, not a string"))
         return None
@@ -123,24 +126,27 @@ def _identifier(value: Any, what: str, drops: list[Drop]) -> str | None:
 
 
 def clean_customer_id(value: Any, drops: list[Drop]) -> str | None:
-    """A customer id usable as Customer.io ``id`` (integers become strings), else None."""
+    """A customer id usable as Customer.io ``id`` (trimmed; integer-valued numbers become
+    their decimal string), else None."""
     return _identifier(value, "customer id", drops)
 
 
+# One @; a non-empty local part; a domain of dot-separated non-empty labels (at least two);
+# no whitespace (any Unicode whitespace: ``\s`` is str.isspace's), commas or angle brackets.
+_EMAIL = re.compile(r"[^\s@,<>]+@[^\s@,<>.]+(?:\.[^\s@,<>.]+)+")
+
+
 def clean_email(value: Any, drops: list[Drop]) -> str | None:
-    """An email usable as Customer.io ``email`` (trimmed, has an @ inside), else None."""
+    """An email usable as Customer.io ``email`` (trimmed, a leading ``mailto:`` removed,
+    shaped like an address: see ``_EMAIL``), else None."""
     if type(value) is str:
         value = value.strip()
-        # An @ not at either end, and no whitespace inside (printable text has none but
-        # spaces; otherwise str.split, whose whitespace is str.isspace's, decides).
-        if value and (
-            value.find("@", 1, -1) < 0
-            or not (value.isprintable() and " " not in value)
-            and len(value.split(None, 1)) > 1
-        ):
+        if value[:7].lower() == "mailto:":
+            value = value[7:].lstrip()
+        if value and _EMAIL.fullmatch(value) is None:
             drops.append(Drop("invalid_identity", "email is not an email address"))
             return None
-    elif type(value) is int:
+    elif type(value) is int or type(value) is float:
         drops.append(Drop("invalid_identity", "email is a number"))
         return None
     return _identifier(value, "email", drops)
