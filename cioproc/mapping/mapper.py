@@ -19,7 +19,7 @@ from cioproc.mapping.attributes import (
 )
 from cioproc.mapping.batch import Batch
 from cioproc.mapping.devices import record_device
-from cioproc.mapping.names import MAX_EVENT_NAME_BYTES, event_name
+from cioproc.mapping.names import event_name
 from cioproc.mapping.person import address, choose_identifier, identify
 from cioproc.mapping.results import Drop, MapResult
 from cioproc.mapping.segments import MEMBERSHIP, audience_attributes
@@ -41,7 +41,6 @@ _TRACK = CommandKind.TRACK
 _SCREEN = CommandKind.SCREEN
 _UNSUBSCRIBE = CommandKind.UNSUBSCRIBE
 _WRAPPED_BUDGET = ENTRY_BUDGET + 8  # four levels of [] around the data, as event_attributes
-_SHORT_NAME = MAX_EVENT_NAME_BYTES // 4  # a name this long fits whatever its characters
 _NO_EARLIEST = MAX_TIMESTAMP_MS + 1  # above any event time
 _ALWAYS_DELETABLE = frozenset({"first_name", "last_name"})
 _new_tuple = tuple.__new__  # Command(...) without the call to its __new__
@@ -222,13 +221,11 @@ def _map(
             continue
         name = names.get(raw_name)
         if name is None:
-            name = raw_name.strip().replace(" ", "_")
-            if len(name) > _SHORT_NAME:
-                name, cut = event_name(raw_name)
-                if cut:
-                    drops.append(
-                        Drop("event_name_truncated", f"{name[:40]!r}... cut to 100 bytes")
-                    )
+            name, cut = event_name(raw_name)
+            if cut:
+                drops.append(
+                    Drop("event_name_truncated", f"{name[:40]!r}... cut to 100 bytes")
+                )
             elif len(names) < _MAX_NAMES and len(raw_name) <= _MAX_CACHED_RAW:
                 names[raw_name] = name  # never cut: the same name and no drop next time
         if not name:
