@@ -272,16 +272,17 @@ def parse_config(env: Mapping[str, str]) -> Config:
             f"CIO_USER_ID_TYPE={env.get('CIO_USER_ID_TYPE')!r} must be customer_id, email or prefer_customer_id"
         )
         user_id_type = UserIdType.PREFER_CUSTOMER_ID
+    transport = (get("CIO_TRANSPORT") or "").lower()
+    if transport not in ("v1", "v2"):
+        problems.append(f"CIO_TRANSPORT={env.get('CIO_TRANSPORT')!r} must be v2 (batch API) or v1 (one request per command)")
+        transport = "v2"
     mapping = MappingSettings(
         user_id_type=user_id_type,
         include_user_attributes=boolean("CIO_INCLUDE_USER_ATTRIBUTES"),
         send_created_at=boolean("CIO_SEND_CREATED_AT"),
         audience_attribute_per_segment=boolean("CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT"),
+        transport=transport,
     )
-    transport = (get("CIO_TRANSPORT") or "").lower()
-    if transport not in ("v1", "v2"):
-        problems.append(f"CIO_TRANSPORT={env.get('CIO_TRANSPORT')!r} must be v2 (batch API) or v1 (one request per command)")
-        transport = "v2"
     rps = number("CIO_MAX_REQUESTS_PER_SECOND", float, 0.1)
     concurrency = number("CIO_MAX_CONCURRENCY", int, 1)
     metrics_port = number("CIOPROC_METRICS_PORT", int, 0)

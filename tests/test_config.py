@@ -49,6 +49,7 @@ def test_values_are_parsed():
     assert (config.mapping.include_user_attributes, config.mapping.send_created_at) == (False, True)
     assert config.mapping.audience_attribute_per_segment is True
     assert config.transport == "v1" and config.max_requests_per_second == 250.0
+    assert config.mapping.transport == "v1"  # v1 events may carry 100,000 bytes of data
     assert config.kafka.security_protocol == "SASL_PLAINTEXT" and config.kafka.sasl_mechanism == "SCRAM-SHA-512"
     assert config.store == "rocksdb"
     assert parse_config({"CIO_REGION": "eu"}).track_base_url == "https://track-eu.customer.io"

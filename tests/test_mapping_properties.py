@@ -62,6 +62,7 @@ mapping_settings = st.builds(
     include_user_attributes=st.booleans(),
     send_created_at=st.booleans(),
     audience_attribute_per_segment=st.booleans(),
+    transport=st.sampled_from(["v1", "v2"]),
 )
 
 timestamps = mostly(st.integers(-1, 2**49) | st.just(1_700_000_000_000))

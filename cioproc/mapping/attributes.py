@@ -2,7 +2,8 @@
 
 Customer.io limits (Track API): attribute names at most 150 bytes, values at most 1000 bytes,
 300 attributes per person and per identify call; a v2 entry (one identify or one event) at
-most 32 KB. What does not fit is cut or left out here, with a recorded :class:`Drop`.
+most 32 KB; v1 event data at most 100,000 bytes. What does not fit is cut or left out here,
+with a recorded :class:`Drop`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_VALUE_BYTES",
     "RESERVED_MPARTICLE",
+    "V1_EVENT_DATA_BUDGET",
     "attribute_name",
     "chunk_attributes",
     "event_attributes",
@@ -31,6 +33,7 @@ MAX_NAME_BYTES = 150
 MAX_VALUE_BYTES = 1000
 MAX_ATTRIBUTES = 300
 ENTRY_BUDGET = 30_000  # bytes of attribute JSON per command: a v2 entry is at most 32 KB
+V1_EVENT_DATA_BUDGET = 100_000  # bytes of event data JSON of a v1 event (Customer.io's limit)
 
 # mParticle's reserved user attributes, matched case-insensitively, and their Customer.io names.
 RESERVED_MPARTICLE = {
@@ -163,15 +166,18 @@ def _encodable_size(value: Any) -> int | None:
         return None
 
 
-def event_attributes(raw: dict[str, Any], drops: list[Drop]) -> dict[str, Any]:
-    """Event data as received when it fits one Customer.io entry, else a trimmed copy.
+def event_attributes(
+    raw: dict[str, Any], drops: list[Drop], budget: int = ENTRY_BUDGET
+) -> dict[str, Any]:
+    """Event data as received when it fits ``budget`` bytes (one Customer.io v2 entry, or a
+    v1 event's data), else a trimmed copy.
 
     The fast path returns ``raw`` itself (no copy). Values nested too deep to be encoded in
     a request body are left out; when the data is over the entry budget the largest values
     are left out.
     """
     size = _encodable_size(raw)
-    if size is not None and size <= ENTRY_BUDGET:
+    if size is not None and size <= budget:
         return raw
     kept: dict[str, Any] = {}
     sizes = []
@@ -184,7 +190,7 @@ def event_attributes(raw: dict[str, Any], drops: list[Drop]) -> dict[str, Any]:
         sizes.append((value_size + utf8_len(key) + 4, key))
     total = json_size(kept)
     for value_size, key in sorted(sizes, reverse=True):
-        if total <= ENTRY_BUDGET:
+        if total <= budget:
             break
         del kept[key]
         total -= value_size

@@ -13,6 +13,7 @@ from cioproc.mapping.attributes import (
     CIO_RESERVED,
     ENTRY_BUDGET,
     MAX_NAME_BYTES,
+    V1_EVENT_DATA_BUDGET,
     attribute_name,
     event_attributes,
     user_attributes,
@@ -40,7 +41,7 @@ __all__ = ["event_key", "map_batch_unchecked"]
 _TRACK = CommandKind.TRACK
 _SCREEN = CommandKind.SCREEN
 _UNSUBSCRIBE = CommandKind.UNSUBSCRIBE
-_WRAPPED_BUDGET = ENTRY_BUDGET + 8  # four levels of [] around the data, as event_attributes
+_WRAPPING = 8  # four levels of [] around the data, as event_attributes
 _NO_EARLIEST = MAX_TIMESTAMP_MS + 1  # above any event time
 _ALWAYS_DELETABLE = frozenset({"first_name", "last_name"})
 _new_tuple = tuple.__new__  # Command(...) without the call to its __new__
@@ -103,9 +104,10 @@ def map_batch_unchecked(
 ) -> MapResult:
     """:func:`cioproc.mapping.map_batch` without its safety net (see there).
 
-    Event data is size-checked once for the whole batch: when all of it together fits one
-    Customer.io entry, each event's does. Otherwise (rare: over ~30 KB of event data, or a
-    value orjson cannot encode) the batch is mapped again checking each event on its own,
+    Event data is size-checked once for the whole batch: when all of it together fits the
+    budget of one event's data (a v2 entry; v1: 100,000 bytes), each event's does. Otherwise
+    (rare: more event data, or a value orjson cannot encode) the batch is mapped again
+    checking each event on its own,
     so drops are the same, in the same order, as with a check per event.
     """
     result = _map(batch, state, settings, False)
@@ -141,6 +143,8 @@ def _map(
     forwardable = 0
     sized: list[dict[str, Any]] = []  # event data to size-check, encoded four lists deep
     holder = [[[sized]]]  # (as event_attributes does: room for the request body's nesting)
+    budget = V1_EVENT_DATA_BUDGET if settings.transport == "v1" else ENTRY_BUDGET
+    wrapped_budget = budget + _WRAPPING
     pairs = ULID_PAIRS
     names = _NAMES
     high = -1  # event ids: ms >> 20 and its 6 characters, shared by events close in time
@@ -237,12 +241,12 @@ def _map(
                 if size_each:
                     sized.append(attributes)
                     try:
-                        fits = len(_dumps(holder)) <= _WRAPPED_BUDGET
+                        fits = len(_dumps(holder)) <= wrapped_budget
                     except (TypeError, JSONEncodeError):
                         fits = False
                     sized.pop()
                     if not fits:
-                        attributes = event_attributes(attributes, drops)
+                        attributes = event_attributes(attributes, drops, budget)
                 else:
                     sized.append(attributes)  # checked together after the loop
         elif attributes is None:
@@ -280,7 +284,7 @@ def _map(
         # [[[[a1, a2, ...]]]] is 8 + len(a1) + 1 + len(a2) ... bytes: when it fits the budget
         # of one event ([[[[a]]]]), each event's data does; it fails to encode iff one does.
         try:
-            if len(_dumps(holder)) > _WRAPPED_BUDGET:
+            if len(_dumps(holder)) > wrapped_budget:
                 return None
         except (TypeError, JSONEncodeError):
             return None

@@ -22,3 +22,4 @@ class MappingSettings:
     include_user_attributes: bool = True
     send_created_at: bool = False
     audience_attribute_per_segment: bool = False
+    transport: str = "v2"  # CIO_TRANSPORT: "v1" events may carry up to 100,000 bytes of data
