@@ -49,6 +49,10 @@ user's attributes changed since the last identify, not again for every batch:
 - ``no_identity``: no customer id / email as the User ID Type requires;
 - ``invalid_identity``: an identity of the wrong type, or an email without ``@``;
 - ``identifier_too_long``: a customer id or email over Customer.io's 150 bytes;
+- ``invalid_timestamp``: an event (or batch) time that is not plausible: below 10^12 and a
+  plausible time in seconds (read as seconds), or before 2001 or more than a day after the
+  Kafka record's time, or not a number (replaced by the record's time); such times never
+  set created_at;
 - ``invalid_event``: an event that is not an object, lacks ``event_type``/``data``, or an
   opt_out without a boolean ``is_opted_out``;
 - ``missing_event_name``: custom_event/screen_view without a string name;

@@ -28,6 +28,7 @@ class Batch:
     timestamp_ms: int | None = None  # the batch's own time, else the caller's default
     batch_ref: str = ""  # batch_id, source_request_id or unique_id: part of fallback event ids
     drops: list[Drop] = field(default_factory=list)  # found while parsing
+    received_ms: int | None = None  # the Kafka record's time (the caller's default), if known
 
 
 def decode_json(raw: bytes | str) -> Any | Rejection:
@@ -108,9 +109,10 @@ def batch_from_object(obj: Any, default_timestamp_ms: int | None = None) -> Batc
         drops.append(Drop("invalid_deleted_attributes", "a deleted attribute is not a string"))
         deleted = [name for name in deleted if type(name) is str]
 
-    batch_ts = timestamp_ms(obj.get("timestamp_unixtime_ms"))
-    if batch_ts is None and default_timestamp_ms is not None:
-        batch_ts = timestamp_ms(default_timestamp_ms)
+    received = timestamp_ms(default_timestamp_ms)
+    batch_ts = timestamp_ms(obj.get("timestamp_unixtime_ms"))  # trusted or not: see mapper
+    if batch_ts is None:
+        batch_ts = received
     ref = obj.get("batch_id")
     if ref is None:
         ref = obj.get("source_request_id")
@@ -127,14 +129,17 @@ def batch_from_object(obj: Any, default_timestamp_ms: int | None = None) -> Batc
         batch_ts,
         ref if type(ref) is str else (str(ref) if type(ref) is int else ""),
         drops,
+        received,
     )
 
 
 def parse_batch(raw: bytes | str, default_timestamp_ms: int | None = None) -> Batch | Rejection:
     """Decode and validate one batch; never raises.
 
-    ``default_timestamp_ms`` (e.g. the Kafka record's timestamp) stands in for the batch time
+    ``default_timestamp_ms`` (the Kafka record's timestamp) stands in for the batch time
     when the batch has none (inbound batches); events without a time take the batch time.
+    It also bounds trusted times: a time more than a day after it is replaced by it (when
+    mapped).
     """
     try:
         obj = decode_json(raw)

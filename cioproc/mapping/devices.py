@@ -22,7 +22,6 @@ _ALIASES = {
     "alexaos": "alexa",
     "tvos": "tvos",
     "roku": "roku",
-    "outofband": "outofband",
     "smarttv": "smarttv",
     "firetv": "firetv",
     "xbox": "xbox",
@@ -30,6 +29,9 @@ _ALIASES = {
     "desktop": "desktop",
 }
 
+
+# Platforms that are not devices: no created_at, never the most recent device type.
+_NOT_DEVICES = frozenset({"outofband", "server-to-server", "servertoserver", "s2s"})
 
 _SEEN: dict[str, str | None] = {}  # raw value -> device type, for the few values in use
 
@@ -41,14 +43,18 @@ def _normalise(value: Any) -> str | None:
     if found != "":
         return found
     key = value.strip().lower().replace("_", "").replace(" ", "")
-    found = None if not key or key == "unknown" else (_ALIASES.get(key) or key[:32])
+    found = (
+        None if not key or key == "unknown" or key in _NOT_DEVICES
+        else (_ALIASES.get(key) or key[:32])
+    )
     if len(_SEEN) < 256:
         _SEEN[value] = found
     return found
 
 
 def device_type(application_info: Any, device_info: Any) -> str | None:
-    """The batch's device type: application_info.os, else device_info.platform, else None."""
+    """The batch's device type: application_info.os, else device_info.platform, else None
+    (also for platforms that are not devices: OutOfBand, server-to-server)."""
     found = None
     if type(application_info) is dict:
         found = _normalise(application_info.get("os"))

@@ -24,7 +24,14 @@ from cioproc.mapping.names import event_name
 from cioproc.mapping.person import address, choose_identifier, identify
 from cioproc.mapping.results import Drop, MapResult
 from cioproc.mapping.segments import MEMBERSHIP, audience_attributes
-from cioproc.mapping.values import digest, timestamp_ms, utf8_len
+from cioproc.mapping.values import (
+    EARLIEST_TRUSTED_MS,
+    digest,
+    latest_trusted_ms,
+    timestamp_ms,
+    untrusted_time_ms,
+    utf8_len,
+)
 from cioproc.models.commands import Command, CommandKind
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import UserState
@@ -43,6 +50,7 @@ _SCREEN = CommandKind.SCREEN
 _UNSUBSCRIBE = CommandKind.UNSUBSCRIBE
 _WRAPPING = 8  # four levels of [] around the data, as event_attributes
 _NO_EARLIEST = MAX_TIMESTAMP_MS + 1  # above any event time
+_EARLIEST_TRUSTED_S = EARLIEST_TRUSTED_MS // 1000
 _ALWAYS_DELETABLE = frozenset({"first_name", "last_name"})
 _new_tuple = tuple.__new__  # Command(...) without the call to its __new__
 _NAMES: dict[str, str] = {}  # raw event name -> trimmed, underscored (short names only)
@@ -131,8 +139,25 @@ def _map(
     identifier = choose_identifier(settings, state.customer_id, state.email)
     id_type, id_value = identifier if identifier is not None else ("", "")
     mpid = batch.mpid
-    batch_ms = batch.timestamp_ms
     batch_ref = batch.batch_ref
+    # Times. An event id's time part is the event's own time when it is a ULID time, else
+    # the batch's (never changed: ids are Customer.io's dedup keys). A command's time is the
+    # event's time when trusted (see untrusted_time_ms), else the Kafka record's.
+    batch_ms = batch.timestamp_ms  # for events without a time
+    received = batch.received_ms
+    latest_trusted = latest_trusted_ms(received)
+    batch_time = batch_ms  # batch_ms when trusted
+    batch_trusted = True
+    if batch_ms is not None and not EARLIEST_TRUSTED_MS <= batch_ms <= latest_trusted:
+        batch_time, batch_trusted = untrusted_time_ms(batch_ms, latest_trusted)
+        if not batch_trusted:
+            drops.append(Drop("invalid_timestamp", "the batch time is not a plausible time"))
+            if batch_time is None:
+                batch_time = received
+    replacement_ms = received if received is not None else batch_time  # for untrusted times
+    untrusted_at = -1  # position of the last event whose time was not trusted
+    slow_at = -1  # position of the last event whose time was not a trusted int
+    id_ms: int | None = None  # the time part of that event's id
 
     commands: list[Command] = []
     append = commands.append
@@ -168,11 +193,26 @@ def _map(
             continue
         else:
             kind = None
-        if type(ts) is not int or not 0 <= ts <= MAX_TIMESTAMP_MS:
-            ts = timestamp_ms(ts)
-            if ts is None:
-                ts = batch_ms
-        if ts is not None:
+        if type(ts) is not int or not EARLIEST_TRUSTED_MS <= ts <= latest_trusted:
+            slow_at = position
+            if ts is None:  # no time of its own: the batch's
+                id_ms = batch_ms
+                ts = batch_time
+                if not batch_trusted:
+                    untrusted_at = position
+            else:
+                id_ms = timestamp_ms(ts)
+                if id_ms is None:
+                    id_ms = batch_ms
+                ts, trusted = untrusted_time_ms(ts, latest_trusted)
+                if not trusted:  # a guess (seconds), or the record's time in its place
+                    drops.append(
+                        Drop("invalid_timestamp", f"event {position}: not a plausible time")
+                    )
+                    untrusted_at = position
+                    if ts is None:
+                        ts = replacement_ms
+        if ts is not None and untrusted_at != position:  # untrusted times never set created_at
             if ts < earliest:
                 earliest = ts
             if ts > latest:
@@ -213,7 +253,9 @@ def _map(
                 event_type == "first_run"
                 or (event_type == "application_state_transition"
                     and data.get("is_first_run") is True)
-            ) and ts is not None and (first_run is None or ts < first_run):
+            ) and ts is not None and untrusted_at != position and (
+                first_run is None or ts < first_run
+            ):
                 first_run = ts
             continue
 
@@ -254,7 +296,8 @@ def _map(
         else:
             drops.append(Drop("invalid_event_attributes", f"event {position}: not an object"))
             attributes = {}
-        ms = ts or 0  # within 0..2**48-1
+        event_ms = ts or 0  # the command's time
+        ms = event_ms if slow_at != position else (id_ms or 0)  # the id's, within 0..2**48-1
         # The event id: deterministic_ulid(ms, key) written out (see cioproc.models.ulid);
         # key: a hash of source_message_id, else event_id, else the event's place.
         key = data.get("source_message_id")
@@ -277,7 +320,8 @@ def _map(
         )
         append(
             _new_tuple(
-                Command, (kind, mpid, id_type, id_value, ms // 1000, attributes, name, event_id, None)
+                Command,
+                (kind, mpid, id_type, id_value, event_ms // 1000, attributes, name, event_id, None),
             )
         )
     if sized and not size_each:
@@ -309,6 +353,8 @@ def _map(
     created_at = None
     if settings.send_created_at and state.last_device is not None:
         created_at = state.devices.get(state.last_device)
+        if created_at is not None and created_at < _EARLIEST_TRUSTED_S:
+            created_at = None  # 0, or kept from an untrusted time by an older release
     audiences = state.audiences if state.audiences or MEMBERSHIP in state.sent else None
     per_segment = settings.audience_attribute_per_segment
     deleted = batch.deleted_user_attributes
@@ -340,7 +386,7 @@ def _map(
             desired["created_at"] = created_at
         if audiences is not None:
             audience_attributes(audiences, per_segment, desired, drops)
-        when = latest if latest is not None else batch_ms
+        when = latest if latest is not None else batch_time
         person = identify(
             state, addressing, desired, inputs, truncated, mpid, (when or 0) // 1000, drops
         )

@@ -32,6 +32,7 @@ DROP_REASONS = frozenset(
         "invalid_identity",
         "identifier_too_long",
         "invalid_event",
+        "invalid_timestamp",
         "missing_event_name",
         "empty_event_name",
         "event_name_truncated",

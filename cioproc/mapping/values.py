@@ -13,14 +13,17 @@ from cioproc.mapping.results import Drop
 from cioproc.models.ulid import MAX_TIMESTAMP_MS
 
 __all__ = [
+    "EARLIEST_TRUSTED_MS",
     "MAX_IDENTIFIER_BYTES",
     "clean_customer_id",
     "clean_email",
     "digest",
     "fit_utf8",
     "json_size",
+    "latest_trusted_ms",
     "mpid_string",
     "timestamp_ms",
+    "untrusted_time_ms",
     "utf8_len",
     "value_digest",
 ]
@@ -39,6 +42,35 @@ def timestamp_ms(value: Any) -> int | None:
     if kind is float and 0.0 <= value <= MAX_TIMESTAMP_MS:  # false for NaN
         return int(value)
     return None
+
+
+EARLIEST_TRUSTED_MS = 978_307_200_000  # 2001-01-01T00:00:00Z: an earlier time is a bug
+MAX_AHEAD_MS = 86_400_000  # a time over a day after its Kafka record's is a wrong clock
+_SECONDS_BELOW = 10**12  # a "millisecond" time below this (2001-09) may be in seconds
+
+
+def latest_trusted_ms(received_ms: int | None) -> int:
+    """The latest time trusted in an input whose Kafka record time is ``received_ms``."""
+    if received_ms is None:
+        return MAX_TIMESTAMP_MS
+    return min(received_ms + MAX_AHEAD_MS, MAX_TIMESTAMP_MS)
+
+
+def untrusted_time_ms(value: Any, latest: int) -> tuple[int | None, bool]:
+    """A time outside the fast check ``EARLIEST_TRUSTED_MS <= value <= latest`` (an int).
+
+    Returns (milliseconds, trusted): a float in range is that time, trusted; a number below
+    10**12 that is a time in range once read as seconds is that time, not trusted (a guess);
+    anything else is (None, False): the caller puts the record's time in its place.
+    """
+    kind = type(value)
+    if kind is not int and kind is not float:
+        return None, False
+    if kind is float and EARLIEST_TRUSTED_MS <= value <= latest:  # false for NaN
+        return int(value), True
+    if 0 < value < _SECONDS_BELOW and EARLIEST_TRUSTED_MS <= value * 1000 <= latest:
+        return int(value * 1000), False
+    return None, False
 
 
 def mpid_string(value: Any) -> str | None:
