@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from hashlib import blake2b
+from typing import Any
 
 from orjson import OPT_SORT_KEYS, JSONEncodeError
 from orjson import dumps as _dumps
@@ -115,8 +114,8 @@ def map_batch_unchecked(
     Event data is size-checked once for the whole batch: when all of it together fits the
     budget of one event's data (a v2 entry; v1: 100,000 bytes), each event's does. Otherwise
     (rare: more event data, or a value orjson cannot encode) the batch is mapped again
-    checking each event on its own,
-    so drops are the same, in the same order, as with a check per event.
+    checking each event on its own, so drops are the same, in the same order, as with a
+    check per event.
     """
     result = _map(batch, state, settings, False)
     if result is None:
