@@ -22,3 +22,4 @@ class MappingSettings:
     include_user_attributes: bool = True
     send_created_at: bool = False
     audience_attribute_per_segment: bool = False
+    merge_people: bool = False  # merge Customer.io people on a genuinely newer identifier change
