@@ -278,7 +278,9 @@ def _map(
         except (TypeError, JSONEncodeError):
             return None
     seen = latest if latest >= 0 else (batch_ms or 0)  # = _identity_time(batch)
-    if customer_id is not None and seen > state.customer_id_ms and customer_id == state.customer_id:
+    if customer_id is not None and seen > state.customer_id_ms and (
+        customer_id == state.customer_id
+    ):
         state.customer_id_ms = seen
     if email is not None and seen > state.email_ms and email == state.email:
         state.email_ms = seen
