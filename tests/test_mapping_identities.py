@@ -188,6 +188,19 @@ def test_item6_an_audience_message_that_addresses_the_user_sends_the_kept_opt_ou
     assert kinds(result) == ["identify", "unsubscribe"]
 
 
+def test_item6_an_opted_out_user_under_a_new_identifier_is_unsubscribed_there_too() -> None:
+    """Without a merge the new identifier is another Customer.io person: the opt-out is
+    owed to it as well (once), and not to the same person again."""
+    results, state = run_all([
+        batch([opt_out(True, T0)], customer_id="c1"),
+        batch([custom("e", T0 + 1)], customer_id="c2"),
+        batch([custom("e", T0 + 2)], customer_id="c2"),
+    ])
+    assert kinds(results[1]) == ["identify", "unsubscribe", "track"]
+    assert {(c.id_type, c.id_value) for c in results[1].commands} == {("id", "c2")}
+    assert kinds(results[2]) == ["track"]
+
+
 # --- item 8: audience changes in their own time order -------------------------------------
 def test_item8_an_older_audience_change_is_ignored() -> None:
     left = run_audience(audience_message(profile(audiences=[(1, "A", "add")]), ts=T0))
