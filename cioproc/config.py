@@ -33,6 +33,7 @@ VARIABLES: dict[str, str | None] = {
     "CIO_INCLUDE_USER_ATTRIBUTES": "true",
     "CIO_SEND_CREATED_AT": "false",
     "CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT": "false",
+    "CIO_MERGE_PEOPLE": "false",
     "CIO_TRANSPORT": "v2",
     "CIO_MAX_REQUESTS_PER_SECOND": "100",
     "CIO_MAX_CONCURRENCY": "8",
@@ -162,6 +163,7 @@ class Config:
             "CIO_INCLUDE_USER_ATTRIBUTES": m.include_user_attributes,
             "CIO_SEND_CREATED_AT": m.send_created_at,
             "CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT": m.audience_attribute_per_segment,
+            "CIO_MERGE_PEOPLE": m.merge_people,
             "CIO_TRANSPORT": self.transport,
             "CIO_MAX_REQUESTS_PER_SECOND": self.max_requests_per_second,
             "CIO_MAX_CONCURRENCY": self.max_concurrency,
@@ -282,6 +284,7 @@ def parse_config(env: Mapping[str, str]) -> Config:
         send_created_at=boolean("CIO_SEND_CREATED_AT"),
         audience_attribute_per_segment=boolean("CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT"),
         transport=transport,
+        merge_people=boolean("CIO_MERGE_PEOPLE"),
     )
     rps = number("CIO_MAX_REQUESTS_PER_SECOND", float, 0.1)
     concurrency = number("CIO_MAX_CONCURRENCY", int, 1)

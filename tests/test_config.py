@@ -22,6 +22,8 @@ def test_defaults_match_the_interface():
     assert config.mapping.include_user_attributes is True
     assert config.mapping.send_created_at is False
     assert config.mapping.audience_attribute_per_segment is False
+    assert config.mapping.merge_people is False
+    assert config.masked()["CIO_MERGE_PEOPLE"] == "false"
     assert config.kafka.bootstrap_servers == "localhost:9092"
     assert config.transport == "v2"
 
@@ -34,6 +36,7 @@ def test_values_are_parsed():
             "CIO_INCLUDE_USER_ATTRIBUTES": "false",
             "CIO_SEND_CREATED_AT": "yes",
             "CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT": "1",
+            "CIO_MERGE_PEOPLE": "true",
             "CIO_TRACK_URL": "http://127.0.0.1:8765/",
             "CIO_TRANSPORT": "v1",
             "CIO_MAX_REQUESTS_PER_SECOND": "250",
@@ -48,6 +51,7 @@ def test_values_are_parsed():
     assert config.mapping.user_id_type is UserIdType.EMAIL
     assert (config.mapping.include_user_attributes, config.mapping.send_created_at) == (False, True)
     assert config.mapping.audience_attribute_per_segment is True
+    assert config.mapping.merge_people is True and config.masked()["CIO_MERGE_PEOPLE"] == "true"
     assert config.transport == "v1" and config.max_requests_per_second == 250.0
     assert config.mapping.transport == "v1"  # v1 events may carry 100,000 bytes of data
     assert config.kafka.security_protocol == "SASL_PLAINTEXT" and config.kafka.sasl_mechanism == "SCRAM-SHA-512"
@@ -64,6 +68,7 @@ def test_values_are_parsed():
         ("CIO_INCLUDE_USER_ATTRIBUTES", "maybe", "CIO_INCLUDE_USER_ATTRIBUTES='maybe' is not a boolean"),
         ("CIO_SEND_CREATED_AT", "2", "CIO_SEND_CREATED_AT='2' is not a boolean"),
         ("CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT", "nope", "CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT='nope' is not a boolean"),
+        ("CIO_MERGE_PEOPLE", "sometimes", "CIO_MERGE_PEOPLE='sometimes' is not a boolean"),
         ("CIO_TRANSPORT", "v3", "CIO_TRANSPORT='v3' must be v2"),
         ("CIO_MAX_REQUESTS_PER_SECOND", "fast", "CIO_MAX_REQUESTS_PER_SECOND='fast' must be a float"),
         ("CIO_MAX_REQUESTS_PER_SECOND", "0", "CIO_MAX_REQUESTS_PER_SECOND='0' must be a float >= 0.1"),

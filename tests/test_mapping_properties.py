@@ -63,6 +63,7 @@ mapping_settings = st.builds(
     send_created_at=st.booleans(),
     audience_attribute_per_segment=st.booleans(),
     transport=st.sampled_from(["v1", "v2"]),
+    merge_people=st.booleans(),
 )
 
 timestamps = mostly(st.integers(-1, 2**49) | st.just(1_700_000_000_000))
@@ -352,3 +353,27 @@ def test_the_reference_audience_message_holds_the_properties() -> None:
         result = map_audience(profile, None, MappingSettings())
         _check_result(result)
         assert result.commands
+
+
+@given(st.lists(st.one_of(batch_like, audience_like), min_size=1, max_size=6), mapping_settings)
+@FAST
+def test_batches_and_audience_messages_mixed_never_change_a_given_state(
+    values: list, config: MappingSettings
+) -> None:
+    """Identity and audience times travel with the state: audience messages and batches in
+    any order map without raising, and no mapping changes the state it was given."""
+    states = [None]
+    for value in values:
+        if "user_profiles" in value:
+            profiles = parse_audience_change(orjson.dumps(value))
+            inputs = [] if isinstance(profiles, Rejection) else [(map_audience, p) for p in profiles]
+        else:
+            batch = parse_batch(orjson.dumps(value))
+            inputs = [] if isinstance(batch, Rejection) else [(map_batch, batch)]
+        for mapper, parsed in inputs:
+            for state in states:
+                before = None if state is None else encode_state(state)
+                result = mapper(parsed, state, config)
+                _check_result(result)
+                assert (None if state is None else encode_state(state)) == before
+            states.append(result.state)

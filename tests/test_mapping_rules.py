@@ -399,9 +399,12 @@ def test_rule7_a_stale_input_digest_costs_a_comparison_not_an_identify() -> None
 # Seed (User ID Type): "Note: ‘Prefer Customer ID to Email’ should only be used if users
 # will not have customer IDs assigned after email. If that is selected and a user has a
 # customer ID assigned after an email, duplicate Customer.io profiles might be created."
-# We fix that weakness: the person found by email gets the customer id.
+# We fix that weakness: the person found by email gets the customer id. Each batch here is
+# newer than the one before (identities never go backwards); merges are on (merging is
+# opt-in, CIO_MERGE_PEOPLE; tests/test_mapping_identities.py has it off).
 def _flow(settings: MappingSettings, *identities: tuple[str | None, str | None]) -> list:
-    objs = [batch([custom("e")], customer_id=c, email=e) for c, e in identities]
+    objs = [batch([custom("e", T0 + 1000 * i)], customer_id=c, email=e)
+            for i, (c, e) in enumerate(identities)]
     results, state = run_all(objs, None, settings)
     return [[(c.kind.value, c.id_type, c.id_value, c.attributes.get("email"), c.secondary)
              for c in r.commands if c.kind.value in ("identify", "merge")] for r in results]
@@ -446,7 +449,7 @@ RULE8 = [
 def test_rule8_a_customer_id_after_an_email_never_makes_two_profiles(
     mode: UserIdType, identities: list, expected: list
 ) -> None:
-    assert _flow(MappingSettings(user_id_type=mode), *identities) == expected
+    assert _flow(MappingSettings(user_id_type=mode, merge_people=True), *identities) == expected
 
 
 def test_rule8_events_follow_the_new_identifier_and_state_records_it() -> None:
@@ -596,7 +599,9 @@ RULE11 = [
                  "track", id="track"),
     pytest.param(_commands_of(batch([screen("Home")])), "screen", id="screen"),
     pytest.param(_commands_of(batch([opt_out(True)])), "unsubscribe", id="unsubscribe"),
-    pytest.param(_commands_of(batch([], customer_id="c1"), batch([], customer_id="c2")),
+    pytest.param(_commands_of(batch([], customer_id="c1"),
+                              batch([custom("e", T0 + 1)], customer_id="c2"),
+                              settings=MappingSettings(merge_people=True)),
                  "merge", id="merge"),
 ]
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from cioproc.generate.synthetic import generate
-from cioproc.mapping import map_batch, parse_batch
+from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
 from cioproc.models.settings import MappingSettings
 from cioproc.sandbox.config import SandboxConfig
 from cioproc.sandbox.server import serve
@@ -34,17 +34,24 @@ def batches(users: int = 150, events: int = 1500, seed: int = 11) -> list[tuple[
     ]
 
 
-def expected_workspace(records: list[tuple[str, str, bytes]], transport: str = "v2") -> tuple[list[dict], list[dict], int]:
+def expected_workspace(
+    records: list[tuple[str, str, bytes]], transport: str = "v2", settings: MappingSettings = MappingSettings()
+) -> tuple[list[dict], list[dict], int]:
     """What the sandbox should hold: the pure mapping over the input, delivered in order."""
     states: dict[str, object] = {}
     commands = []
     EXPECTED_DROPS.clear()
-    for _role, _key, value in records:
-        batch = parse_batch(value)
-        result = map_batch(batch, states.get(batch.mpid), MappingSettings())
-        states[batch.mpid] = result.state
-        commands.extend(result.commands)
-        EXPECTED_DROPS.update(d.reason for d in result.drops)
+    for role, _key, value in records:
+        if role == "audiences":
+            results = [map_audience(p, states.get(p.mpid), settings) for p in parse_audience_change(value)]
+            mpids = [p.mpid for p in parse_audience_change(value)]
+        else:
+            batch = parse_batch(value)
+            results, mpids = [map_batch(batch, states.get(batch.mpid), settings)], [batch.mpid]
+        for mpid, result in zip(mpids, results):
+            states[mpid] = result.state
+            commands.extend(result.commands)
+            EXPECTED_DROPS.update(d.reason for d in result.drops)
     EXPECTED_KINDS.clear()
     EXPECTED_KINDS.update(c.kind.value for c in commands)
 
@@ -164,3 +171,67 @@ def test_wrong_api_key_holds_everything_back_until_fixed(pipeline):
     pipeline.wait_for(lambda: drained(pipeline, n_commands, "fixed"), 120, "delivery after the key is fixed")
     assert pipeline.people() == people
     assert pipeline.events() == events
+
+
+def _identity_changes(t0: int) -> list[tuple[str, str, bytes]]:
+    """One user forwarded by email, then given customer id c1, then c2 with a new email (a
+    genuine change: merged with CIO_MERGE_PEOPLE), each batch newer than the one before."""
+    def one(n: int, customer_id: str | None, email: str) -> tuple[str, str, bytes]:
+        identities = {"email": email} | ({"customer_id": customer_id} if customer_id else {})
+        event = {"event_type": "custom_event", "data": {
+            "event_name": "Step", "custom_event_type": "other", "timestamp_unixtime_ms": t0 + n * 1000,
+            "source_message_id": f"idchange-{n}", "custom_attributes": {"n": n}}}
+        return ("batches", "9001", orjson.dumps({"mpid": 9001, "user_identities": identities, "events": [event]}))
+
+    return [one(0, None, "first@example.com"), one(1, "c1", "first@example.com"), one(2, "c2", "second@example.com")]
+
+
+def _lagging_audience(t0: int) -> tuple[str, str, bytes]:
+    """An audience snapshot older than the batches, naming the user by its old identities."""
+    return ("audiences", "9001", orjson.dumps({
+        "type": "audience_membership_change_request", "id": "lag-1", "timestamp_ms": t0 + 500,
+        "user_profiles": [{"mpid": "9001", "user_identities": [
+            {"type": "customer", "encoding": "raw", "value": "c1"},
+            {"type": "email", "encoding": "raw", "value": "first@example.com"}],
+            "audiences": [{"audience_id": 77, "audience_name": "Fans", "action": "add"}]}]}))
+
+
+def test_a_replayed_stream_and_a_lagging_audience_change_no_identifier_and_merge_nothing(pipeline):
+    """Merging on (the dangerous setting): the stream produced twice, as a replay does, with
+    a lagging audience message between, leaves the workspace of the first pass (plus the
+    audience) and merges only the one genuine change of the first pass."""
+    merging = MappingSettings(merge_people=True)
+    first = batches(users=60, events=500, seed=14) + _identity_changes(NOW_MS - 3_600_000)
+    audience = [_lagging_audience(NOW_MS - 3_600_000)]
+    _, _, n_first = expected_workspace(first, settings=merging)
+    assert EXPECTED_KINDS["merge"] >= 1  # the first pass has a genuine change to merge
+    merges_first = EXPECTED_KINDS["merge"]
+    _, _, n_with_audience = expected_workspace(first + audience, settings=merging)
+    people, events, n_all = expected_workspace(first + audience + first, settings=merging)
+    assert EXPECTED_KINDS["merge"] == merges_first  # the replay merges nothing, by prediction
+
+    pipeline.start_sandbox()
+    pipeline.start_worker(CIO_MERGE_PEOPLE="true")
+    pipeline.produce(first)
+    pipeline.wait_for(lambda: drained(pipeline, n_first), 120, f"{n_first} commands of the first pass")
+    after_first = pipeline.people()
+    who = sorted((p["id"] or "", p["email"] or "") for p in after_first)
+    assert ("c2", "second@example.com") in who and not [i for i, _ in who if i == "c1"]
+    assert pipeline.metric("cioproc_commands_delivered_total", type="merge") == merges_first
+
+    pipeline.produce(audience)
+    pipeline.wait_for(lambda: drained(pipeline, n_with_audience), 60, "the lagging audience message")
+    after_audience = pipeline.people()
+    assert sorted((p["id"] or "", p["email"] or "") for p in after_audience) == who  # no identifier changed
+    (person,) = [p for p in after_audience if p["id"] == "c2"]
+    assert person["attributes"]["SegmentMembership"] == "'77'" and person["email"] == "second@example.com"
+
+    pipeline.produce(first)  # the replay
+    pipeline.wait_for(lambda: drained(pipeline, n_all), 120, f"{n_all - n_with_audience} commands of the replay")
+    assert pipeline.people() == after_audience == people
+    assert pipeline.events() == events
+    assert pipeline.metric("cioproc_commands_out_total", type="merge") == merges_first
+    assert pipeline.metric("cioproc_commands_delivered_total", type="merge") == merges_first
+    activity = http(f"{pipeline.sandbox_url}/_sandbox/activity")["activity"]
+    assert not [a for a in activity if a["type"] == "merge_failure"]  # nothing merged twice
+    assert pipeline.read("commands_dlq") == []

@@ -30,6 +30,11 @@ states = st.builds(
     unsubscribed=st.booleans(),
     opt_out_ms=st.integers(0, 2**48),
     desired=st.binary(max_size=8),
+    customer_id_ms=st.integers(0, 2**48),
+    email_ms=st.integers(0, 2**48),
+    audience_ms=st.dictionaries(text, st.integers(0, 2**48), max_size=5),
+    unsubscribe_pending=st.booleans(),
+    merged=st.lists(st.integers(0, 2**64 - 1), max_size=4),
 )
 
 
@@ -85,6 +90,11 @@ def _with(index: int, value: object) -> bytes:
         pytest.param(_with(9, {"a": "text"}), id="checksum-not-an-integer"),
         pytest.param(_with(10, 1), id="unsubscribed-not-bool"),
         pytest.param(_with(12, "x"), id="desired-not-bytes"),
+        pytest.param(_packed(GOOD + [0, 0, {}]), id="some-of-the-identity-times"),
+        pytest.param(_packed(GOOD + [0, "x", {}, False, []]), id="identity-time-not-int"),
+        pytest.param(_packed(GOOD + [0, 0, {"1": "x"}, False, []]), id="audience-time-not-int"),
+        pytest.param(_packed(GOOD + [0, 0, {}, 1, []]), id="pending-not-bool"),
+        pytest.param(_packed(GOOD + [0, 0, {}, False, ["x"]]), id="merged-not-ints"),
     ],
 )
 def test_garbage_raises_a_clear_state_decode_error(data: bytes) -> None:
@@ -94,6 +104,19 @@ def test_garbage_raises_a_clear_state_decode_error(data: bytes) -> None:
 
 def test_the_well_formed_minimum_decodes() -> None:
     assert decode_state(_packed(GOOD)) == UserState()
+
+
+def test_a_state_written_before_identity_times_decodes() -> None:
+    """States of the current release (13 fields, no identity or audience times) stay readable:
+    their identities count as set at time 0, so any input with a time may update them."""
+    legacy = [STATE_VERSION, "c1", "a@x.io", "id", "c1", {"ios": 5}, "ios", 7,
+              {"1": "A"}, {"email": 3}, True, 9, b"d"]
+    state = decode_state(_packed(legacy))
+    assert (state.customer_id, state.email, state.id_value, state.audiences) == (
+        "c1", "a@x.io", "c1", {"1": "A"})
+    assert (state.customer_id_ms, state.email_ms, state.audience_ms) == (0, 0, {})
+    assert (state.unsubscribe_pending, state.merged) == (False, [])
+    assert decode_state(encode_state(state)) == state
 
 
 def test_copy_shares_no_containers() -> None:

@@ -17,8 +17,10 @@ the bytes of the Faust table and back).
 What a batch becomes, in delivery order:
 
 1. identify (person attributes that changed since last sent; always the first time a person
-   is addressed by an identifier, so it exists before its events), then a merge when the
-   identifier changed in a way Customer.io cannot attach by itself (see ``person``);
+   is addressed by an identifier, so it exists before its events), then, with
+   ``merge_people``, a merge when the identifier genuinely changed in a way Customer.io
+   cannot attach by itself (see ``person``: identities never go backwards), then an
+   unsubscribe owed from an opt-out seen before the user could be addressed;
 2. one command per forwarded event, in batch order: ``custom_event`` -> track,
    ``screen_view`` -> screen, ``opt_out`` with ``is_opted_out: true`` -> unsubscribe (once;
    opting back in never resubscribes). A ``user_attribute_change`` with ``deleted: true``
@@ -73,6 +75,10 @@ user's attributes changed since the last identify, not again for every batch:
 - ``too_many_attributes``: the person already has 300 attributes;
 - ``invalid_audience``, ``unknown_audience_action``, ``missing_audience_name`` (no name for
   ``In <audience name>``);
+- ``stale_identity``: identities older than the user's (a replay, a lagging batch): the
+  user keeps the newer ones;
+- ``stale_audience_change``: an audience change older than the last one applied to that
+  audience (audience changes apply in their own ``timestamp_ms`` order);
 - ``internal_error``: a bug in this package; nothing was forwarded for that input.
 """
 

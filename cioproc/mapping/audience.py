@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cioproc.mapping.batch import decode_json
-from cioproc.mapping.person import address, choose_identifier, identify, unchanged
+from cioproc.mapping.person import (
+    address,
+    choose_identifier,
+    fill_identities,
+    identify,
+    owed_unsubscribe,
+    unchanged,
+)
 from cioproc.mapping.results import Drop, MapResult, Rejection
 from cioproc.mapping.segments import audience_attributes
 from cioproc.mapping.values import (
@@ -148,36 +155,55 @@ def map_audience_unchecked(
     state = state.copy() if state is not None else UserState()
     drops = list(profile.drops)
     previous_email = state.email
-    if profile.customer_id is not None:
-        state.customer_id = profile.customer_id
-    if profile.email is not None:
-        state.email = profile.email
+    when = profile.timestamp_ms or 0
+    fill_identities(state, profile.customer_id, profile.email)
     removed: dict[str, str | None] = {}
+    renamed: list[str] = []  # names an audience had before this message renamed it
+    changed_ms = state.audience_ms  # (state.copy() gave this input its own maps)
     for change in profile.changes:
-        if change.action == "delete":
-            known = state.audiences.pop(change.audience_id, None)
-            removed[change.audience_id] = change.audience_name or known
-        else:
-            state.audiences[change.audience_id] = (
-                change.audience_name or state.audiences.get(change.audience_id) or ""
+        audience_id = change.audience_id
+        if when < changed_ms.get(audience_id, 0):
+            drops.append(
+                Drop("stale_audience_change", f"audience {audience_id[:40]} changed later")
             )
-            removed.pop(change.audience_id, None)
-    identifier = choose_identifier(settings, state.customer_id, state.email)
+            continue
+        changed_ms[audience_id] = when
+        name = change.audience_name
+        known = state.audiences.get(audience_id)
+        if known and name and name != known:
+            renamed.append(known)
+        if change.action == "delete":
+            state.audiences.pop(audience_id, None)
+            removed[audience_id] = name or known
+        else:
+            state.audiences[audience_id] = name or known or ""
+            removed.pop(audience_id, None)
+    if state.id_type is not None and state.id_value is not None:
+        identifier = (state.id_type, state.id_value)  # who the person is: not ours to change
+    else:
+        identifier = choose_identifier(settings, state.customer_id, state.email)
     if identifier is None:
         mode = settings.user_id_type.value
         drops.append(Drop("no_identity", f"no identity for user id type {mode}; audiences kept"))
         return MapResult([], state, drops)
-    addressing = address(state, identifier, previous_email)
+    owed = None
+    if state.unsubscribe_pending:
+        owed = owed_unsubscribe(state, identifier[0], identifier[1], profile.mpid)
+    addressing = address(state, identifier, previous_email, settings.merge_people)
     per_segment = settings.audience_attribute_per_segment
-    inputs = digest(("audiences", state.email, state.audiences, removed, per_segment))
+    inputs = digest(
+        ("audiences", state.email, state.audiences, removed, per_segment)
+        + ((renamed,) if renamed else ())
+    )
     if unchanged(state, addressing, inputs):
-        return MapResult([], state, drops)
+        return MapResult([owed] if owed else [], state, drops)
     desired: dict[str, Any] = {}
     if state.email is not None:
         desired["email"] = state.email
-    audience_attributes(state.audiences, per_segment, desired, drops, removed)
-    when = (profile.timestamp_ms or 0) // 1000
+    audience_attributes(state.audiences, per_segment, desired, drops, removed, renamed)
     commands = identify(
-        state, addressing, desired, inputs, None, profile.mpid, when, drops
+        state, addressing, desired, inputs, None, profile.mpid, when // 1000, drops
     )
+    if owed:
+        commands.append(owed)
     return MapResult(commands, state, drops)

@@ -20,7 +20,13 @@ from cioproc.mapping.attributes import (
 from cioproc.mapping.batch import Batch
 from cioproc.mapping.devices import record_device
 from cioproc.mapping.names import event_name
-from cioproc.mapping.person import address, choose_identifier, identify
+from cioproc.mapping.person import (
+    address,
+    choose_identifier,
+    identify,
+    owed_unsubscribe,
+    update_identities,
+)
 from cioproc.mapping.results import Drop, MapResult
 from cioproc.mapping.segments import MEMBERSHIP, audience_attributes
 from cioproc.mapping.values import (
@@ -106,6 +112,38 @@ def _invalid_event(event: Any, position: int) -> Drop:
     return Drop("invalid_event", f"event {position} lacks event_type or data")
 
 
+def _identity_time(batch: Batch) -> int:
+    """When a batch's identities were seen: its latest trusted event time, as the event loop
+    reads it (an event without a time has the batch's), else the batch time, else the Kafka
+    record's time, else 0. Untrusted times (see untrusted_time_ms) never count: a wrong
+    clock far ahead must not make every later batch look stale."""
+    latest_trusted = latest_trusted_ms(batch.received_ms)
+
+    def trusted(value: Any) -> int | None:
+        if type(value) is int and EARLIEST_TRUSTED_MS <= value <= latest_trusted:
+            return value
+        ms, ok = untrusted_time_ms(value, latest_trusted)
+        return ms if ok else None
+
+    batch_ms = trusted(batch.timestamp_ms)
+    latest = -1
+    for event in batch.events:
+        try:
+            if type(event.get("event_type")) is not str:
+                continue
+            ts = event.get("data").get("timestamp_unixtime_ms")
+        except AttributeError:
+            continue
+        ts = batch_ms if ts is None else trusted(ts)
+        if ts is not None and ts > latest:
+            latest = ts
+    if latest >= 0:
+        return latest
+    if batch_ms is not None:
+        return batch_ms
+    return batch.received_ms or 0
+
+
 def map_batch_unchecked(
     batch: Batch, state: UserState | None, settings: MappingSettings
 ) -> MapResult:
@@ -131,10 +169,11 @@ def _map(
     state = state.shallow_copy() if state is not None else UserState()
     drops = list(batch.drops)
     previous_email = state.email
-    if batch.customer_id is not None:
-        state.customer_id = batch.customer_id
-    if batch.email is not None:
-        state.email = batch.email
+    customer_id, email = batch.customer_id, batch.email
+    if (customer_id is not None and customer_id != state.customer_id) or (
+        email is not None and email != state.email
+    ):  # rare: the times decide (otherwise they are only moved on, after the events)
+        update_identities(state, customer_id, email, _identity_time(batch), drops)
     identifier = choose_identifier(settings, state.customer_id, state.email)
     id_type, id_value = identifier if identifier is not None else ("", "")
     mpid = batch.mpid
@@ -173,6 +212,10 @@ def _map(
     names = _NAMES
     high = -1  # event ids: ms >> 20 and its 6 characters, shared by events close in time
     prefix = ""
+    if identifier is not None and (state.unsubscribe_pending or state.unsubscribed):
+        owed = owed_unsubscribe(state, id_type, id_value, mpid)
+        if owed is not None:
+            append(owed)
     for position, event in enumerate(batch.events):
         try:  # dict.get on anything else decoded from JSON raises AttributeError
             data = event.get("data")
@@ -224,14 +267,17 @@ def _map(
                     drops.append(
                         Drop("invalid_event", f"event {position}: is_opted_out not a bool")
                     )
-                elif identifier is not None and (ts or 0) >= state.opt_out_ms:
+                elif (ts or 0) >= state.opt_out_ms:
                     before, state.opt_out_ms = state.opt_out_ms, ts or 0
                     if not opted_out:
                         # Opting back in never resubscribes; it lets a later opt-out
                         # unsubscribe again. Only a later one: an opt-in at the very time of
                         # the opt-out would make a replay of both unsubscribe again.
                         if state.opt_out_ms > before:
-                            state.unsubscribed = False
+                            state.unsubscribed = state.unsubscribe_pending = False
+                    elif identifier is None:
+                        # Kept, and sent once the user can be addressed (owed_unsubscribe).
+                        state.unsubscribe_pending = not state.unsubscribed
                     elif not state.unsubscribed:
                         state.unsubscribed = True
                         append(
@@ -331,6 +377,13 @@ def _map(
                 return None
         except (TypeError, JSONEncodeError):
             return None
+    seen = latest if latest >= 0 else _identity_time(batch)  # trusted times only
+    if customer_id is not None and seen > state.customer_id_ms and (
+        customer_id == state.customer_id
+    ):
+        state.customer_id_ms = seen
+    if email is not None and seen > state.email_ms and email == state.email:
+        state.email_ms = seen
     if latest < 0:
         earliest = latest = None  # no event with a time
 
@@ -347,7 +400,7 @@ def _map(
     if state.id_value == id_value and state.id_type == id_type:
         addressing = None  # addressed as last time: address() would change nothing
     else:
-        addressing = address(state, identifier, previous_email)
+        addressing = address(state, identifier, previous_email, settings.merge_people)
     include_all = settings.include_user_attributes
     created_at = None
     if settings.send_created_at and state.last_device is not None:
@@ -367,7 +420,7 @@ def _map(
     )
     if inputs != state.desired or (addressing is not None and addressing.fresh):
         if addressing is None:
-            addressing = address(state, identifier, previous_email)
+            addressing = address(state, identifier, previous_email, settings.merge_people)
         desired: dict[str, Any] = {}
         if state.email is not None:
             desired["email"] = state.email

@@ -1,18 +1,27 @@
 """Who a user is in Customer.io, and the identify (and merge) commands that keep that person right.
 
-Identifier: by the "User ID Type" setting, from the identities known for the user (the
-latest seen in a batch or audience message; remembered in the state, so a batch that lacks
-one still addresses the person).
+Identifier: by the "User ID Type" setting, from the identities known for the user
+(remembered in the state, so a batch that lacks one still addresses the person).
 
-Identifier changes: the person is never split in two.
+Identities never go backwards. Each one in the state carries the time it was set or last
+seen (the batch's latest event time, else the batch time). A batch older than the state's
+identities (a replay, a lagging batch, work redone after a crash) changes none of them; one
+at the same time only fills an identity the state lacks; a newer one replaces them. An
+audience message never changes who a person is: its identities only fill a user not
+addressed yet (with an unknown time), and it is sent to the person the state addresses
+(:func:`fill_identities`).
+
+Identifier changes:
 
 - email -> customer id (``prefer_customer_id``, the seed's known weakness): the identify is
   addressed by ``{"id": <customer id>}`` and carries ``"email": <email>``; Customer.io finds
-  the existing person by that email and gives it the id. No second profile is created.
+  the existing person by that email and gives it the id. No second profile, no merge.
 - any other change (the email changed too, a new customer id, a settings change): identify
-  the new identifier, then merge the person under the old identifier into it. A new
-  customer id is identified without the old person's email (that email still belongs to the
-  old person until the merge; the next identify sends it).
+  the new identifier. A new customer id is identified without the old person's email (that
+  email belongs to the old person in Customer.io). With ``merge_people`` the person under
+  the old identifier is then merged into the new one (deleting it), at most once per pair
+  of identifiers, and the email follows in the next identify; without, the email stays
+  with the old person.
 
 Dedup: ``state.sent`` keeps a checksum of every attribute value last sent; an identify carries
 only the attributes whose value differs, and is emitted only when there is one (or when the
@@ -34,11 +43,23 @@ from cioproc.models.commands import Command, CommandKind
 from cioproc.models.settings import MappingSettings, UserIdType
 from cioproc.models.state import UserState
 
-__all__ = ["NONE_DIGEST", "Addressing", "address", "choose_identifier", "identify", "unchanged"]
+__all__ = [
+    "NONE_DIGEST",
+    "Addressing",
+    "address",
+    "choose_identifier",
+    "fill_identities",
+    "identify",
+    "owed_unsubscribe",
+    "unchanged",
+    "update_identities",
+]
 
 NONE_DIGEST = value_digest(None)  # "sent as removed"
 _IDENTIFY = CommandKind.IDENTIFY
 _MERGE = CommandKind.MERGE
+_UNSUBSCRIBE = CommandKind.UNSUBSCRIBE
+_MAX_MERGED = 16  # merged pairs remembered per user (a user changes identifier rarely)
 
 
 def choose_identifier(
@@ -59,6 +80,75 @@ def _same(id_type: str, a: str, b: str) -> bool:
     return a == b or (id_type == "email" and a.lower() == b.lower())
 
 
+def update_identities(
+    state: UserState, customer_id: str | None, email: str | None, when: int, drops: list[Drop]
+) -> None:
+    """Take a batch's identities seen at ``when`` (ms) unless the state's are newer.
+
+    Newer than every identity of the state: they replace them. At the same time (or at an
+    unknown time, 0): they only fill an identity the state lacks, so replays of same-time
+    inputs cannot flip-flop. Older: nothing changes (a ``stale_identity`` drop).
+    """
+    latest = max(state.customer_id_ms, state.email_ms)
+    fills = when >= latest or when == 0
+    stale = []
+    if customer_id is not None:
+        if customer_id == state.customer_id:
+            state.customer_id_ms = max(state.customer_id_ms, when)
+        elif when > latest or (fills and state.customer_id is None):
+            state.customer_id, state.customer_id_ms = customer_id, when
+        else:
+            stale.append("customer id")
+    if email is not None:
+        if email == state.email:
+            state.email_ms = max(state.email_ms, when)
+        elif when > latest or (fills and state.email is None):
+            state.email, state.email_ms = email, when
+        else:
+            stale.append("email")
+    if stale:
+        drops.append(
+            Drop("stale_identity", f"{' and '.join(stale)} older than the user's ({when} ms)")
+        )
+
+
+def fill_identities(state: UserState, customer_id: str | None, email: str | None) -> None:
+    """An audience message's identities: only for a user not addressed yet, only where the
+    state has none. Their time stays unknown (0): an audience snapshot may lag behind the
+    batches, which are the source of identities, so any batch with a time may replace them."""
+    if state.id_type is not None:
+        return
+    if customer_id is not None and state.customer_id is None:
+        state.customer_id = customer_id
+    if email is not None and state.email is None:
+        state.email = email
+
+
+def owed_unsubscribe(
+    state: UserState, id_type: str, id_value: str, mpid: str
+) -> Command | None:
+    """``unsubscribed: true`` owed to the person addressed by ``(id_type, id_value)``: an
+    opt-out kept while the user could not be addressed, or one sent to the person of a
+    previous identifier (this may be another person). Call before :func:`address`."""
+    if not state.unsubscribe_pending:
+        if not state.unsubscribed or state.id_value is None or (
+            state.id_type == id_type and _same(id_type, state.id_value, id_value)
+        ):
+            return None
+    state.unsubscribed, state.unsubscribe_pending = True, False
+    return Command(
+        _UNSUBSCRIBE, mpid, id_type, id_value, state.opt_out_ms // 1000, {"unsubscribed": True}
+    )
+
+
+def _pair(a: tuple[str, str], b: tuple[str, str]) -> int:
+    """A checksum of an unordered pair of identifiers (emails in lower case)."""
+    one, two = (
+        [kind, value.lower() if kind == "email" else value] for kind, value in (a, b)
+    )
+    return value_digest(sorted([one, two]))
+
+
 @dataclass(slots=True)
 class Addressing:
     """How this input addresses the person, decided by :func:`address`."""
@@ -67,13 +157,17 @@ class Addressing:
     id_value: str
     fresh: bool  # first time by this identifier: identify even with nothing to set
     merge_from: tuple[str, str] | None  # old identifier to merge into this one
-    withhold_email: bool  # the email still belongs to the old person until the merge
+    withhold_email: bool  # the email belongs to the old person (until the merge, if any)
 
 
 def address(
-    state: UserState, identifier: tuple[str, str], previous_email: str | None
+    state: UserState,
+    identifier: tuple[str, str],
+    previous_email: str | None,
+    merge_people: bool = False,
 ) -> Addressing:
-    """Switch ``state`` to ``identifier``; on a change, forget what was sent and plan a merge.
+    """Switch ``state`` to ``identifier``; on a change, forget what was sent and, with
+    ``merge_people``, plan a merge (once per pair of identifiers).
 
     ``state`` already holds the identities of this input; ``previous_email`` is the email it
     knew before.
@@ -96,8 +190,11 @@ def address(
                 and previous_email.lower() == id_value.lower()
             )
             withhold_email = id_type == "id" and email is not None and email == previous_email
-        if not attached:
-            merge_from = (old_type, old_value)
+        if not attached and merge_people:
+            pair = _pair((old_type, old_value), identifier)
+            if pair not in state.merged:
+                merge_from = (old_type, old_value)
+                state.merged = [*state.merged[1 - _MAX_MERGED:], pair]
         state.sent = {}
         state.desired = b""
     state.id_type, state.id_value = id_type, id_value
@@ -140,7 +237,10 @@ def identify(
             if before == checksum:
                 continue
             if withhold_email and name == "email":
-                complete = False
+                if addressing.merge_from is None:
+                    sent[name] = checksum  # it stays with the old person: never sent here
+                else:
+                    complete = False  # sent once the merge gave this person the email
                 continue
             if value is not None and (before is None or before == NONE_DIGEST):
                 if live < 0:

@@ -51,6 +51,8 @@ DROP_REASONS = frozenset(
         "invalid_audience",
         "unknown_audience_action",
         "missing_audience_name",
+        "stale_identity",
+        "stale_audience_change",
         "internal_error",
     }
 )

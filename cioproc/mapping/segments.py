@@ -56,11 +56,18 @@ def audience_attributes(
     out: dict[str, Any],
     drops: list[Drop],
     removed: dict[str, str | None] | None = None,
+    renamed: list[str] | None = None,
 ) -> None:
-    """Add ``SegmentMembership`` (and ``In <name>`` flags) for ``audiences`` to ``out``."""
+    """Add ``SegmentMembership`` (and ``In <name>`` flags) for ``audiences`` to ``out``;
+    ``removed`` audiences (id -> name) and the ``renamed`` audiences' old names get false."""
     out[MEMBERSHIP] = membership_value(audiences, drops)
     if not per_segment:
         return
+    if renamed:
+        for old_name in renamed:
+            name = _flag_name(old_name, drops)
+            if name is not None:
+                out[name] = False  # an audience still named so sets it true below
     if removed:
         for audience_id, audience_name in removed.items():
             if audience_id not in audiences:

@@ -23,3 +23,4 @@ class MappingSettings:
     send_created_at: bool = False
     audience_attribute_per_segment: bool = False
     transport: str = "v2"  # CIO_TRANSPORT: "v1" events may carry up to 100,000 bytes of data
+    merge_people: bool = False  # merge Customer.io people on a genuinely newer identifier change

@@ -4,8 +4,11 @@ The mapping reads a :class:`UserState` and returns a new one; the processor stor
 Faust table as bytes (:func:`encode_state` / :func:`decode_state`).
 
 Encoding: a msgpack array ``[version, customer_id, email, id_type, id_value, devices,
-last_device, last_device_ms, audiences, sent, unsubscribed, opt_out_ms, desired]``; absent
-values are nil, maps are msgpack maps. About 100-400 bytes for a typical user.
+last_device, last_device_ms, audiences, sent, unsubscribed, opt_out_ms, desired,
+customer_id_ms, email_ms, audience_ms, unsubscribe_pending, merged]``; absent values are
+nil, maps are msgpack maps. About 100-400 bytes for a typical user. The last five fields
+are left out while all are unset, as in states written before they existed (13 fields),
+which decode with their defaults.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import msgpack
 __all__ = ["STATE_VERSION", "StateDecodeError", "UserState", "decode_state", "encode_state"]
 
 STATE_VERSION = 1
-_FIELDS = 13
+_FIELDS = 18
+_FIELDS_BEFORE_TIMES = 13  # written by releases before identity and audience times
 
 
 class StateDecodeError(ValueError):
@@ -42,6 +46,11 @@ class UserState:
     unsubscribed: bool = False  # an unsubscribe was sent and no opt-in came after it
     opt_out_ms: int = 0  # time of the last opt_out event applied (ms)
     desired: bytes = b""  # digest of what the last identify was computed from, if all was sent
+    customer_id_ms: int = 0  # when customer_id was last set or seen (event/batch time, ms)
+    email_ms: int = 0  # when email was last set or seen (ms)
+    audience_ms: dict[str, int] = field(default_factory=dict)  # audience id -> last change (ms)
+    unsubscribe_pending: bool = False  # an opt-out not yet sent to the person addressed now
+    merged: list[int] = field(default_factory=list)  # checksums of identifier pairs merged
 
     def shallow_copy(self) -> UserState:
         """A copy sharing this state's maps: replace a map of it, never change one in place."""
@@ -58,6 +67,11 @@ class UserState:
             self.unsubscribed,
             self.opt_out_ms,
             self.desired,
+            self.customer_id_ms,
+            self.email_ms,
+            self.audience_ms,
+            self.unsubscribe_pending,
+            self.merged,
         )
 
     def copy(self) -> UserState:
@@ -66,29 +80,40 @@ class UserState:
         copied.devices = self.devices.copy()
         copied.audiences = self.audiences.copy()
         copied.sent = self.sent.copy()
+        copied.audience_ms = self.audience_ms.copy()
+        copied.merged = self.merged.copy()
         return copied
 
 
 def encode_state(state: UserState) -> bytes:
-    """Encode a state as versioned msgpack."""
-    return msgpack.packb(
-        [
-            STATE_VERSION,
-            state.customer_id,
-            state.email,
-            state.id_type,
-            state.id_value,
-            state.devices,
-            state.last_device,
-            state.last_device_ms,
-            state.audiences,
-            state.sent,
-            state.unsubscribed,
-            state.opt_out_ms,
-            state.desired,
-        ],
-        use_bin_type=True,
-    )
+    """Encode a state as versioned msgpack (without the time fields while all are unset)."""
+    fields = [
+        STATE_VERSION,
+        state.customer_id,
+        state.email,
+        state.id_type,
+        state.id_value,
+        state.devices,
+        state.last_device,
+        state.last_device_ms,
+        state.audiences,
+        state.sent,
+        state.unsubscribed,
+        state.opt_out_ms,
+        state.desired,
+    ]
+    if (
+        state.customer_id_ms or state.email_ms or state.audience_ms
+        or state.unsubscribe_pending or state.merged
+    ):
+        fields += [
+            state.customer_id_ms,
+            state.email_ms,
+            state.audience_ms,
+            state.unsubscribe_pending,
+            state.merged,
+        ]
+    return msgpack.packb(fields, use_bin_type=True)
 
 
 def _optional_str(value: Any, name: str) -> str | None:
@@ -120,6 +145,8 @@ def decode_state(data: bytes) -> UserState:
         raise StateDecodeError(f"not msgpack: {exc}") from None
     if not isinstance(fields, list) or not fields or fields[0] != STATE_VERSION:
         raise StateDecodeError("not a user state of version %d" % STATE_VERSION)
+    if len(fields) == _FIELDS_BEFORE_TIMES:
+        fields = fields + [0, 0, {}, False, []]
     if len(fields) != _FIELDS:
         raise StateDecodeError(f"user state has {len(fields)} fields, expected {_FIELDS}")
     (
@@ -136,6 +163,11 @@ def decode_state(data: bytes) -> UserState:
         unsubscribed,
         opt_out_ms,
         desired,
+        customer_id_ms,
+        email_ms,
+        audience_ms,
+        unsubscribe_pending,
+        merged,
     ) = fields
     if id_type not in (None, "id", "email"):
         raise StateDecodeError("state field id_type is not id or email")
@@ -143,6 +175,12 @@ def decode_state(data: bytes) -> UserState:
         raise StateDecodeError("state field unsubscribed is not a boolean")
     if not isinstance(desired, bytes):
         raise StateDecodeError("state field desired is not bytes")
+    if not isinstance(unsubscribe_pending, bool):
+        raise StateDecodeError("state field unsubscribe_pending is not a boolean")
+    if not isinstance(merged, list) or not all(
+        isinstance(pair, int) and not isinstance(pair, bool) for pair in merged
+    ):
+        raise StateDecodeError("state field merged is not a list of integers")
     return UserState(
         customer_id=_optional_str(customer_id, "customer_id"),
         email=_optional_str(email, "email"),
@@ -156,4 +194,9 @@ def decode_state(data: bytes) -> UserState:
         unsubscribed=unsubscribed,
         opt_out_ms=_int(opt_out_ms, "opt_out_ms"),
         desired=desired,
+        customer_id_ms=_int(customer_id_ms, "customer_id_ms"),
+        email_ms=_int(email_ms, "email_ms"),
+        audience_ms=_str_map(audience_ms, "audience_ms", int),
+        unsubscribe_pending=unsubscribe_pending,
+        merged=merged,
     )
