@@ -76,8 +76,11 @@ class LocalBroker:
     @classmethod
     def from_env(cls, port: int | None = None) -> "LocalBroker":
         home = Path(os.environ.get("CIOPROC_HOME", ".cioproc")).resolve()
-        env_port = os.environ.get("CIOPROC_KAFKA_PORT")
-        chosen = port if port is not None else int(env_port) if env_port else DEFAULT_PORT
+        if port is not None:
+            chosen = _tcp_port("--port", str(port))
+        else:
+            env_port = (os.environ.get("CIOPROC_KAFKA_PORT") or "").strip()
+            chosen = _tcp_port("CIOPROC_KAFKA_PORT", env_port) if env_port else DEFAULT_PORT
         return cls(home=home, port=chosen, heap=os.environ.get("CIOPROC_KAFKA_HEAP", "1g"))
 
     @property
@@ -357,6 +360,13 @@ def _signal_group(pid: int, sig: int) -> None:
             pass
 
 
+def _tcp_port(name: str, text: str) -> int:
+    """``text`` as a listener port (its controller listens on the next one); BrokerError naming ``name``."""
+    if not text.isdigit() or not 0 < int(text) < 65535:
+        raise BrokerError(f"{name}={text!r} must be a TCP port number from 1 to 65534")
+    return int(text)
+
+
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
@@ -365,8 +375,8 @@ def _port_open(port: int) -> bool:
 
 def main(action: str, port: int | None = None) -> int:
     """`cioproc kafka start|stop|status`."""
-    broker = LocalBroker.from_env(port)
     try:
+        broker = LocalBroker.from_env(port)
         if action == "start":
             broker.start()
         elif action == "stop":
