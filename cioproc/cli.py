@@ -37,6 +37,8 @@ def _config(args: argparse.Namespace) -> int:
         config = load_config()
     except ConfigError as exc:
         return _config_failed(exc)
+    for line in config.warnings():
+        print(f"warning: {line}", file=sys.stderr)
     for key, value in config.masked().items():
         print(f"{key}={value}")
     return 0

@@ -7,11 +7,15 @@ are masked, so they cannot reach a log line or an exception message by accident.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from cioproc.models.settings import MappingSettings, UserIdType
 
@@ -21,6 +25,10 @@ FALSE = {"false", "0", "no", "off"}
 SECURITY_PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 SASL_MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"}
 ROLES = ("processor", "sender", "all")
+SASL_WITH_PASSWORD = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}  # need KAFKA_SASL_USERNAME and _PASSWORD
+_HOST_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
+_USER_INFO = re.compile(r"(^|,)(\s*[A-Za-z][A-Za-z0-9+.-]*://)?[^,\s]*@")  # up to the last @ of a URL (a password may hold one)
 
 # Every variable the code reads, with its default (None: unset). The README's table and
 # docker-compose.yml are checked against this list by tests.
@@ -140,6 +148,13 @@ class Config:
     def track_base_url(self) -> str:
         return self.track_url or REGION_HOSTS[self.region]
 
+    def warnings(self) -> list[str]:
+        """Accepted but worth a log line at start (plain http to a loopback track URL)."""
+        if self.track_url and self.track_url.startswith("http://"):
+            return [f"CIO_TRACK_URL={self.track_url} is plain http: accepted only because the host is loopback "
+                    f"(a local sandbox); the API key would cross any other network in clear"]
+        return []
+
     def require_sender_credentials(self) -> None:
         """Raise ConfigError unless the sender can authenticate."""
         problems = []
@@ -182,13 +197,16 @@ class Config:
             "CIOPROC_METRICS_PORT": self.metrics_port,
             "CIOPROC_LOG_LEVEL": self.log_level,
         }
-        return {key: "" if value is None else _text(value) for key, value in values.items()}
+        return {key: "" if value is None else mask_user_info(_text(value)) for key, value in values.items()}
 
 
 def _mask(secret: Secret | None) -> str | None:
-    if not secret:
-        return None
-    return "****" + ("" if len(secret.reveal()) < 12 else f" ({len(secret.reveal())} chars)")
+    return "****" if secret else None  # never its length
+
+
+def mask_user_info(text: str) -> str:
+    """``text`` with the user info of any URL or ``user@host`` in it replaced by ``****``."""
+    return _USER_INFO.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}****@", text)
 
 
 def _text(value: Any) -> str:
@@ -200,7 +218,13 @@ def _text(value: Any) -> str:
 def read_env_file(path: Path) -> dict[str, str]:
     """Parse a `.env`-style file: KEY=VALUE lines, # comments, optional quotes, `export`."""
     values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"CIOPROC_ENV_FILE={str(path)!r} is not UTF-8 text (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"CIOPROC_ENV_FILE={str(path)!r}: cannot read it: {exc.strerror or exc}"]) from None
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -250,7 +274,7 @@ def parse_config(env: Mapping[str, str]) -> Config:
         raw = get(name)
         try:
             value = kind(raw)
-            if value < minimum:
+            if not math.isfinite(value) or value < minimum:  # nan compares false to everything
                 raise ValueError
             return value
         except (TypeError, ValueError):
@@ -263,8 +287,9 @@ def parse_config(env: Mapping[str, str]) -> Config:
         region = "us"
     track_url = get("CIO_TRACK_URL")
     if track_url is not None:
-        if not track_url.startswith(("http://", "https://")) or len(track_url.split("://", 1)[1]) == 0:
-            problems.append(f"CIO_TRACK_URL={track_url!r} must be an http:// or https:// URL")
+        problem = _track_url_problem(track_url)
+        if problem:
+            problems.append(f"CIO_TRACK_URL={mask_user_info(track_url)!r} {problem}")
         track_url = track_url.rstrip("/")
     id_type_raw = (get("CIO_USER_ID_TYPE") or "").lower()
     try:
@@ -294,7 +319,7 @@ def parse_config(env: Mapping[str, str]) -> Config:
 
     bootstrap = get("KAFKA_BOOTSTRAP_SERVERS") or ""
     if not all(_host_port(part) for part in bootstrap.split(",")):
-        problems.append(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap!r} must be host:port[,host:port...]")
+        problems.append(f"KAFKA_BOOTSTRAP_SERVERS={mask_user_info(bootstrap)!r} must be host:port[,host:port...]")
     protocol = (get("KAFKA_SECURITY_PROTOCOL") or "").upper()
     if protocol not in SECURITY_PROTOCOLS:
         problems.append(f"KAFKA_SECURITY_PROTOCOL={protocol!r} must be one of {', '.join(sorted(SECURITY_PROTOCOLS))}")
@@ -306,6 +331,10 @@ def parse_config(env: Mapping[str, str]) -> Config:
     if protocol.startswith("SASL") and mechanism is None:
         problems.append(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM")
     password = get("KAFKA_SASL_PASSWORD")
+    if protocol.startswith("SASL") and mechanism in SASL_WITH_PASSWORD:
+        for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+            if get(name) is None:
+                problems.append(f"{name} is not set: KAFKA_SASL_MECHANISM={mechanism} needs a username and password")
     kafka = KafkaSettings(
         bootstrap_servers=bootstrap,
         security_protocol=protocol,
@@ -316,15 +345,14 @@ def parse_config(env: Mapping[str, str]) -> Config:
         ssl_certfile=get("KAFKA_SSL_CERTFILE"),
         ssl_keyfile=get("KAFKA_SSL_KEYFILE"),
     )
-    for name in ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"):
-        value = get(name)
-        if value is not None and not Path(value).is_file():
-            problems.append(f"{name}={value!r} is not a readable file")
+    problems.extend(_ssl_file_problems(kafka))
 
     store = (get("CIOPROC_STORE") or "").lower()
     if store not in ("memory", "rocksdb"):
         problems.append(f"CIOPROC_STORE={env.get('CIOPROC_STORE')!r} must be memory or rocksdb")
         store = "memory"
+    elif store == "rocksdb" and not _rocksdb_installed():
+        problems.append("CIOPROC_STORE=rocksdb needs the rocksdb extra: pip install 'cioproc[rocksdb]'")
     log_level = (get("CIOPROC_LOG_LEVEL") or "").lower()
     if log_level not in ("debug", "info", "warning", "error"):
         problems.append(f"CIOPROC_LOG_LEVEL={env.get('CIOPROC_LOG_LEVEL')!r} must be debug, info, warning or error")
@@ -358,5 +386,96 @@ def parse_config(env: Mapping[str, str]) -> Config:
 
 def _host_port(part: str) -> bool:
     host, sep, port = part.strip().rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    return bool(sep and _valid_host(host) and port.isdigit() and 0 < int(port) < 65536)
+
+
+def _valid_host(host: str) -> bool:
+    """A DNS name or IPv4 address (a trailing dot allowed), or an IPv6 address in brackets."""
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    return bool(_HOST_NAME.fullmatch(host))
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1, with or without a trailing dot (``host`` as in a URL)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _track_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the Track API base URL (None: it can)."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("http", "https") or not rest:
+        return "must be an http:// or https:// URL"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port out of range or not a number, a broken IPv6 literal
+        return f"is not a valid URL ({exc}): use https://host[:port]"
+    if "@" in parts.netloc:
+        return "must not carry user info: set CIO_SITE_ID and CIO_API_KEY instead"
+    host = parts.netloc.rpartition(":")[0] if parts.port is not None or parts.netloc.endswith(":") else parts.netloc
+    if not _valid_host(host):
+        return "has no valid host (an IPv6 address goes in brackets: https://[::1]:8443)"
+    if port == 0:
+        return "has port 0: use a TCP port from 1 to 65535"
+    if parts.path not in ("", "/") or parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "must be the API's base URL alone (https://host[:port]): no path, query or fragment"
+    if scheme == "http" and not _is_loopback(host):
+        return "uses plain http to a host that is not loopback: use https (http only for localhost, 127.0.0.0/8, ::1)"
+    return None
+
+
+def _ssl_file_problems(kafka: KafkaSettings) -> list[str]:
+    """One line per KAFKA_SSL_* file that is missing, unreadable or not PEM, or a key that does not fit."""
+    problems = []
+    expected = {"KAFKA_SSL_CAFILE": (kafka.ssl_cafile, b"-----BEGIN CERTIFICATE-----"),
+                "KAFKA_SSL_CERTFILE": (kafka.ssl_certfile, b"-----BEGIN CERTIFICATE-----"),
+                "KAFKA_SSL_KEYFILE": (kafka.ssl_keyfile, b"PRIVATE KEY-----")}
+    for name, (value, marker) in expected.items():
+        if value is None:
+            continue
+        try:
+            content = Path(value).read_bytes()
+        except OSError as exc:
+            problems.append(f"{name}={value!r} is not a readable file ({exc.strerror or exc})")
+            continue
+        if marker not in content:
+            kind = "private key" if name == "KAFKA_SSL_KEYFILE" else "certificate"
+            problems.append(f"{name}={value!r} is not a PEM {kind} (expected a '-----BEGIN ...{kind.upper()}-----' block)")
+    if problems:
+        return problems
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if kafka.ssl_cafile:
+        try:
+            context.load_verify_locations(cafile=kafka.ssl_cafile)
+        except ssl.SSLError as exc:
+            problems.append(f"KAFKA_SSL_CAFILE={kafka.ssl_cafile!r} cannot be loaded as CA certificates ({exc.reason})")
+    if kafka.ssl_keyfile and not kafka.ssl_certfile:
+        problems.append("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE: set both for a client certificate")
+    elif kafka.ssl_certfile:
+        try:
+            context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile, password=lambda: b"")
+        except ssl.SSLError as exc:
+            name = "KAFKA_SSL_KEYFILE" if kafka.ssl_keyfile else "KAFKA_SSL_CERTFILE"
+            problems.append(f"{name}={(kafka.ssl_keyfile or kafka.ssl_certfile)!r} does not load with the certificate "
+                            f"of KAFKA_SSL_CERTFILE ({exc.reason}; encrypted keys are not supported)")
+    return problems
+
+
+def _rocksdb_installed() -> bool:
+    try:
+        import rocksdict  # noqa: F401  (the `rocksdb` extra)
+    except ImportError:
+        return False
+    return True
 

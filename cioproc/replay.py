@@ -2,16 +2,26 @@
 
 Two operations, with different safety rules:
 
-``replay batches|audiences|commands --from-time T | --from-offsets P:O,... | --from-beginning``
+``replay batches|audiences|commands --from-time T | --from-offsets P:O,... | --from-beginning [--execute]``
     Moves the committed offsets of the consuming group on that topic back to the start
     point (``batches`` and ``audiences``: the processor's group, the app id; ``commands``:
     the sender's, see below). Nothing is read or written by the command itself: the workers,
     when started, re-process everything from there to the end of the topic, in order.
 
+    Like Kafka's own ``kafka-consumer-groups --reset-offsets``, it shows the plan (each
+    partition's offset before and after) and changes nothing unless ``--execute`` is given
+    (``--dry-run``, the default, says so explicitly).
+
+    It never moves an offset forward, past where the group would resume (its committed
+    offset, or the first retained offset where it has none: the workers start at the
+    earliest): that would skip records the group never processed, for example a lagging
+    group at 1000 sent to 1200. Such a plan is refused (exit 1, nothing changed) unless
+    ``--allow-forward`` is given.
+
     It refuses (exit 1) while the group has active members: a running worker would
     overwrite the moved offsets with its next commit. Stop the workers of that group first
     (a SIGKILLed worker stays a member until its session times out, 10 s for cioproc's
-    workers; a SIGTERMed one leaves at once). ``--dry-run`` prints the offsets it would set.
+    workers; a SIGTERMed one leaves at once).
     The app id is ``CIOPROC_APP_ID``, read as the workers read it (environment, ``.env``).
 
     A replay always runs to the end of the topic. It has no end time on purpose: stopping
@@ -88,6 +98,23 @@ REPLAYABLE = {"batches": "re-process the input batches", "audiences": "re-proces
 
 class ReplayError(RuntimeError):
     """A replay that must not or cannot run; the message says why."""
+
+
+class ForwardMoveRefused(ReplayError):
+    """The plan would move offsets forward (skip unprocessed records) and that was not allowed."""
+
+    def __init__(self, plan: "ResetResult"):
+        forward = plan.forward()
+        others = {p: o for p, o in sorted(plan.after.items()) if p not in forward}
+        hint = (f"; to replay only the other partitions: --from-offsets {','.join(f'{p}:{o}' for p, o in others.items())}"
+                if others else "")
+        super().__init__(
+            f"refusing to move group '{plan.group}' forward on {plan.topic} partition(s) "
+            f"{', '.join(str(p) for p in sorted(forward))}: {plan.skipped()} record(s) it never processed would be "
+            f"skipped (the group is behind the start point there, so a replay is not needed for them); "
+            f"pass --allow-forward to skip them on purpose{hint}"
+        )
+        self.plan = plan
 
 
 # ---- pure decisions ---------------------------------------------------------------------
@@ -169,6 +196,24 @@ def start_offsets(
     return {p: min(max(offset, beginning[p]), end[p]) for p, offset in wanted.items()}
 
 
+def resume_offset(before: int | None, beginning: int) -> int:
+    """Where the workers of a group resume on a partition: its commit, else the first retained offset
+    (they reset to the earliest; a commit older than what is retained resumes there too)."""
+    return beginning if before is None else max(before, beginning)
+
+
+def forward_moves(
+    before: Mapping[int, int | None], beginning: Mapping[int, int], targets: Mapping[int, int]
+) -> dict[int, tuple[int, int]]:
+    """Partitions whose target lies past where the group would resume: {partition: (resume, target)}."""
+    moves = {}
+    for p, target in targets.items():
+        resume = resume_offset(before.get(p), beginning.get(p, 0))
+        if target > resume:
+            moves[p] = (resume, target)
+    return moves
+
+
 def redrive_target(headers: Iterable[tuple[str, bytes]], allowed: Iterable[str], default: str) -> str:
     """Where a dead letter goes back to: its source topic when that is one of ``allowed``, else ``default``."""
     names = set(allowed)
@@ -241,11 +286,22 @@ async def resolve_commands_group(bootstrap: str, topic: str, app_id: str, **clie
 
 @dataclass
 class ResetResult:
+    """The plan of an offset reset, and whether it was executed."""
+
     group: str
     topic: str
     before: dict[int, int | None]  # committed offset per partition before (None: none)
-    after: dict[int, int]  # the offsets set
+    after: dict[int, int]  # the offsets to set
     end: dict[int, int]
+    beginning: dict[int, int] = field(default_factory=dict)
+    executed: bool = False
+
+    def forward(self) -> dict[int, tuple[int, int]]:
+        return forward_moves(self.before, self.beginning, self.after)
+
+    def skipped(self) -> int:
+        """Records never processed that the plan skips (forward moves)."""
+        return sum(target - resume for resume, target in self.forward().values())
 
     def to_reprocess(self) -> int:
         return sum(self.end[p] - offset for p, offset in self.after.items())
@@ -259,10 +315,15 @@ async def reset_offsets(
     from_time: int | None = None,
     from_offsets: dict[int, int] | None = None,
     from_beginning: bool = False,
-    dry_run: bool = False,
+    execute: bool = False,
+    allow_forward: bool = False,
     **client: Any,
 ) -> ResetResult:
-    """Commit the group's offsets on ``topic`` back to the start point; ReplayError while the group is active."""
+    """The plan to move the group's offsets on ``topic`` back to the start point, committed only if ``execute``.
+
+    ReplayError while the group is active; ForwardMoveRefused (nothing committed) when the plan
+    moves a partition forward and ``allow_forward`` is false.
+    """
     state = await group_state(bootstrap, group, **client)
     if state.active:
         raise ReplayError(
@@ -285,11 +346,15 @@ async def reset_offsets(
         targets = start_offsets(beginning, end, from_beginning=from_beginning, by_time=by_time,
                                 from_offsets=from_offsets)
         before = {p: await consumer.committed(tps[p]) for p in tps}
-        if not dry_run and targets:
+        plan = ResetResult(group, topic, before, targets, end, beginning)
+        if plan.forward() and not allow_forward:
+            raise ForwardMoveRefused(plan)
+        if execute and targets:
             if (await group_state(bootstrap, group, **client)).active:  # a worker joined meanwhile
                 raise ReplayError(f"consumer group '{group}' became active: nothing was changed, stop its workers")
             await consumer.commit({tps[p]: offset for p, offset in targets.items()})
-        return ResetResult(group, topic, before, targets, end)
+            plan.executed = True
+        return plan
     finally:
         await consumer.stop()
 
@@ -420,7 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
         start.add_argument("--from-offsets", type=parse_offsets, help="PARTITION:OFFSET[,...]")
         start.add_argument("--from-beginning", action="store_true")
         q.add_argument("--group", help="consumer group (default: the workers', see `cioproc replay --help`)")
-        q.add_argument("--dry-run", action="store_true", help="print the new offsets without committing them")
+        mode = q.add_mutually_exclusive_group()
+        mode.add_argument("--execute", action="store_true", help="set the offsets (without it: only show the plan)")
+        mode.add_argument("--dry-run", action="store_true", help="only show the plan (the default)")
+        q.add_argument("--allow-forward", action="store_true",
+                       help="allow moving a partition past where the group would resume, skipping its records")
     q = sub.add_parser("dlq", help="re-drive dead-lettered records to their original topic")
     q.add_argument("--source", choices=("batches", "commands"), required=True)
     q.add_argument("--from-time", type=parse_time, help="start at the dead letters of this time (default: where "
@@ -451,6 +520,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.what == "dlq":
             return _redrive(args, topics, bootstrap, client, config.app_id)
         return _reset(args, topics, bootstrap, client, config.app_id)
+    except ForwardMoveRefused as exc:
+        _print_plan(exc.plan, args.what)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except ReplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -469,16 +542,30 @@ def _reset(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, client:
             group = consumer_group("processor", app_id)
     result = asyncio.run(
         reset_offsets(topic, group, bootstrap, from_time=args.from_time, from_offsets=args.from_offsets,
-                      from_beginning=args.from_beginning, dry_run=args.dry_run, **client)
+                      from_beginning=args.from_beginning, execute=args.execute, allow_forward=args.allow_forward,
+                      **client)
     )
-    verb = "would set" if args.dry_run else "set"
-    for partition, offset in sorted(result.after.items()):
-        before = result.before.get(partition)
-        print(f"{verb} {topic}[{partition}] offset of group '{group}' to {offset} "
-              f"(was {'none' if before is None else before}, end {result.end[partition]})")
-    print(f"{result.to_reprocess()} record(s) to {'re-deliver' if args.what == 'commands' else 're-process'}"
-          + ("" if args.dry_run else "; start the workers to run them to the end of the topic"))
+    _print_plan(result, args.what)
     return 0
+
+
+def _print_plan(plan: ResetResult, what: str) -> None:
+    """Each partition's offset before and after, what that re-runs or skips, and whether it was applied."""
+    verb = "set" if plan.executed else "would set"
+    forward = plan.forward()
+    for partition, offset in sorted(plan.after.items()):
+        before = plan.before.get(partition)
+        shown = f"none (resumes at {plan.beginning.get(partition, 0)})" if before is None else before
+        if partition in forward:
+            resume, target = forward[partition]
+            effect = f"skips {target - resume} record(s) never processed"
+        else:
+            effect = f"runs {plan.end[partition] - offset} record(s) again or for the first time"
+        print(f"{verb} {plan.topic}[{partition}] offset of group '{plan.group}': {shown} -> {offset} "
+              f"(end {plan.end[partition]}; {effect})")
+    print(f"{plan.to_reprocess()} record(s) to {'re-deliver' if what == 'commands' else 're-process'}"
+          + ("; start the workers to run them to the end of the topic" if plan.executed
+             else "; dry run: nothing changed, add --execute to set these offsets"))
 
 
 def _redrive(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, client: dict[str, Any], app_id: str) -> int:

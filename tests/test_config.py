@@ -43,6 +43,8 @@ def test_values_are_parsed():
             "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2",
             "KAFKA_SECURITY_PROTOCOL": "sasl_plaintext",
             "KAFKA_SASL_MECHANISM": "scram-sha-512",
+            "KAFKA_SASL_USERNAME": "cioproc",
+            "KAFKA_SASL_PASSWORD": "pw",
             "CIOPROC_STORE": "rocksdb",
         }
     )

@@ -162,3 +162,35 @@ def test_storage_format_accepts_a_cluster_id_that_starts_with_a_dash(tmp_path):
         broker._run_storage_format(_java(), props)
     assert (broker.data_dir / "meta.properties").exists()
     subprocess.run(["rm", "-rf", str(broker.root)], check=True)
+
+
+def test_stop_does_not_signal_a_process_that_is_not_this_broker(tmp_path):
+    """A stale pid file naming a live, unrelated process: `kafka stop` leaves it alone and says so."""
+    port = 29_999
+    broker = LocalBroker(home=tmp_path, port=port)
+    broker.root.mkdir(parents=True)
+    bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)  # its own group, as the broker's
+    try:
+        env = {"CIOPROC_HOME": str(tmp_path), "CIOPROC_KAFKA_PORT": str(port)}
+        for action in ("status", "stop"):
+            broker.pid_file.write_text(str(bystander.pid))
+            result = cli("kafka", action, env=env)
+            assert bystander.poll() is None, "the unrelated process was signalled"
+            output = result.stdout + result.stderr
+            assert f"pid {bystander.pid}" in output and "not this broker" in output and "sleep" in output, output
+            assert "Traceback" not in output and f"not running on port {port}" in output
+            assert broker.pid() is None  # not taken for the broker (by start either)
+        assert not broker.pid_file.exists()  # stop removed the stale file
+        # The broker's own command line (java ... kafka.Kafka <its server.properties>) is recognised.
+        own = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "kafka.Kafka",
+                                str(broker.root / "server.properties")], start_new_session=True)
+        try:
+            broker.pid_file.write_text(str(own.pid))
+            assert broker.pid() == own.pid
+            assert cli("kafka", "stop", env=env).returncode == 0
+            assert own.wait(timeout=30) is not None and not broker.pid_file.exists()
+        finally:
+            own.kill()
+    finally:
+        bystander.kill()
+        bystander.wait()

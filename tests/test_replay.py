@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
 from collections import Counter
 
@@ -70,8 +71,8 @@ def test_replays_leave_the_workspace_as_it_was(pipeline):
 
     # Refused while a worker of the group runs: clear message, exit 1, nothing moved.
     committed = pipeline.offsets("batches", pipeline.app_id)
-    for argv in (["batches", "--from-beginning"], ["commands", "--from-time", "0"], ["batches", "--from-beginning",
-                                                                                    "--dry-run"]):
+    for argv in (["batches", "--from-beginning", "--execute"], ["commands", "--from-time", "0", "--execute"],
+                 ["batches", "--from-beginning"]):
         refused = pipeline.cli("replay", *argv)
         assert refused.returncode == 1, refused.stdout
         assert f"consumer group '{pipeline.app_id}' is active" in refused.stderr
@@ -82,7 +83,7 @@ def test_replays_leave_the_workspace_as_it_was(pipeline):
     assert pipeline.offsets("batches", pipeline.app_id) == committed
 
     # Input from a middle time: only the second half is mapped again.
-    out = replay(pipeline, "batches", "--from-time", str(middle_ms))
+    out = replay(pipeline, "batches", "--from-time", str(middle_ms), "--execute")
     assert f"{len(records) - half} record(s) to re-process" in out
     run_to_end(pipeline, "from-middle")
     assert pipeline.metric("cioproc_batches_in_total", "from-middle") >= len(records) - half  # really re-processed
@@ -93,7 +94,7 @@ def test_replays_leave_the_workspace_as_it_was(pipeline):
     stop(pipeline, "from-middle")
 
     # The whole input.
-    out = replay(pipeline, "batches", "--from-beginning")
+    out = replay(pipeline, "batches", "--from-beginning", "--execute")
     assert f"{len(records)} record(s) to re-process" in out
     assert pipeline.offsets("batches", pipeline.app_id) == {p: 0 for p in range(4)}
     delivered = pipeline.stats()
@@ -108,7 +109,7 @@ def test_replays_leave_the_workspace_as_it_was(pipeline):
     stop(pipeline, "from-beginning")
 
     # Every command again (role all: the sender's group is the app id).
-    out = replay(pipeline, "commands", "--from-beginning")
+    out = replay(pipeline, "commands", "--from-beginning", "--execute")
     assert f"group '{pipeline.app_id}'" in out
     assert f"{len(pipeline.read('commands'))} record(s) to re-deliver" in out
     run_to_end(pipeline, "commands")
@@ -227,8 +228,68 @@ def test_commands_replay_finds_the_group_that_has_been_delivering(pipeline):
     out = replay(pipeline, "commands", "--from-beginning", "--dry-run")
     assert f"group '{pipeline.app_id}-sender'" in out and "12 record(s) to re-deliver" in out
     commit(pipeline.app_id)
-    both = pipeline.cli("replay", "commands", "--from-beginning")
+    both = pipeline.cli("replay", "commands", "--from-beginning", "--execute")
     assert both.returncode == 1 and "--group" in both.stderr
-    replay(pipeline, "commands", "--from-beginning", "--group", f"{pipeline.app_id}-sender")
+    replay(pipeline, "commands", "--from-beginning", "--group", f"{pipeline.app_id}-sender", "--execute")
     assert pipeline.offsets("commands", f"{pipeline.app_id}-sender") == {p: 0 for p in range(4)}
     assert sum(pipeline.offsets("commands", pipeline.app_id).values()) == 12  # the other group is untouched
+
+
+def commit_offsets(p: Pipeline, role: str, group: str, offsets: dict[int, int]) -> None:
+    """Commit ``offsets`` for ``group`` on a topic, as a worker of that group would have."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=p.bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            name = p.topics.by_role(role).name
+            consumer.assign([TopicPartition(name, partition) for partition in offsets])
+            await consumer.commit({TopicPartition(name, partition): o for partition, o in offsets.items()})
+        finally:
+            await consumer.stop()
+
+    asyncio.run(run())
+
+
+def test_replay_never_moves_a_lagging_group_forward_and_changes_nothing_without_execute(kafka_bootstrap, unique,
+                                                                                        tmp_path):
+    """A group at 1000 of 1300 records asked to restart at 1200 would skip 200 records it never processed."""
+    p = Pipeline(kafka_bootstrap, unique, tmp_path, partitions=1)
+    try:
+        p.produce([("batches", f"k{i}", b"{}") for i in range(1300)])
+        group = f"lagging-{unique}"
+        commit_offsets(p, "batches", group, {0: 1000})
+        topic = p.topics.by_role("batches").name
+
+        def attempt(*args: str) -> subprocess.CompletedProcess:
+            return p.cli("replay", "batches", "--group", group, *args)
+
+        for args in ([], ["--execute"], ["--dry-run"]):  # refused, whether planned or executed
+            refused = attempt("--from-offsets", "0:1200", *args)
+            assert refused.returncode == 1, refused.stdout + refused.stderr
+            assert f"{topic}[0] offset of group '{group}': 1000 -> 1200" in refused.stdout
+            assert "--allow-forward" in refused.stderr and "Traceback" not in refused.stderr
+            assert p.offsets("batches", group) == {0: 1000}
+        future = attempt("--from-time", str(int(time.time() * 1000) + 3_600_000), "--execute")  # past the end
+        assert future.returncode == 1 and "1000 -> 1300" in future.stdout and "--allow-forward" in future.stderr
+        assert p.offsets("batches", group) == {0: 1000}
+
+        planned = attempt("--from-offsets", "0:1200", "--allow-forward")  # allowed, but only a plan
+        assert planned.returncode == 0, planned.stderr
+        assert "1000 -> 1200" in planned.stdout and "skips 200 record(s)" in planned.stdout
+        assert "--execute" in planned.stdout
+        back = attempt("--from-offsets", "0:800")
+        assert back.returncode == 0 and "1000 -> 800" in back.stdout and "500 record(s) to re-process" in back.stdout
+        assert p.offsets("batches", group) == {0: 1000}  # no change without --execute
+
+        done = attempt("--from-offsets", "0:800", "--execute")
+        assert done.returncode == 0, done.stderr
+        assert f"set {topic}[0] offset of group '{group}': 1000 -> 800" in done.stdout
+        assert p.offsets("batches", group) == {0: 800}
+        forward = attempt("--from-offsets", "0:1200", "--allow-forward", "--execute")
+        assert forward.returncode == 0, forward.stderr
+        assert "800 -> 1200" in forward.stdout and "skips 400 record(s)" in forward.stdout
+        assert p.offsets("batches", group) == {0: 1200}
+    finally:
+        p.close()

@@ -12,6 +12,7 @@ from cioproc.replay import (
     build_parser,
     choose_commands_group,
     consumer_group,
+    forward_moves,
     parse_offsets,
     parse_time,
     redrive_target,
@@ -97,6 +98,42 @@ def test_a_start_point_is_always_inside_the_retained_range(case):
     ):
         assert set(result) <= set(end)
         assert all(beginning[p] <= offset <= end[p] for p, offset in result.items())
+
+
+@pytest.mark.parametrize(
+    ("before", "targets", "forward"),
+    [
+        ({0: 1000}, {0: 1200}, {0: (1000, 1200)}),  # a lagging group: 200 records never processed
+        ({0: 1000}, {0: 1000}, {}),
+        ({0: 1000}, {0: 800}, {}),
+        ({0: None}, {0: 40}, {0: (10, 40)}),  # no commit: the workers start at the beginning (earliest)
+        ({0: None}, {0: 10}, {}),
+        ({0: 3}, {0: 10}, {}),  # committed before what is retained: the workers start at the beginning anyway
+        ({0: 60, 1: 20, 2: 5}, {0: 90, 1: 20, 2: 5}, {0: (60, 90)}),
+        ({}, {1: 30}, {1: (0, 30)}),  # a partition the group never committed on
+    ],
+)
+def test_forward_moves_are_targets_past_where_the_group_would_resume(before, targets, forward):
+    assert forward_moves(before, BEGIN, targets) == forward
+
+
+@given(st.dictionaries(st.sampled_from([0, 1, 2]), st.one_of(st.none(), st.integers(0, 200))),
+       st.dictionaries(st.sampled_from([0, 1, 2]), st.integers(0, 200)))
+def test_only_forward_moves_skip_records(before, targets):
+    forward = forward_moves(before, BEGIN, targets)
+    for p, target in targets.items():
+        resume = max(before.get(p) or 0, BEGIN[p])
+        assert (p in forward) == (target > resume)
+
+
+def test_offsets_change_only_with_execute():
+    parser = build_parser()
+    plan = parser.parse_args(["batches", "--from-beginning"])
+    assert not plan.execute and not plan.allow_forward
+    assert parser.parse_args(["batches", "--from-beginning", "--dry-run"]).execute is False
+    assert parser.parse_args(["commands", "--from-time", "0", "--execute", "--allow-forward"]).allow_forward
+    with pytest.raises(SystemExit):
+        parser.parse_args(["batches", "--from-beginning", "--dry-run", "--execute"])
 
 
 def test_groups_follow_the_worker_roles():

@@ -8,6 +8,7 @@ worker then runs until SIGTERM or SIGINT (a clean stop) or a fatal error (non-ze
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 import faust
@@ -33,6 +34,8 @@ def main(role: str = "all") -> int:
     if config.kafka.sasl_password:
         register_secret(config.kafka.sasl_password.reveal())
     setup_logging(config.log_level)
+    for line in config.warnings():
+        logging.getLogger("cioproc.config").warning(line)
     try:
         topics = load_topics(config.topics_file)
         app = create_app(role, config, topics)

@@ -76,8 +76,11 @@ class LocalBroker:
     @classmethod
     def from_env(cls, port: int | None = None) -> "LocalBroker":
         home = Path(os.environ.get("CIOPROC_HOME", ".cioproc")).resolve()
-        env_port = os.environ.get("CIOPROC_KAFKA_PORT")
-        chosen = port if port is not None else int(env_port) if env_port else DEFAULT_PORT
+        if port is not None:
+            chosen = _tcp_port("--port", str(port))
+        else:
+            env_port = (os.environ.get("CIOPROC_KAFKA_PORT") or "").strip()
+            chosen = _tcp_port("CIOPROC_KAFKA_PORT", env_port) if env_port else DEFAULT_PORT
         return cls(home=home, port=chosen, heap=os.environ.get("CIOPROC_KAFKA_HEAP", "1g"))
 
     @property
@@ -106,13 +109,35 @@ class LocalBroker:
 
     # ---- status -------------------------------------------------------------------------
 
+    @property
+    def config_file(self) -> Path:
+        return self.root / "server.properties"
+
     def pid(self) -> int | None:
-        """The broker's pid if its process is alive, else None."""
+        """The broker's pid if its process is alive and is this broker, else None."""
+        pid = self._recorded_pid()
+        return pid if pid is not None and _alive(pid) and self._is_ours(pid) else None
+
+    def _recorded_pid(self) -> int | None:
         try:
-            pid = int(self.pid_file.read_text().strip())
+            return int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+
+    def _is_ours(self, pid: int) -> bool:
+        """True if ``pid`` runs this broker: ``kafka.Kafka`` with this broker's config file."""
+        argv = _command_line(pid)
+        return argv is not None and "kafka.Kafka" in argv and str(self.config_file) in argv
+
+    def _stale_pid_note(self) -> str | None:
+        """What to say when the pid file names a live process that is not this broker."""
+        pid = self._recorded_pid()
+        if pid is None or not _alive(pid) or self._is_ours(pid):
+            return None
+        argv = _command_line(pid)
+        shown = " ".join(argv)[:200] if argv else "unknown"
+        return (f"kafka: {self.pid_file} names pid {pid}, which is not this broker (its command line: {shown}); "
+                f"not signalled")
 
     def is_running(self) -> bool:
         return self.pid() is not None and answers_metadata(self.bootstrap, timeout=5.0)
@@ -216,7 +241,7 @@ class LocalBroker:
 
     def _write_config(self) -> Path:
         controller_port = self.port + 1
-        props = self.root / "server.properties"
+        props = self.config_file
         props.write_text(
             "\n".join(
                 [
@@ -263,6 +288,9 @@ class LocalBroker:
         """Stop the broker cleanly (SIGTERM, then SIGKILL after a bound); True if it ran."""
         pid = self.pid()
         if pid is None:
+            note = self._stale_pid_note()
+            if note:
+                progress(f"{note}; stale pid file removed")
             self.pid_file.unlink(missing_ok=True)
             progress(f"kafka: not running on port {self.port}")
             return False
@@ -347,14 +375,38 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def _command_line(pid: int) -> list[str] | None:
+    """The arguments ``pid`` was started with (None: unknown, e.g. gone)."""
     try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    except OSError:
+        pass
+    try:  # no /proc (macOS): ps gives the command line as one string
+        out = subprocess.run(["ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.split() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the broker's process group (it leads one: started in a new session), else the pid alone."""
+    try:
+        if os.getpgid(pid) != pid:
+            raise PermissionError  # not a group leader: never signal someone else's group
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def _tcp_port(name: str, text: str) -> int:
+    """``text`` as a listener port (its controller listens on the next one); BrokerError naming ``name``."""
+    if not text.isdigit() or not 0 < int(text) < 65535:
+        raise BrokerError(f"{name}={text!r} must be a TCP port number from 1 to 65534")
+    return int(text)
 
 
 def _port_open(port: int) -> bool:
@@ -365,8 +417,8 @@ def _port_open(port: int) -> bool:
 
 def main(action: str, port: int | None = None) -> int:
     """`cioproc kafka start|stop|status`."""
-    broker = LocalBroker.from_env(port)
     try:
+        broker = LocalBroker.from_env(port)
         if action == "start":
             broker.start()
         elif action == "stop":
@@ -375,6 +427,9 @@ def main(action: str, port: int | None = None) -> int:
             if broker.is_running():
                 print(f"kafka: running on {broker.bootstrap} (pid {broker.pid()})")
             else:
+                note = broker._stale_pid_note()
+                if note:
+                    print(note)
                 print(f"kafka: not running on port {broker.port}")
                 return 1
         else:
