@@ -30,6 +30,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def kafka_client_kwargs(kafka_env: dict[str, str]) -> dict[str, Any]:
+    """aiokafka security settings for KAFKA_* variables (none for a plaintext broker)."""
+    if not kafka_env:
+        return {}
+    from cioproc.config import parse_config
+
+    return parse_config({**kafka_env, "CIOPROC_ENV_FILE": "/nonexistent"}).kafka.aiokafka_kwargs()
+
+
 def http(url: str, data: Any = None, timeout: float = 10) -> Any:
     body = None if data is None else json.dumps(data).encode()
     request = urllib.request.Request(url, data=body, method="POST" if data is not None else "GET")
@@ -41,12 +50,25 @@ def http(url: str, data: Any = None, timeout: float = 10) -> Any:
 class Pipeline:
     """One isolated pipeline: its own topics, app id, sandbox and workers."""
 
-    def __init__(self, bootstrap: str, unique: str, tmp: Path, partitions: int = 4):
+    def __init__(
+        self,
+        bootstrap: str,
+        unique: str,
+        tmp: Path,
+        partitions: int = 4,
+        kafka_env: dict[str, str] | None = None,
+        create_topics: bool = True,
+    ):
+        """``kafka_env``: the KAFKA_* security variables (a secure broker's client.env) for
+        every process and client; ``create_topics=False`` leaves that to the test."""
         self.bootstrap = bootstrap
         self.app_id = f"cioproc-e2e-{unique}"
         self.tmp = tmp
+        self.kafka_env = dict(kafka_env or {})
+        self.client = kafka_client_kwargs(self.kafka_env)
         self.topics_path, self.topics = write_topics_file(tmp, unique, self.app_id, partitions)
-        asyncio.run(reconcile(self.topics, bootstrap, create=True))
+        if create_topics:
+            asyncio.run(reconcile(self.topics, bootstrap, create=True, **self.client))
         self.sandbox_port = free_port()
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
         self.processes: dict[str, subprocess.Popen] = {}
@@ -66,6 +88,7 @@ class Pipeline:
             "CIO_SITE_ID": SITE,
             "CIO_API_KEY": KEY,
             "CIO_MAX_REQUESTS_PER_SECOND": "1000",
+            **self.kafka_env,
             **extra,
         }
 
@@ -158,7 +181,9 @@ class Pipeline:
         """Records as (role, key, value bytes), in order."""
 
         async def run() -> int:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.client
+            )
             await producer.start()
             n = 0
             try:
@@ -177,7 +202,7 @@ class Pipeline:
 
         async def run() -> list[Any]:
             name = self.topics.by_role(role).name
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.client)
             await consumer.start()
             try:
                 partitions = range(self.topics.by_role(role).partitions)
@@ -205,7 +230,9 @@ class Pipeline:
 
         async def run() -> int:
             name = self.topics.by_role(role).name
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False, **self.client
+            )
             await consumer.start()
             try:
                 total = 0
@@ -239,7 +266,9 @@ class Pipeline:
 
         async def run() -> dict[int, int]:
             name = self.topics.by_role(role).name
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False, **self.client
+            )
             await consumer.start()
             try:
                 tps = [TopicPartition(name, p) for p in range(self.topics.by_role(role).partitions)]
