@@ -22,6 +22,7 @@ from helpers_kafka import write_topics_file
 
 SITE = "e2e-site"
 KEY = "e2e-key-7f3a9c1d5e"
+ADMIN_TOKEN = "e2e-admin-3b8d20c4"  # the sandboxes' admin token (/_sandbox/* routes)
 
 
 def free_port() -> int:
@@ -39,10 +40,13 @@ def kafka_client_kwargs(kafka_env: dict[str, str]) -> dict[str, Any]:
     return parse_config({**kafka_env, "CIOPROC_ENV_FILE": "/nonexistent"}).kafka.aiokafka_kwargs()
 
 
-def http(url: str, data: Any = None, timeout: float = 10) -> Any:
+def http(url: str, data: Any = None, timeout: float = 10, token: str | None = ADMIN_TOKEN) -> Any:
+    """GET (or POST ``data`` as JSON) with the sandbox admin token; the JSON answer."""
     body = None if data is None else json.dumps(data).encode()
     request = urllib.request.Request(url, data=body, method="POST" if data is not None else "GET")
     request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
@@ -106,7 +110,8 @@ class Pipeline:
         return proc
 
     def start_sandbox(self, *flags: str) -> None:
-        self.start("sandbox", ["sandbox", "--port", str(self.sandbox_port), "--site-id", SITE, "--api-key", KEY, *flags])
+        self.start("sandbox", ["sandbox", "--port", str(self.sandbox_port), "--site-id", SITE, "--api-key", KEY,
+                                 "--admin-token", ADMIN_TOKEN, *flags])
         self.wait_for(lambda: self._sandbox_up(), 20, "sandbox to answer")
 
     def _sandbox_up(self) -> bool:

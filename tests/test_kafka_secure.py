@@ -24,6 +24,7 @@ from cioproc.generate.model import Record
 from cioproc.kafka.broker import answers_metadata
 from cioproc.kafka.secure import CLIENT_EXTENSIONS, SecureBroker, issue_certificate, make_ca
 from pipeline_harness import Pipeline, http, kafka_client_kwargs
+from test_listen_addresses import listening_hosts
 from test_pipeline_e2e import batches, expected_workspace
 
 pytestmark = pytest.mark.kafka
@@ -137,9 +138,12 @@ def test_topics_produce_processor_sender_and_replay_over_sasl_ssl_and_mutual_tls
         replay = pipeline.cli("replay", "commands", "--from-beginning", "--group", group)
         assert replay.returncode == 0, replay.stderr
         assert pipeline.lag("commands", group) == n_commands
-        pipeline.start_worker("sender-2", role="sender")
+        pipeline.start_worker("sender-2", role="sender", CIOPROC_METRICS_HOST="0.0.0.0")
         pipeline.wait_for(lambda: delivered(pipeline, "sender-2") >= n_commands, 120, "the replayed commands")
         assert pipeline.stats()["total_requests"] > requests_before
+        # Metrics listen on loopback unless CIOPROC_METRICS_HOST says otherwise.
+        assert listening_hosts(pipeline.metrics_ports["processor"]) == {"127.0.0.1"}
+        assert listening_hosts(pipeline.metrics_ports["sender-2"]) == {"0.0.0.0"}
         assert pipeline.people() == people and pipeline.events() == events  # nothing twice
         assert pipeline.read("commands_dlq") == [] and pipeline.read("batches_dlq") == []
     finally:
