@@ -319,10 +319,14 @@ def parse_config(env: Mapping[str, str]) -> Config:
         ssl_certfile=get("KAFKA_SSL_CERTFILE"),
         ssl_keyfile=get("KAFKA_SSL_KEYFILE"),
     )
+    missing_files = False
     for name in ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"):
         value = get(name)
         if value is not None and not Path(value).is_file():
             problems.append(f"{name}={value!r} is not a readable file")
+            missing_files = True
+    if "SSL" in protocol and not missing_files:
+        problems.extend(_tls_problems(kafka))
 
     store = (get("CIOPROC_STORE") or "").lower()
     if store not in ("memory", "rocksdb"):
@@ -358,6 +362,30 @@ def parse_config(env: Mapping[str, str]) -> Config:
         metrics_host=metrics_host,
         log_level=log_level,
     )
+
+
+def _tls_problems(kafka: KafkaSettings) -> list[str]:
+    """Whether the TLS files can be used (a CA certificate; a certificate and its key)."""
+    import ssl
+
+    def reason(exc: Exception) -> str:
+        return getattr(exc, "reason", None) or str(exc)
+
+    try:
+        context = ssl.create_default_context(cafile=kafka.ssl_cafile)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return [f"KAFKA_SSL_CAFILE={kafka.ssl_cafile!r} holds no usable CA certificate ({reason(exc)})"]
+    if kafka.ssl_certfile:
+        try:
+            context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            return [
+                "KAFKA_SSL_CERTFILE / KAFKA_SSL_KEYFILE: a PEM certificate and its unencrypted private key "
+                f"are needed, these cannot be used together ({reason(exc)})"
+            ]
+    elif kafka.ssl_keyfile:
+        return ["KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE (the client certificate it belongs to)"]
+    return []
 
 
 def _listen_host(host: str) -> bool:
