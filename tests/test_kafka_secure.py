@@ -21,13 +21,14 @@ import pytest
 from cioproc.config import read_env_file
 from cioproc.generate.jsonlines import encode_line
 from cioproc.generate.model import Record
-from cioproc.kafka.broker import answers_metadata
+from cioproc.kafka.broker import BrokerError, answers_metadata
 from cioproc.kafka.secure import CLIENT_EXTENSIONS, SecureBroker, issue_certificate, make_ca
-from pipeline_harness import Pipeline, http, kafka_client_kwargs
+from pipeline_harness import Pipeline, kafka_client_kwargs
 from test_listen_addresses import listening_hosts
 from test_pipeline_e2e import batches, expected_workspace
 
 pytestmark = pytest.mark.kafka
+REPO = Path(__file__).resolve().parents[1]
 
 SASL_VARIABLES = (
     "KAFKA_BOOTSTRAP_SERVERS",
@@ -177,8 +178,6 @@ def failing_runs(tmp_path: Path, topics_file: Path) -> list[tuple[str, ...]]:
     ]
 
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.mark.parametrize(
     "case, expected",
@@ -220,3 +219,13 @@ def test_refused_connections_end_in_one_clear_line(secure_kafka, other_ca, tmp_p
         assert "Traceback" not in stderr and len(lines) == 1, (args, stderr)
         assert expected in lines[0] and env["KAFKA_BOOTSTRAP_SERVERS"] in lines[0], (args, lines[0])
         assert "not-the-password" not in stderr + stdout
+
+
+def test_secure_start_refuses_a_plaintext_brokers_data(tmp_path):
+    """SCRAM users exist only if created at format time: a plaintext broker's storage cannot become secure."""
+    broker = SecureBroker(home=tmp_path, port=1)
+    (broker.data_dir).mkdir(parents=True)
+    (broker.data_dir / "meta.properties").write_text("node.id=1\n")
+    with pytest.raises(BrokerError, match="holds a plaintext broker's data; remove it"):
+        broker.prepare(progress=lambda _m: None)
+    assert not broker.client_env_file.exists() and not broker.tls_dir.exists()

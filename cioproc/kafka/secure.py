@@ -202,13 +202,13 @@ class SecureBroker(LocalBroker):
             progress(f"kafka: generating a CA and certificates in {tls}")
             shutil.rmtree(tls, ignore_errors=True)
             ca = make_ca(tls)
-            cert, key = issue_certificate(ca, tls, "broker", "localhost", SERVER_EXTENSIONS)
-            keystore = tls / "broker-keystore.pem"
-            keystore.touch(mode=0o600)
-            keystore.write_text(key.read_text() + cert.read_text())
             issue_certificate(ca, tls, "client", CLIENT_USER, CLIENT_EXTENSIONS)
             self._password_file.touch(mode=0o600)
             self._password_file.write_text(secrets.token_hex(20))
+            cert, key = issue_certificate(ca, tls, "broker", "localhost", SERVER_EXTENSIONS)
+            keystore = tls / "broker-keystore.pem"  # written last: it marks the directory as complete
+            keystore.touch(mode=0o600)
+            keystore.write_text(key.read_text() + cert.read_text())
         header = f"Kafka client settings for the secure local broker on port {self.port}"
         write_env_file(self.client_env_file, self.client_settings(), f"{header} (SASL_SSL, {SCRAM_MECHANISM})")
         write_env_file(self.mtls_env_file, self.mtls_settings(), f"{header} (mutual TLS on port {self.mtls_port})")
