@@ -7,10 +7,13 @@ ARGS ?=
 
 .PHONY: install test demo kafka-start kafka-stop bench bench-mapping bench-processor bench-sender bench-recovery clean
 
-$(VENV)/.installed: pyproject.toml
+# docker-compose 1.29.2 is installed without its dependencies only for the compose-spec JSON
+# schema it ships (compose/config/compose_spec.json), which tests/test_deploy_files.py reads.
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps "docker-compose==1.29.2"
 	touch $@
 
 install: $(VENV)/.installed

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import statistics
 import subprocess
 import sys
@@ -193,11 +194,14 @@ class SandboxHandle:
         self.url = ""
         self._runner: Any = None
         self._process: subprocess.Popen[str] | None = None
+        self.admin = {"Authorization": f"Bearer {secrets.token_urlsafe(24)}"}  # for the /_sandbox/ routes
 
     async def start(self) -> None:
+        token = self.admin["Authorization"].split(" ", 1)[1]
         if self.separate_process:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "cioproc.sandbox", "--port", "0", "--site-id", SITE, "--api-key", KEY],
+                [sys.executable, "-m", "cioproc.sandbox", "--port", "0", "--site-id", SITE, "--api-key", KEY,
+                 "--admin-token", token],
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -205,15 +209,15 @@ class SandboxHandle:
             line = await asyncio.to_thread(self._process.stdout.readline)
             self.url = next(word for word in line.split() if word.startswith("http://"))
         else:
-            self._runner, port = await serve(SandboxConfig(port=0, site_id=SITE, api_key=KEY))
+            self._runner, port = await serve(SandboxConfig(port=0, site_id=SITE, api_key=KEY, admin_token=token))
             self.url = f"http://127.0.0.1:{port}"
 
     async def reset(self, session: aiohttp.ClientSession) -> None:
-        async with session.post(self.url + "/_sandbox/reset") as response:
+        async with session.post(self.url + "/_sandbox/reset", headers=self.admin) as response:
             assert response.status == 200
 
     async def stats(self, session: aiohttp.ClientSession) -> dict[str, Any]:
-        async with session.get(self.url + "/_sandbox/stats") as response:
+        async with session.get(self.url + "/_sandbox/stats", headers=self.admin) as response:
             return orjson.loads(await response.read())
 
     async def stop(self) -> None:

@@ -14,7 +14,7 @@ Handler = Callable[[argparse.Namespace], int]
 def _kafka(args: argparse.Namespace) -> int:
     from cioproc.kafka import broker
 
-    return broker.main(args.action, args.port)
+    return broker.main(args.action, args.port, secure=args.secure)
 
 
 def _topics(args: argparse.Namespace) -> int:
@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("kafka", help="start, stop or query the local development Kafka (KRaft)")
     p.add_argument("action", choices=("start", "stop", "status"))
     p.add_argument("--port", type=int, default=None, help="listener port (default $CIOPROC_KAFKA_PORT or 9092)")
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="start with a SASL_SSL listener (SCRAM-SHA-512, generated CA) on the port and mutual TLS on port+2; "
+        "client settings go to .cioproc/kafka/<port>/client.env",
+    )
     p.set_defaults(handler=_kafka)
 
     p = sub.add_parser("topics", help="create (apply) or compare (check) the topics declared in topics.yaml")

@@ -58,6 +58,7 @@ VARIABLES: dict[str, str | None] = {
     "CIOPROC_STORE": "memory",
     "CIOPROC_DATA_DIR": ".cioproc/worker",
     "CIOPROC_METRICS_PORT": "9108",
+    "CIOPROC_METRICS_HOST": "127.0.0.1",
     "CIOPROC_LOG_LEVEL": "info",
     "CIOPROC_ENV_FILE": ".env",
 }
@@ -142,6 +143,7 @@ class Config:
     store: str = "memory"
     data_dir: Path = Path(".cioproc/worker")
     metrics_port: int = 9108
+    metrics_host: str = "127.0.0.1"
     log_level: str = "info"
 
     @property
@@ -195,6 +197,7 @@ class Config:
             "CIOPROC_STORE": self.store,
             "CIOPROC_DATA_DIR": self.data_dir,
             "CIOPROC_METRICS_PORT": self.metrics_port,
+            "CIOPROC_METRICS_HOST": self.metrics_host,
             "CIOPROC_LOG_LEVEL": self.log_level,
         }
         return {key: "" if value is None else mask_user_info(_text(value)) for key, value in values.items()}
@@ -316,6 +319,9 @@ def parse_config(env: Mapping[str, str]) -> Config:
     metrics_port = number("CIOPROC_METRICS_PORT", int, 0)
     if metrics_port > 65535:
         problems.append(f"CIOPROC_METRICS_PORT={metrics_port} is not a TCP port")
+    metrics_host = get("CIOPROC_METRICS_HOST") or "127.0.0.1"
+    if not _listen_host(metrics_host):
+        problems.append(f"CIOPROC_METRICS_HOST={metrics_host!r} must be an IP address or a host name to listen on")
 
     bootstrap = get("KAFKA_BOOTSTRAP_SERVERS") or ""
     if not all(_host_port(part) for part in bootstrap.split(",")):
@@ -380,8 +386,18 @@ def parse_config(env: Mapping[str, str]) -> Config:
         store=store,
         data_dir=Path(get("CIOPROC_DATA_DIR") or ".cioproc/worker"),
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
         log_level=log_level,
     )
+
+
+def _listen_host(host: str) -> bool:
+    """An IP address (v4 or v6) or a DNS host name."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?", host))
 
 
 def _host_port(part: str) -> bool:

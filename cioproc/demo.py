@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -51,8 +52,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_json(url: str, timeout: float = 10) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def http_json(url: str, timeout: float = 10, token: str | None = None) -> Any:
+    """GET a JSON answer; ``token``: the sandbox's admin token (its /_sandbox/* routes need it)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
 
@@ -175,6 +178,7 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
     sandbox_port = args.sandbox_port or free_port()
     metrics_port = args.metrics_port or free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    admin_token = secrets.token_urlsafe(24)  # the sandbox's /_sandbox/* routes need it
     logs = broker.root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {
@@ -188,16 +192,16 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
         "CIOPROC_TOPICS_FILE": str(topics.path.resolve()),
         "CIOPROC_ENV_FILE": "/nonexistent",
     }
-    print(f"sandbox: starting on {sandbox_url}", file=sys.stderr)
+    print(f"sandbox: starting on {sandbox_url} (admin token for {sandbox_url}/_sandbox/*: {admin_token})", file=sys.stderr)
     started.processes.append(
         subprocess.Popen(
-            [sys.executable, "-m", "cioproc.cli", "sandbox", "--port", str(sandbox_port)],
+            [sys.executable, "-m", "cioproc.cli", "sandbox", "--port", str(sandbox_port), "--admin-token", admin_token],
             env=env,
             stdout=open(logs / "sandbox.log", "wb"),
             stderr=subprocess.STDOUT,
         )
     )
-    _wait_http(f"{sandbox_url}/_sandbox/stats", started.processes[-1], logs / "sandbox.log")
+    _wait_http(f"{sandbox_url}/_sandbox/health", started.processes[-1], logs / "sandbox.log")
     print(f"worker: starting (processor + sender); logs in {logs / 'worker.log'}", file=sys.stderr)
     started.processes.append(
         subprocess.Popen(
@@ -225,9 +229,9 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
     complete = drained_at is not None
     elapsed = (drained_at or time.monotonic()) - t0
     samples = scrape(metrics_url)
-    stats = http_json(f"{sandbox_url}/_sandbox/stats")
-    people = http_json(f"{sandbox_url}/_sandbox/people")["people"]
-    events = http_json(f"{sandbox_url}/_sandbox/events")["events"]
+    stats = http_json(f"{sandbox_url}/_sandbox/stats", token=admin_token)
+    people = http_json(f"{sandbox_url}/_sandbox/people", token=admin_token)["people"]
+    events = http_json(f"{sandbox_url}/_sandbox/events", token=admin_token)["events"]
     events_in = total(samples, "cioproc_events_in_total")
     return {
         "complete": complete,

@@ -86,6 +86,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from cioproc.config import ConfigError, load_config
+from cioproc.kafka.failures import watch_connections
 from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
 
 REDRIVEN_HEADER = "cioproc.redriven"  # value: "<dead-letter topic>:<partition>:<offset>"
@@ -516,20 +517,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bootstrap = args.bootstrap or config.kafka.bootstrap_servers
     client = config.kafka.aiokafka_kwargs()
-    try:
-        if args.what == "dlq":
-            return _redrive(args, topics, bootstrap, client, config.app_id)
-        return _reset(args, topics, bootstrap, client, config.app_id)
-    except ForwardMoveRefused as exc:
-        _print_plan(exc.plan, args.what)
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ReplayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KafkaError as exc:
-        print(f"error: Kafka at {bootstrap}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    with watch_connections() as failures:
+        try:
+            if args.what == "dlq":
+                return _redrive(args, topics, bootstrap, client, config.app_id)
+            return _reset(args, topics, bootstrap, client, config.app_id)
+        except ForwardMoveRefused as exc:
+            _print_plan(exc.plan, args.what)
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except ReplayError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except KafkaError as exc:
+            reason = failures.describe(exc, bootstrap) if failures.last else f"Kafka at {bootstrap}: {type(exc).__name__}: {exc}"
+            print(f"error: {reason}", file=sys.stderr)
+            return 1
 
 
 def _reset(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, client: dict[str, Any], app_id: str) -> int:

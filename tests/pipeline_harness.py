@@ -22,6 +22,7 @@ from helpers_kafka import write_topics_file
 
 SITE = "e2e-site"
 KEY = "e2e-key-7f3a9c1d5e"
+ADMIN_TOKEN = "e2e-admin-3b8d20c4"  # the sandboxes' admin token (/_sandbox/* routes)
 
 
 def free_port() -> int:
@@ -30,10 +31,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(url: str, data: Any = None, timeout: float = 10) -> Any:
+def kafka_client_kwargs(kafka_env: dict[str, str]) -> dict[str, Any]:
+    """aiokafka security settings for KAFKA_* variables (none for a plaintext broker)."""
+    if not kafka_env:
+        return {}
+    from cioproc.config import parse_config
+
+    return parse_config({**kafka_env, "CIOPROC_ENV_FILE": "/nonexistent"}).kafka.aiokafka_kwargs()
+
+
+def http(url: str, data: Any = None, timeout: float = 10, token: str | None = ADMIN_TOKEN) -> Any:
+    """GET (or POST ``data`` as JSON) with the sandbox admin token; the JSON answer."""
     body = None if data is None else json.dumps(data).encode()
     request = urllib.request.Request(url, data=body, method="POST" if data is not None else "GET")
     request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
@@ -41,12 +54,25 @@ def http(url: str, data: Any = None, timeout: float = 10) -> Any:
 class Pipeline:
     """One isolated pipeline: its own topics, app id, sandbox and workers."""
 
-    def __init__(self, bootstrap: str, unique: str, tmp: Path, partitions: int = 4):
+    def __init__(
+        self,
+        bootstrap: str,
+        unique: str,
+        tmp: Path,
+        partitions: int = 4,
+        kafka_env: dict[str, str] | None = None,
+        create_topics: bool = True,
+    ):
+        """``kafka_env``: the KAFKA_* security variables (a secure broker's client.env) for
+        every process and client; ``create_topics=False`` leaves that to the test."""
         self.bootstrap = bootstrap
         self.app_id = f"cioproc-e2e-{unique}"
         self.tmp = tmp
+        self.kafka_env = dict(kafka_env or {})
+        self.client = kafka_client_kwargs(self.kafka_env)
         self.topics_path, self.topics = write_topics_file(tmp, unique, self.app_id, partitions)
-        asyncio.run(reconcile(self.topics, bootstrap, create=True))
+        if create_topics:
+            asyncio.run(reconcile(self.topics, bootstrap, create=True, **self.client))
         self.sandbox_port = free_port()
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
         self.processes: dict[str, subprocess.Popen] = {}
@@ -66,6 +92,7 @@ class Pipeline:
             "CIO_SITE_ID": SITE,
             "CIO_API_KEY": KEY,
             "CIO_MAX_REQUESTS_PER_SECOND": "1000",
+            **self.kafka_env,
             **extra,
         }
 
@@ -83,7 +110,8 @@ class Pipeline:
         return proc
 
     def start_sandbox(self, *flags: str) -> None:
-        self.start("sandbox", ["sandbox", "--port", str(self.sandbox_port), "--site-id", SITE, "--api-key", KEY, *flags])
+        self.start("sandbox", ["sandbox", "--port", str(self.sandbox_port), "--site-id", SITE, "--api-key", KEY,
+                                 "--admin-token", ADMIN_TOKEN, *flags])
         self.wait_for(lambda: self._sandbox_up(), 20, "sandbox to answer")
 
     def _sandbox_up(self) -> bool:
@@ -158,7 +186,9 @@ class Pipeline:
         """Records as (role, key, value bytes), in order."""
 
         async def run() -> int:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.client
+            )
             await producer.start()
             n = 0
             try:
@@ -177,7 +207,7 @@ class Pipeline:
 
         async def run() -> list[Any]:
             name = self.topics.by_role(role).name
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.client)
             await consumer.start()
             try:
                 partitions = range(self.topics.by_role(role).partitions)
@@ -205,7 +235,9 @@ class Pipeline:
 
         async def run() -> int:
             name = self.topics.by_role(role).name
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False, **self.client
+            )
             await consumer.start()
             try:
                 total = 0
@@ -239,7 +271,9 @@ class Pipeline:
 
         async def run() -> dict[int, int]:
             name = self.topics.by_role(role).name
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False, **self.client
+            )
             await consumer.start()
             try:
                 tps = [TopicPartition(name, p) for p in range(self.topics.by_role(role).partitions)]

@@ -17,7 +17,7 @@ from cioproc.models.settings import MappingSettings
 from cioproc.sandbox.config import SandboxConfig
 from cioproc.sandbox.server import serve
 from cioproc.sender import Deliverer, SenderConfig
-from pipeline_harness import KEY, SITE, Pipeline, http
+from pipeline_harness import ADMIN_TOKEN, KEY, SITE, Pipeline, http
 
 pytestmark = pytest.mark.kafka
 
@@ -56,7 +56,7 @@ def expected_workspace(
     EXPECTED_KINDS.update(c.kind.value for c in commands)
 
     async def deliver() -> tuple[list[dict], list[dict]]:
-        runner, port = await serve(SandboxConfig(port=0, site_id=SITE, api_key=KEY))
+        runner, port = await serve(SandboxConfig(port=0, site_id=SITE, api_key=KEY, admin_token=ADMIN_TOKEN))
         try:
             config = SenderConfig(site_id=SITE, api_key=KEY, track_url=f"http://127.0.0.1:{port}",
                                   max_requests_per_second=None, transport=transport)

@@ -23,11 +23,14 @@ from cioproc.sandbox.cli import build_parser, config_from_args, main
 from cioproc.sandbox.faults import FaultInjector
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"sandbox-site:sandbox-key").decode()}
+ADMIN_TOKEN = "test-admin-token-5c1e"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ULIDS = [f"01J{n:023d}" for n in range(100)]
 
 
 @contextlib.asynccontextmanager
 async def sandbox(**config: Any) -> AsyncIterator[test_utils.TestClient]:
+    config.setdefault("admin_token", ADMIN_TOKEN)
     app = create_app(SandboxConfig(**config))
     async with test_utils.TestClient(test_utils.TestServer(app)) as client:
         yield client
@@ -42,7 +45,7 @@ async def call(client: test_utils.TestClient, method: str, path: str, body: Any 
 
 
 async def inspect(client: test_utils.TestClient, what: str, query: str = "") -> Any:
-    status, body = await call(client, "GET", f"/_sandbox/{what}{query}", headers={})
+    status, body = await call(client, "GET", f"/_sandbox/{what}{query}", headers=ADMIN)
     assert status == 200
     return body
 
@@ -52,6 +55,44 @@ def entry(action: str, ident: dict[str, str], **fields: Any) -> dict[str, Any]:
 
 
 # -- auth ----------------------------------------------------------------------------------------
+
+ADMIN_ROUTES = [
+    ("GET", "/_sandbox/people"),
+    ("GET", "/_sandbox/events"),
+    ("GET", "/_sandbox/stats"),
+    ("GET", "/_sandbox/activity"),
+    ("GET", "/_sandbox/faults"),
+    ("POST", "/_sandbox/faults"),
+    ("POST", "/_sandbox/reset"),
+]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-token"}, AUTH, {"Authorization": ADMIN_TOKEN}, {"Authorization": "Bearer "}],
+    ids=["missing", "wrong", "track-api-basic-auth", "no-scheme", "empty"],
+)
+async def test_admin_routes_need_the_admin_token(headers: dict[str, str]) -> None:
+    """People, events, activity, stats, reset and faults hold personal data or controls."""
+    async with sandbox(faults=FaultConfig(fault_rate=0.0)) as client:
+        assert await call(client, "PUT", "/api/v1/customers/u1", {"email": "u1@example.com"}) == (200, {})
+        for method, path in ADMIN_ROUTES:
+            status, body = await call(client, method, path, {} if method == "POST" else None, headers=headers)
+            assert status == 401 and "admin token" in body["error"], (method, path)
+        assert len((await inspect(client, "people"))["people"]) == 1  # nothing was reset
+        for method, path in ADMIN_ROUTES:
+            assert (await call(client, method, path, {} if method == "POST" else None, headers=ADMIN))[0] == 200
+        assert (await call(client, "GET", "/_sandbox/health", headers={}))[0] == 200  # liveness stays open
+        assert (await call(client, "PUT", "/api/v1/customers/u1", {}, headers=ADMIN))[0] == 401  # not a Track key
+
+
+def test_admin_token_is_generated_unless_given() -> None:
+    parser = build_parser()
+    first, second = (config_from_args(parser.parse_args([]), {}) for _ in range(2))
+    assert first.admin_token != second.admin_token and len(first.admin_token) >= 24
+    assert config_from_args(parser.parse_args(["--admin-token", "given"]), {}).admin_token == "given"
+    assert "admin_token" not in repr(first) and first.admin_token not in repr(first)
+
 
 def _basic(text: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(text.encode()).decode()}
@@ -300,7 +341,7 @@ async def test_dropped_connection_after_apply_then_retry_is_deduplicated() -> No
         with pytest.raises(aiohttp.ServerDisconnectedError):
             await call(client, "POST", "/api/v2/batch", batch)
         assert len((await inspect(client, "events"))["events"]) == 1
-        await call(client, "POST", "/_sandbox/faults", {}, headers={})
+        await call(client, "POST", "/_sandbox/faults", {}, headers=ADMIN)
         assert await call(client, "POST", "/api/v2/batch", batch) == (200, {})
         assert len((await inspect(client, "events"))["events"]) == 1
         assert (await inspect(client, "stats"))["events_deduplicated"] == 1
@@ -336,16 +377,16 @@ async def test_faults_can_be_replaced_at_run_time() -> None:
     async with sandbox() as client:
         assert (await inspect(client, "faults"))["fault_rate"] == 0.0
         new = {"fault_rate": 1.0, "fault_statuses": [503], "seed": 3, "reject_event_names": ["x"]}
-        status, body = await call(client, "POST", "/_sandbox/faults", new, headers={})
+        status, body = await call(client, "POST", "/_sandbox/faults", new, headers=ADMIN)
         assert status == 200 and body == await inspect(client, "faults")
         assert body["fault_statuses"] == [503] and body["latency_ms"] == 0 and body["reject_event_names"] == ["x"]
         assert (await call(client, "PUT", "/api/v1/customers/u1", {}))[0] == 503
         for bad in ({"fault_rate": 2}, {"fault_statuses": [404]}, {"nope": 1}, {"latency_ms": -1}, {"reject_ids": "x"}, [1]):
-            status, body = await call(client, "POST", "/_sandbox/faults", bad, headers={})
+            status, body = await call(client, "POST", "/_sandbox/faults", bad, headers=ADMIN)
             assert status == 400 and body["error"]
-        assert (await call(client, "POST", "/_sandbox/faults", b"{", headers={}))[0] == 400
+        assert (await call(client, "POST", "/_sandbox/faults", b"{", headers=ADMIN))[0] == 400
         assert (await inspect(client, "faults"))["fault_statuses"] == [503]  # unchanged by bad requests
-        await call(client, "POST", "/_sandbox/faults", {}, headers={})
+        await call(client, "POST", "/_sandbox/faults", {}, headers=ADMIN)
         assert (await call(client, "PUT", "/api/v1/customers/u1", {}))[0] == 200
 
 
@@ -362,7 +403,7 @@ async def test_stats_count_requests_and_reset_clears_everything() -> None:
         assert stats["bytes_received"] == 6 * len(body) + 2
         assert sum(stats["by_status"].values()) == 7
         assert sum(stats["faults_injected"].values()) == 7 - stats["by_status"].get("200", 0)
-        await call(client, "POST", "/_sandbox/reset", headers={})
+        await call(client, "POST", "/_sandbox/reset", headers=ADMIN)
         assert await inspect(client, "people") == {"people": []}
         assert await inspect(client, "events") == {"events": []}
         assert await inspect(client, "activity") == {"activity": []}
@@ -467,6 +508,17 @@ def test_cli_prints_url_never_the_key_and_stops_on_sigterm() -> None:
                         return ok.status, denied.status
 
         assert asyncio.run(probe()) == (200, 401)
+        token_line = proc.stdout.readline()
+        assert token_line.startswith("sandbox admin token (Authorization: Bearer ...): ")
+        token = token_line.rsplit(" ", 1)[1].strip()
+
+        async def inspect_people(headers: dict[str, str]) -> int:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{url}/_sandbox/people", headers=headers) as response:
+                    return response.status
+
+        assert asyncio.run(inspect_people({"Authorization": f"Bearer {token}"})) == 200
+        assert asyncio.run(inspect_people({})) == 401
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)

@@ -84,7 +84,8 @@ class Running:
         return self.runner.app[SANDBOX]
 
     async def get(self, what: str) -> Any:
-        async with self.session.get(f"{self.url}/_sandbox/{what}") as response:
+        token = self.state.config.admin_token
+        async with self.session.get(f"{self.url}/_sandbox/{what}", headers={"Authorization": f"Bearer {token}"}) as response:
             assert response.status == 200
             return orjson.loads(await response.read())
 

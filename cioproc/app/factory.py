@@ -66,7 +66,7 @@ class CioprocApp(BatchApp):
             )
         Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
         await super().on_first_start()
-        await self.add_runtime_dependency(_MetricsService(self, self.config.metrics_port))
+        await self.add_runtime_dependency(_MetricsService(self, self.config.metrics_port, self.config.metrics_host))
 
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         """On stop (SIGTERM), drain: wait for in-flight chunks to be acked and commit them, for at
@@ -184,10 +184,10 @@ def attach_sender(app: BatchApp, config: Config, topics: TopicsFile) -> None:
 class _MetricsService(Service):
     """Serves the Prometheus metrics and health endpoints for the worker's lifetime."""
 
-    def __init__(self, app: BatchApp, port: int, **kwargs: Any):
+    def __init__(self, app: BatchApp, port: int, host: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.app = app
-        self.server = MetricsServer(port=port)
+        self.server = MetricsServer(host=host, port=port)
         self.server.add_readiness_check("kafka", self._ready)
 
     def _ready(self) -> bool:
@@ -195,7 +195,7 @@ class _MetricsService(Service):
 
     async def on_start(self) -> None:
         port = await self.server.start()
-        log.info("metrics and health endpoints on port %d", port)
+        log.info("metrics and health endpoints on %s port %d", self.server.host, port)
 
     async def on_stop(self) -> None:
         await self.server.stop()

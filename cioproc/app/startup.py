@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from cioproc.app.faust_config import StartupError
 from cioproc.kafka.admin import describe_topics
+from cioproc.kafka.failures import watch_connections
 from cioproc.kafka.topics import ActualTopic, TopicsFile, drift
 
 log = logging.getLogger("cioproc.worker")
@@ -50,14 +51,17 @@ def topic_problems(topics: TopicsFile, role: str, actual: dict[str, ActualTopic]
 async def verify_topics(topics: TopicsFile, role: str, bootstrap: str, **client: Any) -> None:
     """Raise StartupError (one line) when the cluster lacks what ``role`` needs; log other drift."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000, **client)
-    try:
-        await admin.start()
-        names = [topics.by_role(r).name for r in ROLE_TOPICS[role]]
-        actual = await describe_topics(admin, names)
-    except Exception as exc:
-        raise StartupError(f"cannot read topic metadata from Kafka at {bootstrap}: {type(exc).__name__}: {exc}") from None
-    finally:
-        await admin.close()
+    with watch_connections() as failures:
+        try:
+            await admin.start()
+            names = [topics.by_role(r).name for r in ROLE_TOPICS[role]]
+            actual = await describe_topics(admin, names)
+        except Exception as exc:
+            raise StartupError(
+                f"cannot read topic metadata from Kafka at {bootstrap}: {failures.describe(exc, bootstrap)}"
+            ) from None
+        finally:
+            await admin.close()
     fatal, warnings = topic_problems(topics, role, actual)
     for line in warnings:
         log.warning("topic drift (not changed by the worker): %s", line)

@@ -32,6 +32,7 @@ from cioproc.generate.jsonlines import LineError, decode_line, encode_line
 from cioproc.generate.model import Record, Summary
 from cioproc.generate.produce import COMPRESSIONS, ProduceError, produce_records
 from cioproc.generate.synthetic import generate
+from cioproc.kafka.failures import watch_connections
 from cioproc.kafka.topics import TopicsFileError, load_topics
 
 MAX_REPORTED_ERRORS = 20
@@ -215,19 +216,21 @@ def _produce_to_kafka(records: Iterator[Record], args: argparse.Namespace, by_ro
     kafka_logger.setLevel(logging.CRITICAL)
     started = time.monotonic()
     try:
-        acked = asyncio.run(
-            produce_records(
-                counted(),
-                bootstrap,
-                topics,
-                compression=args.compression,
-                progress=progress.update,
-                **config.kafka.aiokafka_kwargs(),
+        with watch_connections() as failures:
+            acked = asyncio.run(
+                produce_records(
+                    counted(),
+                    bootstrap,
+                    topics,
+                    compression=args.compression,
+                    progress=progress.update,
+                    **config.kafka.aiokafka_kwargs(),
+                )
             )
-        )
     except ProduceError as exc:
         progress.done()
-        print(f"produce: {exc} ({progress.acked:,} message(s) acknowledged before)", file=sys.stderr)
+        reason = failures.describe(exc, bootstrap) if failures.last else str(exc)
+        print(f"produce: {reason} ({progress.acked:,} message(s) acknowledged before)", file=sys.stderr)
         return 1
     finally:
         kafka_logger.setLevel(level)

@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from cioproc.kafka.failures import watch_connections
 from cioproc.kafka.topics import ActualTopic, TopicsFile, TopicsFileError, drift, load_topics
 
 
@@ -88,11 +89,12 @@ def main(action: str, bootstrap: str, path: str | None = None, **client: Any) ->
     except TopicsFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        report = asyncio.run(reconcile(topics, bootstrap, create=(action == "apply"), **client))
-    except Exception as exc:  # a broker that is down or refuses: one clear line
-        print(f"error: topics {action} against {bootstrap} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    with watch_connections() as failures:
+        try:
+            report = asyncio.run(reconcile(topics, bootstrap, create=(action == "apply"), **client))
+        except Exception as exc:  # a broker that is down or refuses: one clear line
+            print(f"error: topics {action} against {bootstrap} failed: {failures.describe(exc, bootstrap)}", file=sys.stderr)
+            return 1
     for name in report.created:
         print(f"created   {name}")
     for name in report.unchanged:

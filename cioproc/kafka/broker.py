@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 POM = Path(__file__).with_name("pom.xml")
 KAFKA_VERSION = "4.4.0"  # keep in step with pom.xml and docker-compose.yml
@@ -140,14 +141,18 @@ class LocalBroker:
                 f"not signalled")
 
     def is_running(self) -> bool:
-        return self.pid() is not None and answers_metadata(self.bootstrap, timeout=5.0)
+        return self.pid() is not None and self.answers(timeout=5.0)
+
+    def answers(self, timeout: float) -> bool:
+        """True if the broker answers a metadata request on its client listener."""
+        return answers_metadata(self.bootstrap, timeout=timeout)
 
     # ---- start --------------------------------------------------------------------------
 
     def start(self, progress=print) -> bool:
         """Start the broker unless it runs already; return True if this call started it."""
         if self.pid() is not None:
-            if answers_metadata(self.bootstrap, timeout=10.0):
+            if self.answers(timeout=10.0):
                 progress(f"kafka: already running on {self.bootstrap} (pid {self.pid()})")
                 return False
             raise BrokerError(
@@ -194,7 +199,7 @@ class LocalBroker:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
                 raise BrokerError(f"kafka exited with code {proc.returncode}:\n{self.log_tail()}")
-            if answers_metadata(self.bootstrap, timeout=2.0):
+            if self.answers(timeout=2.0):
                 progress(f"kafka: ready on {self.bootstrap} (pid {proc.pid})")
                 return True
             time.sleep(0.3)
@@ -239,6 +244,20 @@ class LocalBroker:
         tmp.rename(self.jars)
         return self.jars
 
+    def listener_settings(self) -> list[str]:
+        """The listener lines of server.properties (a secure broker replaces them)."""
+        controller_port = self.port + 1
+        return [
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ]
+
+    def format_options(self) -> list[str]:
+        """Extra `kafka-storage format` options (a secure broker adds its SCRAM users)."""
+        return []
+
     def _write_config(self) -> Path:
         controller_port = self.port + 1
         props = self.config_file
@@ -248,11 +267,8 @@ class LocalBroker:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
                     "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    *self.listener_settings(),
                     f"log.dirs={self.data_dir}",
                     *(f"{key}={value}" for key, value in BROKER_SETTINGS.items()),
                     "",
@@ -275,6 +291,7 @@ class LocalBroker:
                 f"--cluster-id={cluster_id}",  # one token: an id may start with "-"
                 "-c",
                 str(props),
+                *self.format_options(),
             ],
             capture_output=True,
             text=True,
@@ -315,12 +332,14 @@ class LocalBroker:
             return "(no log)"
 
 
-def answers_metadata(bootstrap: str, timeout: float = 5.0) -> bool:
-    """True if a Kafka broker at ``bootstrap`` answers a metadata request in time."""
-    return asyncio.run(_metadata(bootstrap, timeout))
+def answers_metadata(bootstrap: str, timeout: float = 5.0, **client: Any) -> bool:
+    """True if a Kafka broker at ``bootstrap`` answers a metadata request in time.
+
+    ``client`` holds aiokafka security settings (``KafkaSettings.aiokafka_kwargs()``)."""
+    return asyncio.run(_metadata(bootstrap, timeout, client))
 
 
-async def _metadata(bootstrap: str, timeout: float) -> bool:
+async def _metadata(bootstrap: str, timeout: float, security: dict[str, Any]) -> bool:
     import logging
 
     from aiokafka.client import AIOKafkaClient  # only the shell needs a client
@@ -328,7 +347,7 @@ async def _metadata(bootstrap: str, timeout: float) -> bool:
     log = logging.getLogger("aiokafka")
     level = log.level
     log.setLevel(logging.CRITICAL)  # "Unable connect" while a broker boots is expected here
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **security)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
         return True
@@ -415,12 +434,15 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def main(action: str, port: int | None = None) -> int:
-    """`cioproc kafka start|stop|status`."""
+def main(action: str, port: int | None = None, secure: bool = False) -> int:
+    """`cioproc kafka start|stop|status` (``secure``: start with SASL_SSL and mutual-TLS listeners)."""
+    from cioproc.kafka import secure as secure_broker
+
     try:
-        broker = LocalBroker.from_env(port)
+        broker = secure_broker.choose(LocalBroker.from_env(port), secure=secure, starting=action == "start")
         if action == "start":
             broker.start()
+            secure_broker.announce(broker)
         elif action == "stop":
             broker.stop()
         elif action == "status":

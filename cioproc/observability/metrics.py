@@ -49,9 +49,10 @@ def render() -> bytes:
 
 
 class MetricsServer:
-    """``/metrics``, ``/healthz`` and ``/readyz`` on one port (0 picks a free one)."""
+    """``/metrics``, ``/healthz`` and ``/readyz`` on one port (0 picks a free one), on
+    loopback unless another ``host`` is given (``CIOPROC_METRICS_HOST``)."""
 
-    def __init__(self, host: str = "0.0.0.0", port: int = 9108):
+    def __init__(self, host: str = "127.0.0.1", port: int = 9108):
         self.host = host
         self.port = port
         self._checks: dict[str, Callable[[], bool]] = {}

@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default %(default)s)")
     parser.add_argument("--site-id", default=None, help=f"accepted site id (default $CIO_SITE_ID or {DEFAULT_SITE_ID})")
     parser.add_argument("--api-key", default=None, help="accepted API key (default $CIO_API_KEY or a sandbox key)")
+    parser.add_argument(
+        "--admin-token",
+        default=None,
+        help="token the /_sandbox/* routes require (Authorization: Bearer TOKEN); default: a random one, printed at start",
+    )
     parser.add_argument("--fault-rate", type=float, default=0.0, help="fraction of requests answered with a fault status")
     parser.add_argument("--fault-statuses", type=_statuses, default=(500, 503, 429), help="fault statuses (default 500,503,429)")
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds sent with 429 (default %(default)s)")
@@ -56,7 +61,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.e
         drop_after_apply_rate=args.drop_after_apply_rate,
         seed=args.seed,
     )
+    token = {"admin_token": args.admin_token} if args.admin_token else {}
     return SandboxConfig(
+        **token,
         host=args.host,
         port=args.port,
         site_id=args.site_id or environ.get("CIO_SITE_ID") or DEFAULT_SITE_ID,
@@ -79,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def ready(url: str) -> None:
         print(f"Customer.io sandbox listening on {url} (site id {config.site_id}); inspect {url}/_sandbox/people", flush=True)
+        if args.admin_token:
+            print("sandbox admin token (Authorization: Bearer ...): the one given with --admin-token", flush=True)
+        else:
+            print(f"sandbox admin token (Authorization: Bearer ...): {config.admin_token}", flush=True)
 
     try:
         run(config, ready)

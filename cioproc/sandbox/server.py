@@ -9,10 +9,11 @@ Track API (HTTP Basic auth ``site_id:api_key``; 401 ``{"meta":{"error":"Unauthor
 - ``POST /api/v2/batch``                           v2 ``{"batch": [...]}``
 - ``GET  /api/v1/accounts/region``                 ``{"url", "region", "environment_id"}``
 
-Inspection (no auth): ``GET /_sandbox/people[?without_cio_id=1]``,
+Inspection and control (``Authorization: Bearer <admin token>``: they hold personal data
+and change the workspace): ``GET /_sandbox/people[?without_cio_id=1]``,
 ``GET /_sandbox/events[?with_cio_id=1]``, ``GET /_sandbox/stats``,
-``GET /_sandbox/activity``, ``POST /_sandbox/reset``, ``GET|POST /_sandbox/faults``,
-``GET /_sandbox/health``.
+``GET /_sandbox/activity``, ``POST /_sandbox/reset``, ``GET|POST /_sandbox/faults``.
+``GET /_sandbox/health`` is open (liveness).
 
 Each Track request is counted, then faults are applied in this order: added latency, a
 dropped connection, an injected 500/503/429, then the auth check, then the request is
@@ -39,6 +40,8 @@ from cioproc.sandbox.faults import FaultConfig, FaultInjector
 from cioproc.sandbox.workspace import Workspace
 
 UNAUTHORIZED = {"meta": {"error": "Unauthorized request"}}
+ADMIN_UNAUTHORIZED = {"error": "the /_sandbox/ routes need the sandbox's admin token: Authorization: Bearer <token>"}
+OPEN_ADMIN_PATHS = frozenset({"/_sandbox/health"})
 FAULT_BODIES = {
     500: {"meta": {"error": "Internal server error (sandbox fault injection)"}},
     503: {"meta": {"error": "Service unavailable (sandbox fault injection)"}},
@@ -72,6 +75,13 @@ class Sandbox:
             return False
         expected = f"{self.config.site_id}:{self.config.api_key}".encode()
         return hmac.compare_digest(decoded, expected)
+
+    def admin_authorized(self, header: str | None) -> bool:
+        scheme, _, token = (header or "").partition(" ")
+        token = token.strip()
+        return scheme.lower() == "bearer" and bool(token) and hmac.compare_digest(
+            token.encode(), self.config.admin_token.encode()
+        )
 
     def reset(self) -> None:
         """Empty the workspace and counters; the fault RNG restarts from its seed."""
@@ -191,9 +201,19 @@ async def _health(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
+@web.middleware
+async def _admin_guard(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """The /_sandbox/ routes answer only requests that carry the admin token."""
+    path = request.path
+    if path.startswith("/_sandbox/") and path not in OPEN_ADMIN_PATHS:
+        if not request.app[SANDBOX].admin_authorized(request.headers.get(hdrs.AUTHORIZATION)):
+            return _json(ADMIN_UNAUTHORIZED, 401)
+    return await handler(request)
+
+
 def create_app(config: SandboxConfig | None = None) -> web.Application:
     """The sandbox as an aiohttp application; its state is ``app[SANDBOX]``."""
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_admin_guard])
     app[SANDBOX] = Sandbox.create(config or SandboxConfig())
     app.router.add_put(
         "/api/v1/customers/{identifier}",
