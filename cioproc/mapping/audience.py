@@ -8,7 +8,7 @@ from typing import Any
 from cioproc.mapping.batch import decode_json
 from cioproc.mapping.person import address, choose_identifier, identify, unchanged
 from cioproc.mapping.results import Drop, MapResult, Rejection
-from cioproc.mapping.segments import audience_attributes
+from cioproc.mapping.segments import audience_attributes, join_audience
 from cioproc.mapping.values import (
     clean_customer_id,
     clean_email,
@@ -144,7 +144,7 @@ def parse_audience_change(
 def map_audience_unchecked(
     profile: AudienceProfile, state: UserState | None, settings: MappingSettings
 ) -> MapResult:
-    """:func:`cioproc.mapping.map_audience` without its safety net (see there)."""
+    """What :func:`cioproc.mapping.map_audience` does (it calls this)."""
     state = state.copy() if state is not None else UserState()
     drops = list(profile.drops)
     previous_email = state.email
@@ -158,10 +158,9 @@ def map_audience_unchecked(
             known = state.audiences.pop(change.audience_id, None)
             removed[change.audience_id] = change.audience_name or known
         else:
-            state.audiences[change.audience_id] = (
-                change.audience_name or state.audiences.get(change.audience_id) or ""
-            )
-            removed.pop(change.audience_id, None)
+            join_audience(state.audiences, change.audience_id, change.audience_name, drops)
+            if change.audience_id in state.audiences:
+                removed.pop(change.audience_id, None)
     identifier = choose_identifier(settings, state.customer_id, state.email)
     if identifier is None:
         mode = settings.user_id_type.value

@@ -68,7 +68,7 @@ def _invalid_event(event: Any, position: int) -> Drop:
 def map_batch_unchecked(
     batch: Batch, state: UserState | None, settings: MappingSettings
 ) -> MapResult:
-    """:func:`cioproc.mapping.map_batch` without its safety net (see there).
+    """What :func:`cioproc.mapping.map_batch` does (it calls this).
 
     Event data is size-checked once for the whole batch: when all of it together fits one
     Customer.io entry, each event's does. Otherwise (rare: over ~30 KB of event data, or a

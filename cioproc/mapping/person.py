@@ -14,8 +14,10 @@ Identifier changes: the person is never split in two.
   customer id is identified without the old person's email (that email still belongs to the
   old person until the merge; the next identify sends it).
 
-Dedup: ``state.sent`` keeps a checksum of every attribute value last sent; an identify carries
-only the attributes whose value differs, and is emitted only when there is one (or when the
+Dedup: ``state.sent`` keeps a checksum of every attribute value last sent (a removal is
+forgotten once sent: a later removal of the same name is sent again, only together with
+another change, since an unchanged input is skipped whole); an identify carries only the
+attributes whose value differs, and is emitted only when there is one (or when the
 person is addressed by this identifier for the first time, so that it exists before events).
 ``state.desired`` (a digest of the inputs the attribute set was computed from, kept only when
 all of it was sent) skips building and comparing the attributes when nothing changed, the
@@ -138,6 +140,8 @@ def identify(
         if not everything:
             before = sent_before(name)
             if before == checksum:
+                if value is None:
+                    del sent[name]  # a removal kept by an older version: forget it now
                 continue
             if withhold_email and name == "email":
                 complete = False
@@ -151,7 +155,10 @@ def identify(
                     continue
                 live += 1
             changes[name] = value
-        sent[name] = checksum
+        if value is None:
+            sent.pop(name, None)  # removed: forgotten, so deleted names do not pile up in the state
+        else:
+            sent[name] = checksum
         if truncated and name in truncated:
             drops.append(Drop("attribute_value_truncated", f"{name[:40]!r} cut to 1000 bytes"))
 

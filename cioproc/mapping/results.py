@@ -51,7 +51,7 @@ DROP_REASONS = frozenset(
         "invalid_audience",
         "unknown_audience_action",
         "missing_audience_name",
-        "internal_error",
+        "too_many_audiences",
     }
 )
 

@@ -5,7 +5,10 @@ Faust table as bytes (:func:`encode_state` / :func:`decode_state`).
 
 Encoding: a msgpack array ``[version, customer_id, email, id_type, id_value, devices,
 last_device, last_device_ms, audiences, sent, unsubscribed, opt_out_ms, desired]``; absent
-values are nil, maps are msgpack maps. About 100-400 bytes for a typical user.
+values are nil, maps are msgpack maps. About 100-400 bytes for a typical user, and under
+:data:`MAX_STATE_BYTES` for any: the mapping caps each collection (``sent``: Customer.io's
+300 attributes, removals forgotten once sent; ``audiences``: see ``mapping.segments``;
+``devices``: 16 types) and the processor refuses a state over it (``state_too_large``).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["STATE_VERSION", "StateDecodeError", "UserState", "decode_state", "encode_state"]
+__all__ = ["MAX_STATE_BYTES", "STATE_VERSION", "StateDecodeError", "UserState", "decode_state", "encode_state"]
 
 STATE_VERSION = 1
 _FIELDS = 13
+MAX_STATE_BYTES = 64 * 1024  # an encoded state's ceiling (a changelog record, a table value)
 
 
 class StateDecodeError(ValueError):
