@@ -445,21 +445,6 @@ async def _create_with_configs(bootstrap: str, topics, overrides: dict[str, dict
         await admin.close()
 
 
-def _wait_committed_on_a_fresh_broker(bootstrap: str, group: str, topics: list[str], worker) -> None:
-    """wait_committed, once the broker has a group coordinator (the first group of a run waits for one)."""
-    from aiokafka.errors import GroupCoordinatorNotAvailableError
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            asyncio.run(committed_offsets(bootstrap, group))
-            break
-        except GroupCoordinatorNotAvailableError:
-            assert time.monotonic() < deadline and worker.alive(), worker.log()[-3000:]
-            time.sleep(0.5)
-    wait_committed(bootstrap, group, topics, timeout=90, workers=[worker])
-
-
 def test_a_refused_write_stops_the_worker_and_leaves_the_input_uncommitted(kafka_bootstrap, tmp_path, unique):
     """The dead-letter topic is compacted: the broker refuses a keyless dead letter for good."""
     app_id = f"test-{unique}"
@@ -512,7 +497,7 @@ def test_records_over_a_topics_max_message_bytes_are_fitted_or_dead_lettered_and
                                  "CIOPROC_APP_ID": app_id})
     try:
         worker = pool.start()
-        _wait_committed_on_a_fresh_broker(kafka_bootstrap, app_id, [source], worker)
+        wait_committed(kafka_bootstrap, app_id, [source], timeout=90, workers=[worker])
         dead = read_topic_sync(kafka_bootstrap, dlq.name, lambda r: len(r) >= 3, timeout=30)
         by_reason = {read_dead_letter_headers(r.headers).reason: r for r in dead}
         assert set(by_reason) == {"not_json", "record_too_large", "state_too_large"}
@@ -554,7 +539,7 @@ def test_a_bug_in_the_mapping_dead_letters_the_input_and_the_worker_goes_on(kafk
                                  "CIOPROC_APP_ID": app_id, "PYTHONPATH": str(inject)})
     try:
         worker = pool.start()
-        _wait_committed_on_a_fresh_broker(kafka_bootstrap, app_id, [source], worker)
+        wait_committed(kafka_bootstrap, app_id, [source], timeout=90, workers=[worker])
         [dead] = read_topic_sync(kafka_bootstrap, topics.by_role("batches_dlq").name, lambda r: len(r) >= 1, timeout=30)
         info = read_dead_letter_headers(dead.headers)
         assert (info.reason, info.topic, info.offset) == ("internal_error", source, 1)
