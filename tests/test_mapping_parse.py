@@ -323,12 +323,14 @@ def test_every_reason_named_in_code_is_documented() -> None:
         assert f"``{reason}``" in package.__doc__, reason
 
 
-def test_internal_errors_are_caught_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_in_the_mapping_raises_for_the_caller_to_dead_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a silent ``internal_error`` drop: the processor dead-letters the input (issue 11, item 5)."""
     import cioproc.mapping as package
 
     def broken(*args: Any) -> MapResult:
         raise RuntimeError("bug")
 
     monkeypatch.setattr(package, "map_batch_unchecked", broken)
-    result = package.map_batch(parsed(batch([custom("e")])), UserState(), MappingSettings())
-    assert reasons(result) == ["internal_error"] and result.commands == []
+    with pytest.raises(RuntimeError, match="bug"):
+        package.map_batch(parsed(batch([custom("e")])), UserState(), MappingSettings())
+    assert "internal_error" not in DROP_REASONS

@@ -428,31 +428,32 @@ def test_two_workers_split_the_partitions_and_one_takes_over_when_the_other_stop
     check_after_recovery(inputs, read_commands(bootstrap, topics, total), history_commands)
 
 
-# ---- a write the broker refuses ---------------------------------------------------------------------
+# ---- a write the broker refuses; records that would not fit; mapping bugs ------------------------
+
+
+async def _create_with_configs(bootstrap: str, topics, overrides: dict[str, dict[str, str]]) -> None:
+    """Every topic of the file, some with configs changed (``create_topics`` would call that drift)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(spec.name, spec.partitions, spec.replication_factor,
+                                            topic_configs={**spec.config, **overrides.get(spec.name, {})})
+                                   for spec in topics.topics])
+    finally:
+        await admin.close()
 
 
 def test_a_refused_write_stops_the_worker_and_leaves_the_input_uncommitted(kafka_bootstrap, tmp_path, unique):
-    """The dead-letter topic accepts at most 2000-byte records; a 5000-byte bad input cannot go there."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
+    """The dead-letter topic is compacted: the broker refuses a keyless dead letter for good."""
     app_id = f"test-{unique}"
     path, topics = write_topics_file(tmp_path, unique, app_id, partitions=1)
     dlq = topics.by_role("batches_dlq")
-
-    async def small_dlq() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(dlq.name, dlq.partitions, dlq.replication_factor,
-                                                topic_configs={**dlq.config, "max.message.bytes": "2000"})])
-        finally:
-            await admin.close()
-
-    asyncio.run(small_dlq())
-    create_topics(kafka_bootstrap, topics)
+    asyncio.run(_create_with_configs(kafka_bootstrap, topics, {dlq.name: {"cleanup.policy": "compact"}}))
     source = topics.by_role("batches").name
     produce_sync(kafka_bootstrap, source, [(b"3001", batch(3001, T0, [track("A", T0, "r1")])),
-                                          (b"big", b"x" * 5000),
+                                          (None, b"not json, and no key"),
                                           (b"3002", batch(3002, T0, [track("B", T0, "r2")]))])
     pool = WorkerPool(tmp_path, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CIOPROC_TOPICS_FILE": str(path),
                                  "CIOPROC_APP_ID": app_id})
@@ -462,6 +463,89 @@ def test_a_refused_write_stops_the_worker_and_leaves_the_input_uncommitted(kafka
         assert worker.process.returncode != 0
         assert "stopping the worker so that their offsets are not committed" in worker.log()
         committed = asyncio.run(committed_offsets(kafka_bootstrap, app_id))
-        assert all(offset <= 1 for tp, offset in committed.items() if tp.topic == source)  # never past "big"
+        assert all(offset <= 1 for tp, offset in committed.items() if tp.topic == source)  # never past the refused one
+    finally:
+        pool.close()
+
+
+def test_records_over_a_topics_max_message_bytes_are_fitted_or_dead_lettered_and_the_worker_goes_on(
+    kafka_bootstrap, tmp_path, unique
+):
+    """Small ``max.message.bytes`` on the commands (3000), dead-letter (2000) and changelog (1500)
+    topics: an oversized dead letter is cut (headers kept), an input whose command or state would
+    not fit is dead-lettered with its reason, and everything else is mapped and committed."""
+    app_id = f"test-{unique}"
+    path, topics = write_topics_file(tmp_path, unique, app_id, partitions=1)
+    commands_topic, dlq, changelog = (topics.by_role(r) for r in ("commands", "batches_dlq", "table_changelog"))
+    asyncio.run(_create_with_configs(kafka_bootstrap, topics, {
+        commands_topic.name: {"max.message.bytes": "3000"},
+        dlq.name: {"max.message.bytes": "2000"},
+        changelog.name: {"max.message.bytes": "1500"},
+    }))
+    source = topics.by_role("batches").name
+    big_event = track("Big", T0 + 1, "r3", blob="b" * 4000)
+    wide = {f"a{i:03d}": i for i in range(100)}  # an identify of ~1 KB, a state of ~1.7 KB
+    inputs = [
+        (b"3001", batch(3001, T0, [track("A", T0, "r1")])),
+        (b"big", b"x" * 5000),
+        (b"3003", batch(3003, T0, [big_event])),
+        (b"3004", batch(3004, T0, [], attributes=wide)),
+        (b"3002", batch(3002, T0, [track("B", T0, "r2")])),
+    ]
+    produce_sync(kafka_bootstrap, source, inputs)
+    pool = WorkerPool(tmp_path, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CIOPROC_TOPICS_FILE": str(path),
+                                 "CIOPROC_APP_ID": app_id})
+    try:
+        worker = pool.start()
+        wait_committed(kafka_bootstrap, app_id, [source], timeout=90, workers=[worker])
+        dead = read_topic_sync(kafka_bootstrap, dlq.name, lambda r: len(r) >= 3, timeout=30)
+        by_reason = {read_dead_letter_headers(r.headers).reason: r for r in dead}
+        assert set(by_reason) == {"not_json", "record_too_large", "state_too_large"}
+        cut = by_reason["not_json"]
+        info = read_dead_letter_headers(cut.headers)
+        assert (info.topic, info.partition, info.offset) == (source, 0, 1) and cut.key == b"big"
+        assert len(cut.value) > 1000 and (b"x" * 5000).startswith(cut.value) and cut.value != b"x" * 5000
+        assert dict(cut.headers)["cioproc.value.truncated"] == b"5000"
+        assert read_dead_letter_headers(by_reason["record_too_large"].headers).offset == 2
+        assert read_dead_letter_headers(by_reason["state_too_large"].headers).offset == 3
+        got = by_user(read_topic_sync(kafka_bootstrap, commands_topic.name, lambda r: False, timeout=3))
+        assert set(got) == {"3001", "3002"}
+        assert worker.alive() and "Traceback" not in worker.log()
+    finally:
+        pool.close()
+
+
+def test_a_bug_in_the_mapping_dead_letters_the_input_and_the_worker_goes_on(kafka_bootstrap, tmp_path, unique):
+    """A fault injected into the mapping core (sitecustomize in the worker): MPID 6666 raises."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import cioproc.mapping.mapper as mapper\n"
+        "_real = mapper._map\n"
+        "def _map(batch, state, settings, size_each):\n"
+        "    if batch.mpid == '6666':\n"
+        "        raise ZeroDivisionError('injected mapping bug')\n"
+        "    return _real(batch, state, settings, size_each)\n"
+        "mapper._map = _map\n"
+    )
+    app_id = f"test-{unique}"
+    path, topics = write_topics_file(tmp_path, unique, app_id, partitions=1)
+    create_topics(kafka_bootstrap, topics)
+    source = topics.by_role("batches").name
+    produce_sync(kafka_bootstrap, source, [(b"3001", batch(3001, T0, [track("A", T0, "r1")])),
+                                          (b"6666", batch(6666, T0, [track("X", T0, "r9")])),
+                                          (b"3002", batch(3002, T0, [track("B", T0, "r2")]))])
+    pool = WorkerPool(tmp_path, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "CIOPROC_TOPICS_FILE": str(path),
+                                 "CIOPROC_APP_ID": app_id, "PYTHONPATH": str(inject)})
+    try:
+        worker = pool.start()
+        wait_committed(kafka_bootstrap, app_id, [source], timeout=90, workers=[worker])
+        [dead] = read_topic_sync(kafka_bootstrap, topics.by_role("batches_dlq").name, lambda r: len(r) >= 1, timeout=30)
+        info = read_dead_letter_headers(dead.headers)
+        assert (info.reason, info.topic, info.offset) == ("internal_error", source, 1)
+        assert "ZeroDivisionError: injected mapping bug" in info.detail
+        assert dead.key == b"6666" and dead.value == batch(6666, T0, [track("X", T0, "r9")])
+        got = by_user(read_topic_sync(kafka_bootstrap, topics.by_role("commands").name, lambda r: False, timeout=3))
+        assert set(got) == {"3001", "3002"} and worker.alive()
     finally:
         pool.close()

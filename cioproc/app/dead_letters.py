@@ -10,7 +10,12 @@ came from travel in headers (UTF-8 text values):
 ``cioproc.source.topic``    the input topic
 ``cioproc.source.partition`` its partition
 ``cioproc.source.offset``   its offset
+``cioproc.value.truncated`` only on a cut value: the original value's size in bytes
 =========================== =========================================================
+
+A dead letter larger than its topic's ``max.message.bytes`` is cut to fit
+(:func:`fit_dead_letter`): the headers stay (the detail may be shortened), the value keeps
+its first bytes; the source offset leads to the whole input.
 """
 
 from __future__ import annotations
@@ -22,7 +27,26 @@ DETAIL = "cioproc.detail"
 SOURCE_TOPIC = "cioproc.source.topic"
 SOURCE_PARTITION = "cioproc.source.partition"
 SOURCE_OFFSET = "cioproc.source.offset"
+VALUE_TRUNCATED = "cioproc.value.truncated"
 MAX_DETAIL_BYTES = 1000
+
+# Upper bounds of what Kafka's record batch format (v2) adds around one record.
+BATCH_OVERHEAD_BYTES = 61  # the batch header, base offset and length included
+_RECORD_OVERHEAD_BYTES = 5 + 1 + 10 + 5 + 5 + 5 + 5  # length, attributes, deltas, key/value lengths, header count
+_HEADER_OVERHEAD_BYTES = 5 + 5  # key and value lengths
+
+
+def record_bytes(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> int:
+    """An upper bound of one record's size inside a record batch (uncompressed)."""
+    size = _RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"")
+    for name, header_value in headers or ():
+        size += _HEADER_OVERHEAD_BYTES + len(name.encode()) + len(header_value or b"")
+    return size
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> int:
+    """An upper bound of the bytes Kafka counts against ``max.message.bytes`` for a batch of this one record."""
+    return BATCH_OVERHEAD_BYTES + record_bytes(key, value, headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +84,20 @@ def read_dead_letter_headers(headers: list[tuple[str, bytes]] | tuple) -> DeadLe
         )
     except (KeyError, ValueError) as exc:
         raise ValueError(f"not a cioproc dead letter: {exc}") from None
+
+
+def fit_dead_letter(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], limit: int
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """The dead letter cut to ``limit`` bytes (see the module docstring); unchanged when it fits."""
+    if record_size(key, value, headers) <= limit:
+        return key, value, headers
+    headers = [*headers, (VALUE_TRUNCATED, str(len(value or b"")).encode())]
+    room = limit - record_size(key, b"", headers)
+    if room < 0:  # a tiny limit: shorten the detail, then give up the key (the offset still says which)
+        headers = [(name, b"") if name == DETAIL else (name, data) for name, data in headers]
+        room = limit - record_size(key, b"", headers)
+        if room < 0:
+            key = None
+            room = max(0, limit - record_size(None, b"", headers))
+    return key, (value or b"")[:room], headers

@@ -61,9 +61,11 @@ class CioprocApp(BatchApp):
 
     async def on_first_start(self) -> None:
         if not self.topics_verified:
-            await verify_topics(
+            actual = await verify_topics(
                 self.topics_file, self.role, self.config.kafka.bootstrap_servers, **self.config.kafka.aiokafka_kwargs()
             )
+            if self.processor is not None:
+                self.processor.use_topic_limits(actual)
         Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
         await super().on_first_start()
         await self.add_runtime_dependency(_MetricsService(self, self.config.metrics_port, self.config.metrics_host))

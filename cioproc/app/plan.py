@@ -16,18 +16,28 @@ returns a :class:`ChunkPlan`:
 
 A record without a usable key is not an error: the MPID in its value decides where it
 belongs. Only the value decides whether it is dead-lettered. An exception while planning
-one record (a bug) dead-letters that record as ``internal_error``; a mapping result is
-taken whole (commands and state) or not at all, so state never claims unsent commands.
+one record, in the mapping core or here (a bug), dead-letters that record as
+``internal_error``. An input's results are taken whole (the commands, states and forwards
+of all its profiles) or not at all, so state never claims unsent commands.
+
+Every record planned fits its topic's ``max.message.bytes`` (``max_record_bytes``, read
+from the cluster by the worker; Kafka's default when unknown), so the broker never refuses
+one and the worker never crash-loops on one: an input whose command or forward would not
+fit is dead-lettered as ``record_too_large``; one that would leave its user's state over
+:data:`~cioproc.models.state.MAX_STATE_BYTES` (or over the changelog's limit) as
+``state_too_large``, the state staying as it was; a dead letter that would not fit is cut
+(:func:`~cioproc.app.dead_letters.fit_dead_letter`). A stored state over the limit (written
+before the state was capped) is mapped afresh, as an unreadable one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import orjson
 
-from cioproc.app.dead_letters import dead_letter_headers
+from cioproc.app.dead_letters import dead_letter_headers, fit_dead_letter, record_size
 from cioproc.app.stats import Counts
 from cioproc.mapping import (
     MapResult,
@@ -40,10 +50,15 @@ from cioproc.mapping import (
 from cioproc.mapping.values import mpid_string
 from cioproc.models.commands import encode_command
 from cioproc.models.settings import MappingSettings
-from cioproc.models.state import StateDecodeError, UserState, decode_state, encode_state
+from cioproc.models.state import MAX_STATE_BYTES, StateDecodeError, UserState, decode_state, encode_state
+
+__all__ = ["ChunkPlan", "InputRecord", "Outgoing", "PlanTopics", "StoreError", "plan_chunk", "record_size"]
 
 EMPTY_RECORD = "empty_record"  # dead-letter reason: a record without a value (a tombstone)
 INTERNAL_ERROR = "internal_error"  # dead-letter reason: an exception while planning the record
+RECORD_TOO_LARGE = "record_too_large"  # dead-letter reason: a command or forward over its topic's limit
+STATE_TOO_LARGE = "state_too_large"  # dead-letter reason: the user's new state would be over its limit
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # a topic's max.message.bytes by default
 
 StateLoader = Callable[[int, bytes], "bytes | None"]  # (partition, MPID key) -> stored state
 Partitioner = Callable[[str, bytes], int]  # (topic, key) -> the partition the key belongs to
@@ -51,6 +66,15 @@ Partitioner = Callable[[str, bytes], int]  # (topic, key) -> the partition the k
 
 class StoreError(RuntimeError):
     """Reading a stored state failed (an I/O problem, not a problem of the record)."""
+
+
+class Refused(Exception):
+    """What a record would produce cannot be written: dead-letter the record with ``reason``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 class InputRecord(Protocol):
@@ -73,6 +97,7 @@ class PlanTopics:
     audiences: str
     commands: str
     dead_letters: str
+    changelog: str = ""  # the users table's changelog (here only for its record limit)
 
 
 @dataclass(slots=True)
@@ -99,6 +124,7 @@ class ChunkPlan:
 class _User:
     loaded: UserState | None  # as stored before this chunk
     state: UserState | None  # after the chunk's records so far
+    encoded: bytes | None = None  # ``state`` encoded, set when a record changes it
 
 
 class _Planner:
@@ -109,12 +135,17 @@ class _Planner:
         load_state: StateLoader,
         partition_for: Partitioner,
         on_state_reset: Callable[[bytes, StateDecodeError], None] | None,
+        max_record_bytes: Mapping[str, int] | None,
     ):
         self.topics = topics
         self.settings = settings
         self.load_state = load_state
         self.partition_for = partition_for
         self.on_state_reset = on_state_reset
+        limits = max_record_bytes or {}
+        self.limits = limits
+        self.commands_limit = limits.get(topics.commands, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+        self.changelog_limit = limits.get(topics.changelog, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
         self.plan = ChunkPlan()
         self.users: dict[tuple[int, bytes], _User] = {}
 
@@ -129,33 +160,43 @@ class _Planner:
             return self.dead_letter(record, parsed.reason, parsed.detail)
         key = parsed.mpid.encode()
         if not self.belongs_here(record, key):
-            self.forward(record, key, value)
+            self.forward(record, [self.forwarded(record, key, value)])
             return
         user = self.user(record.partition, key)
-        self.apply(user, map_batch(parsed, user.state, self.settings))
+        result = map_batch(parsed, user.state, self.settings)
+        self.apply([(user, key, result)])
         counts = self.plan.counts
         counts.batches += 1
         counts.events += len(parsed.events)
 
     def audience(self, record: InputRecord) -> None:
+        """Map the profiles of this partition's users, forward the others: all of it, or none."""
         value = record.value
         if value is None:
             return self.dead_letter(record, EMPTY_RECORD, "the record has no value")
         parsed = parse_audience_change(value, _timestamp_ms(record))
         if type(parsed) is Rejection:
             return self.dead_letter(record, parsed.reason, parsed.detail)
-        elsewhere: list[str] = []
+        elsewhere: dict[str, None] = {}  # MPIDs of other partitions, in order of appearance
+        results: list[tuple[_User, bytes, MapResult]] = []
+        staged: dict[int, UserState | None] = {}  # id(user) -> its state after this message so far
         for profile in parsed:
             key = profile.mpid.encode()
             if not self.belongs_here(record, key):
-                if profile.mpid not in elsewhere:
-                    elsewhere.append(profile.mpid)
+                elsewhere[profile.mpid] = None
                 continue
             user = self.user(record.partition, key)
-            self.apply(user, map_audience(profile, user.state, self.settings))
-            self.plan.counts.audience_profiles += 1
-        for mpid in elsewhere:
-            self.forward(record, mpid.encode(), _audience_message_for(value, mpid))
+            state = staged.get(id(user), user.state)
+            result = map_audience(profile, state, self.settings)
+            staged[id(user)] = result.state
+            results.append((user, key, result))
+        forwards = []
+        if elsewhere:
+            for mpid, message in _audience_messages(value, elsewhere).items():
+                forwards.append(self.forwarded(record, mpid.encode(), message))
+        self.apply(results)
+        self.forward(record, forwards)
+        self.plan.counts.audience_profiles += len(results)
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -174,6 +215,8 @@ class _Planner:
             state = None
             if raw is not None:
                 try:
+                    if len(raw) > MAX_STATE_BYTES:
+                        raise StateDecodeError(f"{len(raw)} bytes, over the {MAX_STATE_BYTES}-byte limit")
                     state = decode_state(raw)
                 except StateDecodeError as exc:
                     self.plan.counts.state_resets += 1
@@ -182,34 +225,64 @@ class _Planner:
             user = self.users[slot] = _User(state, state)
         return user
 
-    def apply(self, user: _User, result: MapResult) -> None:
-        """Take a mapping result: its commands and its state together, or (on an exception) neither."""
+    def apply(self, results: list[tuple[_User, bytes, MapResult]]) -> None:
+        """Take one input's mapping results, or raise Refused (taking nothing) when one does not fit."""
         topic = self.topics.commands
-        encoded = [Outgoing(topic, command.mpid.encode(), encode_command(command)) for command in result.commands]
+        limit = self.commands_limit
+        encoded: list[Outgoing] = []
+        for _, key, result in results:
+            for command in result.commands:
+                value = encode_command(command)
+                if len(value) + 200 > limit and record_size(key, value, None) > limit:
+                    raise Refused(RECORD_TOO_LARGE, f"a {command.kind.value} command of {len(value)} bytes, "
+                                                    f"over {topic}'s max.message.bytes ({limit})")
+                encoded.append(Outgoing(topic, key, value))
+        final: dict[int, tuple[_User, bytes, UserState]] = {}
+        for user, key, result in results:
+            final[id(user)] = (user, key, result.state)
+        states: list[tuple[_User, UserState, bytes]] = []
+        for user, key, state in final.values():
+            value = encode_state(state)
+            if len(value) > MAX_STATE_BYTES or record_size(key, value, None) > self.changelog_limit:
+                raise Refused(STATE_TOO_LARGE, f"the user's state would be {len(value)} bytes, over the limit "
+                                               f"({min(MAX_STATE_BYTES, self.changelog_limit)})")
+            states.append((user, state, value))
         self.plan.commands.extend(encoded)
-        user.state = result.state
+        for user, state, value in states:
+            user.state, user.encoded = state, value
         counts = self.plan.counts
-        for command in result.commands:
-            counts.commands[command.kind.value] += 1
-        for drop in result.drops:
-            counts.drops[drop.reason] += 1
+        for _, _, result in results:
+            for command in result.commands:
+                counts.commands[command.kind.value] += 1
+            for drop in result.drops:
+                counts.drops[drop.reason] += 1
 
     def dead_letter(self, record: InputRecord, reason: str, detail: str) -> None:
         headers = dead_letter_headers(reason, detail, record.topic, record.partition, record.offset)
-        self.plan.dead_letters.append(Outgoing(self.topics.dead_letters, record.key, record.value, headers))
+        topic = self.topics.dead_letters
+        limit = self.limits.get(topic, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+        key, value, headers = fit_dead_letter(record.key, record.value, headers, limit)
+        self.plan.dead_letters.append(Outgoing(topic, key, value, headers))
         self.plan.counts.dead_letters[reason] += 1
 
-    def forward(self, record: InputRecord, key: bytes, value: bytes) -> None:
+    def forwarded(self, record: InputRecord, key: bytes, value: bytes) -> Outgoing:
+        """The record re-keyed to ``key``, for the partition of that key; Refused when too large."""
         headers = list(record.headers) if record.headers else None
-        partition = self.partition_for(record.topic, key)
-        self.plan.forwards.append(Outgoing(record.topic, key, value, headers, partition))
-        self.plan.counts.forwarded += 1
+        limit = self.limits.get(record.topic, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+        if record_size(key, value, headers) > limit:
+            raise Refused(RECORD_TOO_LARGE, f"a forward of {len(value)} bytes, over {record.topic}'s "
+                                            f"max.message.bytes ({limit})")
+        return Outgoing(record.topic, key, value, headers, self.partition_for(record.topic, key))
+
+    def forward(self, record: InputRecord, forwards: list[Outgoing]) -> None:
+        self.plan.forwards.extend(forwards)
+        self.plan.counts.forwarded += len(forwards)
 
     def finish(self) -> ChunkPlan:
         states = self.plan.states
         for slot, user in self.users.items():
             if user.state is not None and user.state != user.loaded:
-                states[slot] = encode_state(user.state)
+                states[slot] = user.encoded if user.encoded is not None else encode_state(user.state)
         return self.plan
 
 
@@ -220,9 +293,13 @@ def plan_chunk(
     load_state: StateLoader,
     partition_for: Partitioner,
     on_state_reset: Callable[[bytes, StateDecodeError], None] | None = None,
+    max_record_bytes: Mapping[str, int] | None = None,
 ) -> ChunkPlan:
-    """Map a chunk of records from the batches and audiences topics (see the module docstring)."""
-    planner = _Planner(topics, settings, load_state, partition_for, on_state_reset)
+    """Map a chunk of records from the batches and audiences topics (see the module docstring).
+
+    ``max_record_bytes``: each written topic's ``max.message.bytes`` (by topic name).
+    """
+    planner = _Planner(topics, settings, load_state, partition_for, on_state_reset, max_record_bytes)
     batches, audiences = topics.batches, topics.audiences
     for record in records:
         if record.topic == batches:
@@ -235,6 +312,8 @@ def plan_chunk(
             step(record)
         except StoreError:
             raise  # the store failed, not this record: the chunk must not be acked
+        except Refused as refused:
+            planner.dead_letter(record, refused.reason, refused.detail)
         except Exception as exc:  # a bug must not stop the stream: this record goes to the DLQ
             planner.dead_letter(record, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
     return planner.finish()
@@ -245,10 +324,20 @@ def _timestamp_ms(record: InputRecord) -> int | None:
     return int(timestamp * 1000) if timestamp and timestamp > 0 else None
 
 
-def _audience_message_for(value: bytes, mpid: str) -> bytes:
-    """The audience message with only the profiles of ``mpid`` (the value already parsed)."""
+def _audience_messages(value: bytes, mpids: Iterable[str]) -> dict[str, bytes]:
+    """The audience message once per MPID in ``mpids``, each with only that user's profiles.
+
+    One parse and one pass over the profiles, whatever the number of users (the value was
+    validated by ``parse_audience_change`` already).
+    """
     message = orjson.loads(value)
-    message["user_profiles"] = [
-        profile for profile in message["user_profiles"] if mpid_string(profile.get("mpid")) == mpid
-    ]
-    return orjson.dumps(message)
+    groups: dict[str, list[Any]] = {mpid: [] for mpid in mpids}
+    for profile in message["user_profiles"]:
+        group = groups.get(mpid_string(profile.get("mpid")))  # type: ignore[arg-type]
+        if group is not None:
+            group.append(profile)
+    split = {}
+    for mpid, profiles in groups.items():
+        message["user_profiles"] = profiles
+        split[mpid] = orjson.dumps(message)
+    return split

@@ -37,6 +37,11 @@ unacked record. Faust's ``ProducerBuffer.flush`` (used before commits) also retu
 0.1 s without progress, with messages still buffered: another reason to rely on awaited
 acknowledgements rather than on the flush.
 
+Record sizes: the planner makes every record fit its topic's ``max.message.bytes`` (read
+from the cluster at start-up, :meth:`Processor.use_topic_limits`), and a producer batch is
+cut before it would pass that limit, so the broker never refuses a write for its size (a
+refusal would stop the worker and, on restart, refuse the same chunk again: a crash loop).
+
 Per-partition order: the chunk's records for one partition go in one or more batches
 sent in order; aiokafka keeps one request in flight per broker and mutes a partition
 while its batch is in flight, retries included, so a user's commands stay in order. The
@@ -47,16 +52,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 from aiokafka.partitioner import murmur2
 from faust.types import Message
 
 from cioproc.app.batching import BatchApp
-from cioproc.app.plan import ChunkPlan, Outgoing, PlanTopics, plan_chunk
+from cioproc.app.dead_letters import BATCH_OVERHEAD_BYTES, record_bytes
+from cioproc.app.plan import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, ChunkPlan, Outgoing, PlanTopics, plan_chunk
 from cioproc.app.stats import ProcessorStats
 from cioproc.app.table_store import TableStore
-from cioproc.kafka.topics import TopicsFile
+from cioproc.kafka.topics import ActualTopic, TopicsFile
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import StateDecodeError
 
@@ -80,14 +86,26 @@ class Processor:
             audiences=topics.by_role("audiences").name,
             commands=topics.by_role("commands").name,
             dead_letters=topics.by_role("batches_dlq").name,
+            changelog=topics.by_role("table_changelog").name,
         )
-        self.changelog_topic = topics.by_role("table_changelog").name
+        self.changelog_topic = self.topics.changelog
+        self.max_record_bytes: dict[str, int] = {}  # topic -> max.message.bytes; Kafka's default if absent
         self.partitions = {
             self.topics.batches: topics.by_role("batches").partitions,
             self.topics.audiences: topics.by_role("audiences").partitions,
         }
         self.store = TableStore(table, self.changelog_topic)
         self.failed = False  # set for good when a chunk could not be written: nothing later is acked
+
+    def use_topic_limits(self, actual: Mapping[str, ActualTopic]) -> None:
+        """Take each written topic's ``max.message.bytes`` from what the cluster reported."""
+        topics = self.topics
+        for name in (topics.batches, topics.audiences, topics.commands, topics.dead_letters, topics.changelog):
+            found = actual.get(name)
+            value = found.config.get("max.message.bytes") if found is not None else None
+            if value is not None and value.isdigit():
+                self.max_record_bytes[name] = int(value)
+        log.info("record size limits (max.message.bytes): %s", self.max_record_bytes)
 
     def partition_for(self, topic: str, key: bytes) -> int:
         return key_partition(key, self.partitions[topic])
@@ -101,7 +119,8 @@ class Processor:
         if not records:
             return
         try:
-            plan = plan_chunk(records, self.topics, self.settings, self.store.get, self.partition_for, _state_reset)
+            plan = plan_chunk(records, self.topics, self.settings, self.store.get, self.partition_for, _state_reset,
+                              self.max_record_bytes)
             await self._send(plan.commands + plan.dead_letters + plan.forwards)
             offsets = await self._send_states(plan)
         except Exception as exc:  # the producer gave up, or the store: stop before anything later is acked
@@ -145,7 +164,7 @@ class Processor:
             if group is None:
                 group = groups[(record.topic, partition)] = []
             group.append(record)
-        await _send_groups(producer, groups)
+        await _send_groups(producer, groups, self.max_record_bytes)
 
     async def _send_states(self, plan: ChunkPlan) -> dict[int, int]:
         """Produce the changed states to the changelog; the highest acknowledged offset per partition."""
@@ -159,25 +178,34 @@ class Processor:
             if group is None:
                 group = groups[(topic, partition)] = []
             group.append(Outgoing(topic, key, value))
-        last = await _send_groups(producer, groups)
+        last = await _send_groups(producer, groups, self.max_record_bytes)
         return {partition: offset for (_, partition), offset in last.items()}
 
 
 _NO_HEADERS: list = []  # aiokafka's batch builder wants a list
 
 
-async def _send_groups(producer: Any, groups: dict[tuple[str, int], list[Outgoing]]) -> dict[tuple[str, int], int]:
-    """Send records as one producer batch per (topic, partition) (more when full); the last offset of each."""
+async def _send_groups(
+    producer: Any, groups: dict[tuple[str, int], list[Outgoing]], limits: Mapping[str, int]
+) -> dict[tuple[str, int], int]:
+    """Send records as one producer batch per (topic, partition), more when one is full or would
+    pass the topic's ``max.message.bytes``; the last offset of each (topic, partition)."""
     pending: list[tuple[Any, str, int, int]] = []  # (future, topic, partition, records in the batch)
     for (topic, partition), records in groups.items():
-        batch, count = producer.create_batch(), 0
+        limit = limits.get(topic, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+        batch, count, size = producer.create_batch(), 0, BATCH_OVERHEAD_BYTES
         for record in records:
             headers = record.headers or _NO_HEADERS
+            added = record_bytes(record.key, record.value, headers)
+            if count and size + added > limit:  # (the planner made each record fit alone)
+                pending.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
+                batch, count, size = producer.create_batch(), 0, BATCH_OVERHEAD_BYTES
             if batch.append(timestamp=None, key=record.key, value=record.value, headers=headers) is None:
                 pending.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
-                batch, count = producer.create_batch(), 0
+                batch, count, size = producer.create_batch(), 0, BATCH_OVERHEAD_BYTES
                 batch.append(timestamp=None, key=record.key, value=record.value, headers=headers)  # fits: empty
             count += 1
+            size += added
         pending.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
     results = await asyncio.gather(*(future for future, *_ in pending))
     last: dict[tuple[str, int], int] = {}

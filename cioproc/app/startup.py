@@ -48,8 +48,10 @@ def topic_problems(topics: TopicsFile, role: str, actual: dict[str, ActualTopic]
     return fatal, warnings
 
 
-async def verify_topics(topics: TopicsFile, role: str, bootstrap: str, **client: Any) -> None:
-    """Raise StartupError (one line) when the cluster lacks what ``role`` needs; log other drift."""
+async def verify_topics(topics: TopicsFile, role: str, bootstrap: str, **client: Any) -> dict[str, ActualTopic]:
+    """Raise StartupError (one line) when the cluster lacks what ``role`` needs; log other drift.
+
+    Returns what the cluster reported of the role's topics (configs included)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000, **client)
     with watch_connections() as failures:
         try:
@@ -67,3 +69,4 @@ async def verify_topics(topics: TopicsFile, role: str, bootstrap: str, **client:
         log.warning("topic drift (not changed by the worker): %s", line)
     if fatal:
         raise StartupError(fatal[0] + (f" (and {len(fatal) - 1} more)" if len(fatal) > 1 else ""))
+    return actual

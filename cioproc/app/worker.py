@@ -39,7 +39,9 @@ def main(role: str = "all") -> int:
     try:
         topics = load_topics(config.topics_file)
         app = create_app(role, config, topics)
-        _preflight(app.role, config, topics)
+        actual = _preflight(app.role, config, topics)
+        if app.processor is not None:
+            app.processor.use_topic_limits(actual)  # the records it writes must fit these topics
         app.topics_verified = True
     except ConfigError as exc:  # e.g. the sender's credentials
         for line in exc.problems:
@@ -63,11 +65,12 @@ def main(role: str = "all") -> int:
     return 0
 
 
-def _preflight(role: str, config, topics) -> None:
-    """Check the cluster's topics in a loop of its own (the worker's loop stays untouched)."""
+def _preflight(role: str, config, topics) -> dict:
+    """Check the cluster's topics in a loop of its own (the worker's loop stays untouched);
+    what the cluster reported of them."""
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(
+        return loop.run_until_complete(
             verify_topics(topics, role, config.kafka.bootstrap_servers, **config.kafka.aiokafka_kwargs())
         )
     finally:

@@ -7,7 +7,9 @@ Pure functions (no Kafka, no HTTP). The processor calls::
     parse_audience_change(raw, default_timestamp_ms=None) -> list[AudienceProfile] | Rejection
     map_audience(profile, state, settings) -> MapResult(commands, state, drops)
 
-None of them raises. ``default_timestamp_ms`` (e.g. the Kafka record's timestamp) stands in
+The parse functions never raise. The map functions raise only on a bug in this package
+(never on any input): the caller dead-letters that input (the processor as
+``internal_error``), so a bug is never a silent drop. ``default_timestamp_ms`` (e.g. the Kafka record's timestamp) stands in
 for the time of an input that carries none; a command whose time is unknown even so has
 ``timestamp == 0`` (the sender should then omit it and let Customer.io use receive time).
 The state given to a map function is never changed: the result holds a new one (compare
@@ -79,7 +81,8 @@ user's attributes changed since the last identify, not again for every batch:
   user keeps the newer ones;
 - ``stale_audience_change``: an audience change older than the last one applied to that
   audience (audience changes apply in their own ``timestamp_ms`` order);
-- ``internal_error``: a bug in this package; nothing was forwarded for that input.
+- ``too_many_audiences``: a join not remembered: the user has 200 audiences, or their ids
+  and names fill 12,000 bytes (the state's cap; see ``segments``).
 """
 
 from __future__ import annotations
@@ -118,26 +121,13 @@ __all__ = [
 ]
 
 
-def _failed(state: UserState | None, exc: Exception) -> MapResult:
-    detail = f"{type(exc).__name__}: {exc}"[:200]
-    return MapResult([], state.copy() if state is not None else UserState(), [
-        Drop("internal_error", detail)
-    ])
-
-
 def map_batch(batch: Batch, state: UserState | None, settings: MappingSettings) -> MapResult:
-    """Map one parsed batch with the user's state; never raises (see the module docstring)."""
-    try:
-        return map_batch_unchecked(batch, state, settings)
-    except Exception as exc:  # a bug must not stop the stream; counted as internal_error
-        return _failed(state, exc)
+    """Map one parsed batch with the user's state (see the module docstring); raises only on a bug."""
+    return map_batch_unchecked(batch, state, settings)
 
 
 def map_audience(
     profile: AudienceProfile, state: UserState | None, settings: MappingSettings
 ) -> MapResult:
-    """Map one audience profile with the user's state; never raises."""
-    try:
-        return map_audience_unchecked(profile, state, settings)
-    except Exception as exc:  # a bug must not stop the stream; counted as internal_error
-        return _failed(state, exc)
+    """Map one audience profile with the user's state; raises only on a bug."""
+    return map_audience_unchecked(profile, state, settings)

@@ -15,7 +15,7 @@ from cioproc.mapping.person import (
     unchanged,
 )
 from cioproc.mapping.results import Drop, MapResult, Rejection
-from cioproc.mapping.segments import audience_attributes
+from cioproc.mapping.segments import audience_attributes, bound_audience_times, join_audience
 from cioproc.mapping.values import (
     clean_customer_id,
     clean_email,
@@ -151,7 +151,7 @@ def parse_audience_change(
 def map_audience_unchecked(
     profile: AudienceProfile, state: UserState | None, settings: MappingSettings
 ) -> MapResult:
-    """:func:`cioproc.mapping.map_audience` without its safety net (see there)."""
+    """What :func:`cioproc.mapping.map_audience` does (it calls this)."""
     state = state.copy() if state is not None else UserState()
     drops = list(profile.drops)
     previous_email = state.email
@@ -167,17 +167,20 @@ def map_audience_unchecked(
                 Drop("stale_audience_change", f"audience {audience_id[:40]} changed later")
             )
             continue
-        changed_ms[audience_id] = when
         name = change.audience_name
         known = state.audiences.get(audience_id)
-        if known and name and name != known:
-            renamed.append(known)
         if change.action == "delete":
             state.audiences.pop(audience_id, None)
             removed[audience_id] = name or known
         else:
-            state.audiences[audience_id] = name or known or ""
+            join_audience(state.audiences, audience_id, name, drops)
+            if audience_id not in state.audiences:  # a cap refused it (a counted drop)
+                continue
+            if known and name and name != known:
+                renamed.append(known)
             removed.pop(audience_id, None)
+        changed_ms[audience_id] = when
+    bound_audience_times(changed_ms, state.audiences)
     if state.id_type is not None and state.id_value is not None:
         identifier = (state.id_type, state.id_value)  # who the person is: not ours to change
     else:

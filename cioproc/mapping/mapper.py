@@ -147,7 +147,7 @@ def _identity_time(batch: Batch) -> int:
 def map_batch_unchecked(
     batch: Batch, state: UserState | None, settings: MappingSettings
 ) -> MapResult:
-    """:func:`cioproc.mapping.map_batch` without its safety net (see there).
+    """What :func:`cioproc.mapping.map_batch` does (it calls this).
 
     Event data is size-checked once for the whole batch: when all of it together fits the
     budget of one event's data (a v2 entry; v1: 100,000 bytes), each event's does. Otherwise

@@ -23,8 +23,10 @@ Identifier changes:
   of identifiers, and the email follows in the next identify; without, the email stays
   with the old person.
 
-Dedup: ``state.sent`` keeps a checksum of every attribute value last sent; an identify carries
-only the attributes whose value differs, and is emitted only when there is one (or when the
+Dedup: ``state.sent`` keeps a checksum of every attribute value last sent (a removal is
+forgotten once sent: a later removal of the same name is sent again, only together with
+another change, since an unchanged input is skipped whole); an identify carries only the
+attributes whose value differs, and is emitted only when there is one (or when the
 person is addressed by this identifier for the first time, so that it exists before events).
 ``state.desired`` (a digest of the inputs the attribute set was computed from, kept only when
 all of it was sent) skips building and comparing the attributes when nothing changed, the
@@ -235,6 +237,8 @@ def identify(
         if not everything:
             before = sent_before(name)
             if before == checksum:
+                if value is None:
+                    del sent[name]  # a removal kept by an older version: forget it now
                 continue
             if withhold_email and name == "email":
                 if addressing.merge_from is None:
@@ -251,7 +255,10 @@ def identify(
                     continue
                 live += 1
             changes[name] = value
-        sent[name] = checksum
+        if value is None:
+            sent.pop(name, None)  # removed: forgotten, so deleted names do not pile up in the state
+        else:
+            sent[name] = checksum
         if truncated and name in truncated:
             drops.append(Drop("attribute_value_truncated", f"{name[:40]!r} cut to 1000 bytes"))
 

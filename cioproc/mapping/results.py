@@ -53,7 +53,7 @@ DROP_REASONS = frozenset(
         "missing_audience_name",
         "stale_identity",
         "stale_audience_change",
-        "internal_error",
+        "too_many_audiences",
     }
 )
 

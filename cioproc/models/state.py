@@ -9,6 +9,11 @@ customer_id_ms, email_ms, audience_ms, unsubscribe_pending, merged]``; absent va
 nil, maps are msgpack maps. About 100-400 bytes for a typical user. The last five fields
 are left out while all are unset, as in states written before they existed (13 fields),
 which decode with their defaults.
+last_device, last_device_ms, audiences, sent, unsubscribed, opt_out_ms, desired]``; absent
+values are nil, maps are msgpack maps. About 100-400 bytes for a typical user, and under
+:data:`MAX_STATE_BYTES` for any: the mapping caps each collection (``sent``: Customer.io's
+300 attributes, removals forgotten once sent; ``audiences``: see ``mapping.segments``;
+``devices``: 16 types) and the processor refuses a state over it (``state_too_large``).
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["STATE_VERSION", "StateDecodeError", "UserState", "decode_state", "encode_state"]
+__all__ = ["MAX_STATE_BYTES", "STATE_VERSION", "StateDecodeError", "UserState", "decode_state", "encode_state"]
 
 STATE_VERSION = 1
 _FIELDS = 18
 _FIELDS_BEFORE_TIMES = 13  # written by releases before identity and audience times
+MAX_STATE_BYTES = 64 * 1024  # an encoded state's ceiling (a changelog record, a table value)
 
 
 class StateDecodeError(ValueError):
