@@ -10,6 +10,7 @@ import logging
 import time
 
 import msgpack
+import orjson
 import pytest
 from aiohttp import web
 from faust.types import Message
@@ -217,6 +218,48 @@ async def test_a_partition_retrying_is_reported_blocked_and_logged_after_ten_min
         assert (await asyncio.wait_for(stuck, 5)) == [Outcome("delivered", 200)]
         exporter.export(deliverer)
         assert blocked.labels(topic="cio.commands", partition="3")._value.get() == 0
+
+
+async def test_a_blocked_partition_retries_one_request_at_a_time_and_the_others_go_on(track):
+    """The lanes of partition 3 fail (slow 503s); their retries take one shared slot at a time,
+    so partition 0 still gets its requests through with a cap of four."""
+    release = asyncio.Event()
+    bodies: set[bytes] = set()
+    retries_in_flight = [0]
+    most_retries_in_flight = [0]
+
+    async def script(seen: Seen, n: int):
+        if release.is_set() or seen.entries[0]["identifiers"]["id"] == "user-9":
+            return None
+        body = orjson.dumps(seen.body)
+        retry = body in bodies
+        bodies.add(body)
+        retries_in_flight[0] += retry
+        most_retries_in_flight[0] = max(most_retries_in_flight[0], retries_in_flight[0])
+        try:
+            await asyncio.sleep(0.1)
+            return web.Response(status=503)
+        finally:
+            retries_in_flight[0] -= retry
+
+    track.script = script
+    async with Deliverer(config(track, max_concurrency=4, max_batch_entries=1, retry_base_delay=0.01,
+                                retry_max_delay=0.02)) as deliverer:
+
+        async def deliver_on(partition: tuple[str, int], commands: list[Command]):
+            DELIVERY_PARTITION.set(partition)
+            return await deliverer.deliver(commands)
+
+        stuck = asyncio.create_task(deliver_on(("cio.commands", 3), [track_cmd(user, user) for user in range(1, 9)]))
+        await asyncio.sleep(0.5)
+        for n in range(5):  # partition 0 keeps delivering
+            outcomes = await asyncio.wait_for(deliver_on(("cio.commands", 0), [track_cmd(9, 100 + n)]), 2)
+            assert outcomes == [Outcome("delivered", 200)]
+        assert not stuck.done() and len(bodies) >= 2  # several lanes are retrying
+        release.set()
+        assert (await asyncio.wait_for(stuck, 5)) == [Outcome("delivered", 200)] * 8
+    assert most_retries_in_flight[0] == 1
+    assert not deliverer.stats.blocked_since
 
 
 # ---- shutdown and bounded headers ----------------------------------------------------------------

@@ -224,6 +224,7 @@ class Deliverer:
         self._auth_probe: asyncio.Lock | None = None
         self._clock: Callable[[], float] = time.monotonic
         self._retrying: Counter[tuple[str, int]] = Counter()  # requests in retry per partition
+        self._retry_gates: dict[tuple[str, int], asyncio.Lock] = {}  # one retry in flight per partition
 
     def __repr__(self) -> str:
         return f"Deliverer({self.config!r})"
@@ -429,13 +430,15 @@ class Deliverer:
     async def _exchange(self, method: str, path: str, body: bytes, entries: int) -> Verdict:
         """Send one request until it gets a final verdict: retry transient failures, wait out auth."""
         partition = DELIVERY_PARTITION.get()
+        retrying = [False]  # set once this request is in retry: its partition counts as blocked
         try:
-            return await self._exchange_until_final(method, path, body, entries, partition)
+            return await self._exchange_until_final(method, path, body, entries, partition, retrying)
         finally:
-            if partition is not None and self._retrying[partition]:
+            if retrying[0] and partition is not None:
                 self._retrying[partition] -= 1
                 if not self._retrying[partition]:
                     del self._retrying[partition]
+                    self._retry_gates.pop(partition, None)
                     self.stats.blocked_since.pop(partition, None)
 
     def _retry_started(self, partition: tuple[str, int] | None) -> None:
@@ -444,8 +447,18 @@ class Deliverer:
                 self.stats.blocked_since.setdefault(partition, self._clock())
             self._retrying[partition] += 1
 
+    async def _send_retry(self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int]) -> Verdict:
+        """A retry: one at a time per partition, so a blocked partition holds at most one of the
+        shared request slots (timeouts hold one for ``total_timeout``) and the others keep theirs."""
+        gate = self._retry_gates.get(partition)
+        if gate is None:
+            gate = self._retry_gates[partition] = asyncio.Lock()
+        async with gate:
+            return await self._send_once(method, path, body, entries)
+
     async def _exchange_until_final(
-        self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int] | None
+        self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int] | None,
+        retrying: list[bool],
     ) -> Verdict:
         attempt = 0
         while True:
@@ -460,7 +473,10 @@ class Deliverer:
             try:
                 if probing:
                     await self._sleep(self.config.auth_retry_interval)
-                verdict = await self._send_once(method, path, body, entries)
+                if attempt and partition is not None:
+                    verdict = await self._send_retry(method, path, body, entries, partition)
+                else:
+                    verdict = await self._send_once(method, path, body, entries)
                 if verdict.action in BLOCKING_ACTIONS:
                     if self._auth_ok or probing:
                         self._auth_refused(verdict)
@@ -489,7 +505,8 @@ class Deliverer:
                 retry_after=verdict.retry_after,
                 retry_after_cap=self.config.retry_after_cap,
             )
-            if attempt == 0:
+            if not retrying[0]:
+                retrying[0] = True
                 self._retry_started(partition)
             attempt += 1
             self.stats.retries += 1
