@@ -126,7 +126,7 @@ def test_a_partition_stuck_on_5xx_does_not_stop_the_others(kafka_bootstrap, uniq
         p.start_sandbox()
         p.set_faults(unavailable_ids=["stuck"])
         p.start_worker("sender", role="sender")
-        p.produce([track(others[0], 0)])  # the worker is up and delivering before the rounds start
+        p.produce([track(others[0], 9999)])  # the worker is up and delivering before the rounds start
         p.wait_for(lambda: len(p.events()) == 1, 90, "the first delivery")
         rounds = 14
         for n in range(rounds):
@@ -145,5 +145,12 @@ def test_a_partition_stuck_on_5xx_does_not_stop_the_others(kafka_bootstrap, uniq
                                     partition=str(stuck_partition)) > 0, 30, "the blocked gauge")
         assert p.metric("cioproc_sender_partition_blocked_seconds", "sender", topic=topic) == p.metric(
             "cioproc_sender_partition_blocked_seconds", "sender", topic=topic, partition=str(stuck_partition))
+
+        p.set_faults()  # the outage ends: the paused partition resumes and catches up, in order
+        p.wait_for(lambda: p.caught_up(group, "commands"), 120, "the stuck partition to catch up")
+        stuck_events = [e["event_id"] for e in p.events() if e["person"]["id"] == "stuck"]
+        assert sorted(stuck_events) == [f"{ULID}{n:04d}" for n in range(rounds)]
+        p.wait_for(lambda: p.metric("cioproc_sender_partition_blocked_seconds", "sender", topic=topic) == 0, 30,
+                   "the blocked gauge back at 0")
     finally:
         p.close()

@@ -79,7 +79,7 @@ BLOCKED_WARNING_S = 600.0  # a partition retrying this long is logged (cio.comma
 GC_GEN0_THRESHOLD = 10_000
 
 
-DeadLetter = tuple[Message, str, "int | None", "str | None"]  # record, reason, HTTP status, error
+DeadLetter = tuple[Message, str, int | None, str | None]  # record, reason, HTTP status, error
 
 
 def dead_letter_headers(message: Message, reason: str, status: int | None, error: str | None) -> list[tuple[str, bytes]]:
@@ -144,6 +144,7 @@ class StatsExporter:
                     topic, partition, seconds,
                 )
         self._blocked_shown = set(blocked_since)
+        self._warned = {warned for warned in self._warned if warned[0] in blocked_since}
 
 
 @dataclass
@@ -211,7 +212,10 @@ class Sender:
         self._deliverer()
         by_partition: dict[TP, list[Message]] = {}
         for message in records:
-            by_partition.setdefault(message.tp, []).append(message)
+            part = by_partition.get(message.tp)
+            if part is None:  # keyed by Faust's TP: resume_partitions() stores what it is given
+                part = by_partition[TP(message.topic, message.partition)] = []
+            part.append(message)
         consumer = self.app.consumer
         for tp, part in by_partition.items():
             # Deliveries of different partitions overlap; those of one partition follow each other.
