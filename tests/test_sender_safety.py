@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import msgpack
 import orjson
@@ -90,10 +89,10 @@ def sandbox_loop():
 
 
 def settle_all(loop: asyncio.AbstractEventLoop, url: str, transport: str, values: list[bytes]):
-    from cioproc.sandbox.config import SandboxConfig as _  # noqa: F401 (the sandbox's defaults below)
-
+    """Prepare and deliver ``values`` as one chunk of records: (records, (dead letters, delivered))."""
+    sandbox_defaults = SandboxConfig()
     sender_config = SenderConfig(
-        site_id=SandboxConfig().site_id, api_key=SandboxConfig().api_key, track_url=url, transport=transport,
+        site_id=sandbox_defaults.site_id, api_key=sandbox_defaults.api_key, track_url=url, transport=transport,
         max_requests_per_second=None, retry_base_delay=0.01, retry_max_delay=0.02,
     )
     sender = Sender(None, sender_config, "cio.commands.dlq")  # type: ignore[arg-type]  # no Kafka needed here
