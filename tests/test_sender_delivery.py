@@ -291,17 +291,6 @@ async def test_400_batches_are_split_down_to_exactly_the_bad_entries(track):
     assert deliverer.stats.splits > 0
 
 
-async def test_other_4xx_is_permanent_for_every_entry(track):
-    async def script(seen: Seen, n: int):
-        return web.Response(status=404, text="not found")
-
-    track.script = script
-    async with Deliverer(config(track)) as deliverer:
-        outcomes = await deliverer.deliver([track_cmd(1, 1), track_cmd(2, 2)])
-    assert outcomes == [Outcome("dead_letter", 404, "not found", "http_404")] * 2
-    assert len(track.seen) == 1
-
-
 async def test_401_pauses_delivery_until_the_credentials_work(track, caplog):
     accept = asyncio.Event()
 

@@ -60,11 +60,16 @@ class DeadLetterInfo:
     offset: int
 
 
+def utf8_prefix(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` whose UTF-8 encoding fits in ``max_bytes`` (never half a character)."""
+    return text.encode("utf-8", "replace")[:max_bytes].decode("utf-8", "ignore")
+
+
 def dead_letter_headers(reason: str, detail: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
     """Kafka headers for a dead letter."""
     return [
         (REASON, reason.encode()),
-        (DETAIL, detail.encode("utf-8", "replace")[:MAX_DETAIL_BYTES].decode("utf-8", "ignore").encode()),
+        (DETAIL, utf8_prefix(detail, MAX_DETAIL_BYTES).encode()),
         (SOURCE_TOPIC, topic.encode()),
         (SOURCE_PARTITION, str(partition).encode()),
         (SOURCE_OFFSET, str(offset).encode()),

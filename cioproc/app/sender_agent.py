@@ -6,8 +6,11 @@ sender tracks every record with Faust's consumer (a rebalance waits for them) an
 the chunk by partition. Each partition's part is delivered by a task that starts only when
 the previous part of the same partition has finished, so a partition's commands (and so
 each user's, as commands are keyed by MPID) go out in order, while different partitions,
-and further fetches, overlap; at most ``MAX_CHUNKS_IN_FLIGHT`` parts are under way before
-the fetch loop waits. A part's task
+and further fetches, overlap. Partitions are independent: a partition with
+``MAX_CHUNKS_PER_PARTITION`` parts under way is paused (Faust's ``pause_partitions``: its
+fetched records wait in aiokafka's buffer) until one finishes, so a partition stuck on 5xx
+or timeouts holds only its own parts and the others go on. Only when every partition of
+the worker is paused does the fetch loop wait. A part's task
 
 1. decodes the commands, for the v2 transport straight into batch entries (undecodable
    bytes are dead-lettered as ``undecodable_command``), without waiting for the previous
@@ -19,30 +22,40 @@ the fetch loop waits. A part's task
 3. only then acks the part's records.
 
 So an offset is committed only after every command before it was delivered or
-dead-lettered. While Customer.io rejects the credentials (401/403) ``deliver()`` keeps
-probing and does not return: nothing is acked, committed or dead-lettered until the key
-works. The dead-letter value is the command's msgpack bytes as consumed, so
-``cioproc replay dlq --source commands`` can re-drive it unchanged.
+dead-lettered. A part that fails (the dead-letter write refused, anything unexpected)
+latches its partition: no later part of that partition is delivered or acked (their records
+are untracked, never acked, so Faust's ``_new_offset`` cannot commit past the failed one),
+and the worker stops; after a restart the partition is read again from its last commit.
+While Customer.io rejects the credentials (401/403), or answers as if the URL were wrong
+(404, 3xx, ...), ``deliver()`` keeps probing and does not return: nothing is acked,
+committed or dead-lettered until it works. A record that cannot become a request (not
+msgpack, a field of the wrong type) is dead-lettered as ``undecodable_command``. The
+dead-letter value is the command's msgpack bytes as consumed, so
+``cioproc replay dlq --source commands`` can re-drive it unchanged; reason, error and the
+metric labels taken from a response are cut to ``MAX_HEADER_BYTES`` (on a UTF-8 boundary).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from faust.types import Message
+from faust.types import TP, Message
 
 from cioproc.app.batching import BatchApp
+from cioproc.app.dead_letters import utf8_prefix
 from cioproc.config import Config
 from cioproc.kafka.topics import TopicsFile
-from cioproc.models.commands import Command, CommandDecodeError, decode_command
+from cioproc.models.commands import Command, decode_command
 from cioproc.observability import metrics
 from cioproc.sender import Deliverer, SenderConfig
+from cioproc.sender.delivery import DELIVERY_PARTITION
 from cioproc.sender.payloads import PayloadError, v2_entry_from_wire
 
 log = logging.getLogger("cioproc.sender")
@@ -54,9 +67,10 @@ ERROR = "cioproc.error"
 SOURCE_TOPIC = "cioproc.source.topic"
 SOURCE_PARTITION = "cioproc.source.partition"
 SOURCE_OFFSET = "cioproc.source.offset"
-MAX_ERROR_BYTES = 2000
+MAX_HEADER_BYTES = 256  # reason and error headers, and metric labels, taken from a response
 EXPORT_INTERVAL_S = 1.0
-MAX_CHUNKS_IN_FLIGHT = 8  # partition chunks being delivered at once; more makes the fetch loop wait
+MAX_CHUNKS_PER_PARTITION = 2  # one being delivered, the next decoded; more pauses the partition
+BLOCKED_WARNING_S = 600.0  # a partition retrying this long is logged (cio.commands retention bounds it)
 # A fetch holds thousands of records (and their entries) alive until its acks, so the collector's
 # young generations fill and promote them, and full collections walk every object Faust, aiokafka
 # and aiohttp made at start-up: measured, 100-190 ms of collections per 20,000 commands. Once the
@@ -65,9 +79,12 @@ MAX_CHUNKS_IN_FLIGHT = 8  # partition chunks being delivered at once; more makes
 GC_GEN0_THRESHOLD = 10_000
 
 
+DeadLetter = tuple[Message, str, int | None, str | None]  # record, reason, HTTP status, error
+
+
 def dead_letter_headers(message: Message, reason: str, status: int | None, error: str | None) -> list[tuple[str, bytes]]:
     headers = [
-        (REASON, reason.encode()),
+        (REASON, utf8_prefix(reason, MAX_HEADER_BYTES).encode()),
         (SOURCE_TOPIC, message.topic.encode()),
         (SOURCE_PARTITION, str(message.partition).encode()),
         (SOURCE_OFFSET, str(message.offset).encode()),
@@ -75,7 +92,7 @@ def dead_letter_headers(message: Message, reason: str, status: int | None, error
     if status is not None:
         headers.append((HTTP_STATUS, str(status).encode()))
     if error:
-        headers.append((ERROR, error.encode("utf-8", "replace")[:MAX_ERROR_BYTES]))
+        headers.append((ERROR, utf8_prefix(error, MAX_HEADER_BYTES).encode()))
     return headers
 
 
@@ -87,11 +104,15 @@ def tune_gc() -> None:
 
 
 class StatsExporter:
-    """Copies the deliverer's running counters into Prometheus as deltas."""
+    """Copies the deliverer's running counters into Prometheus as deltas, and how long each
+    partition has been blocked (logged once a block passes ``BLOCKED_WARNING_S``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._requests: Counter[str] = Counter()
         self._retries = 0
+        self._clock = clock
+        self._blocked_shown: set[tuple[str, int]] = set()
+        self._warned: set[tuple[tuple[str, int], float]] = set()
 
     def export(self, deliverer: Deliverer) -> None:
         stats = deliverer.stats
@@ -105,6 +126,25 @@ class StatsExporter:
             metrics.HTTP_RETRIES.inc(stats.retries - self._retries)
             self._retries = stats.retries
         metrics.AUTH_BLOCKED.set(1 if stats.auth_blocked else 0)
+        self._export_blocked(dict(stats.blocked_since))
+
+    def _export_blocked(self, blocked_since: dict[tuple[str, int], float]) -> None:
+        gauge = metrics.PARTITION_BLOCKED_SECONDS
+        for topic, partition in self._blocked_shown - blocked_since.keys():
+            gauge.labels(topic=topic, partition=str(partition)).set(0)
+        now = self._clock()
+        for (topic, partition), since in blocked_since.items():
+            seconds = now - since
+            gauge.labels(topic=topic, partition=str(partition)).set(seconds)
+            if seconds >= BLOCKED_WARNING_S and ((topic, partition), since) not in self._warned:
+                self._warned.add(((topic, partition), since))
+                log.warning(
+                    "commands partition %s/%d has been blocked for %.0f s, retrying a request Customer.io "
+                    "keeps failing; its commands are safe only while the topic's retention keeps them",
+                    topic, partition, seconds,
+                )
+        self._blocked_shown = set(blocked_since)
+        self._warned = {warned for warned in self._warned if warned[0] in blocked_since}
 
 
 @dataclass
@@ -119,7 +159,7 @@ class _Prepared:
     mpids: list[str] = field(default_factory=list)
     entries: list[bytes] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
-    dead: list[tuple[Message, str, int | None, str | None]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
 
 
 class Sender:
@@ -131,17 +171,27 @@ class Sender:
         self.dlq_topic = dlq_topic
         self.deliverer: Deliverer | None = None
         self.exporter = StatsExporter()
-        self._tails: dict[tuple[str, int], asyncio.Future] = {}  # last delivery task per partition
-        self._in_flight = asyncio.Semaphore(MAX_CHUNKS_IN_FLIGHT)
+        self._tails: dict[TP, asyncio.Future] = {}  # last delivery task per partition
+        self._under_way: Counter[TP] = Counter()  # delivery tasks per partition
+        self._tasks: set[asyncio.Future] = set()  # every delivery task not finished
+        self._failed: dict[TP, BaseException] = {}  # latched partitions: nothing later is acked
+        self._paused: set[TP] = set()
+        self._resumed = asyncio.Event()
+        self._closed = False
 
     def _deliverer(self) -> Deliverer:
+        if self._closed:
+            raise RuntimeError("the sender is closed")
         if self.deliverer is None:
             self.deliverer = Deliverer(self.sender_config)  # its aiohttp session needs the running loop
         return self.deliverer
 
     async def close(self) -> None:
-        pending = [task for task in self._tails.values() if not task.done()]
-        for task in pending:  # unacked: their records are read again after a restart
+        """Cancel every delivery under way (unacked: read again after a restart), then close
+        the HTTP session; nothing is sent, and no session opened, after this."""
+        self._closed = True
+        pending = list(self._tasks)
+        for task in pending:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
@@ -150,54 +200,102 @@ class Sender:
             self.deliverer = None
 
     async def __call__(self, messages: list[Message]) -> None:
+        if self._closed:
+            return
+        if self._failed:  # neither tracked nor acked: read again after the restart
+            messages = [message for message in messages if message.tp not in self._failed]
         records = self.app.track_current(messages)
         if not records:
             return
         if self.deliverer is None:
             tune_gc()  # the first fetch: start-up is over
         self._deliverer()
-        by_partition: dict[tuple[str, int], list[Message]] = {}
+        by_partition: dict[TP, list[Message]] = {}
         for message in records:
-            by_partition.setdefault((message.topic, message.partition), []).append(message)
+            part = by_partition.get(message.tp)
+            if part is None:  # keyed by Faust's TP: resume_partitions() stores what it is given
+                part = by_partition[TP(message.topic, message.partition)] = []
+            part.append(message)
+        consumer = self.app.consumer
         for tp, part in by_partition.items():
             # Deliveries of different partitions overlap; those of one partition follow each other.
-            await self._in_flight.acquire()  # back-pressure: the fetch loop waits here
-            previous = self._tails.get(tp)
-            task = asyncio.ensure_future(self._deliver_after(previous, part))
-            self._tails[tp] = task
-            task.add_done_callback(self._finished)
+            self.dispatch(tp, part)
+            if self._under_way[tp] >= MAX_CHUNKS_PER_PARTITION:
+                consumer.pause_partitions([tp])  # its next records wait in aiokafka's buffer (idempotent)
+                self._paused.add(tp)
+        # Back-pressure: with every partition paused the fetch loop would only sleep; wait here.
+        while self._paused and not self._closed and not (set(consumer.assignment()) - self._paused):
+            self._resumed.clear()
+            await self._resumed.wait()
 
-    def _finished(self, task: asyncio.Future) -> None:
-        self._in_flight.release()
-        for tp, tail in list(self._tails.items()):
-            if tail is task:
-                del self._tails[tp]
+    def dispatch(self, tp: TP, records: list[Message]) -> asyncio.Future:
+        """Start delivering one partition's chunk after that partition's previous one."""
+        if self._closed:
+            raise RuntimeError("the sender is closed")
+        task = asyncio.ensure_future(self._deliver_after(tp, self._tails.get(tp), records))
+        self._tails[tp] = task
+        self._under_way[tp] += 1
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._finished, tp))
+        return task
+
+    def _finished(self, tp: TP, task: asyncio.Future) -> None:
+        self._tasks.discard(task)
+        self._under_way[tp] -= 1
+        if self._under_way[tp] <= 0:
+            del self._under_way[tp]
+        if self._tails.get(tp) is task:
+            del self._tails[tp]
+        if tp in self._paused and self._under_way[tp] < MAX_CHUNKS_PER_PARTITION:
+            self._paused.discard(tp)
+            if not self._closed and tp in self.app.consumer.assignment():
+                self.app.consumer.resume_partitions([tp])
+            self._resumed.set()
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.error("delivering commands failed (%s: %s); stopping the worker", type(exc).__name__, exc)
+            log.error(
+                "delivering commands of %s/%d failed (%s: %s); stopping the worker, nothing of that "
+                "partition after the failed records is acked", tp[0], tp[1], type(exc).__name__, exc,
+            )
             asyncio.ensure_future(self.app.crash(exc))
 
-    async def _deliver_after(self, previous: asyncio.Future | None, records: list[Message]) -> None:
-        # Decoding and encoding need not wait for the partition's previous chunk: only sending does.
-        chunk = self.prepare(records)
-        if previous is not None:
-            await asyncio.wait([previous])  # its failure is reported by its own callback
-        await self.deliver_prepared(chunk)
+    async def _deliver_after(self, tp: TP, previous: asyncio.Future | None, records: list[Message]) -> None:
+        DELIVERY_PARTITION.set((tp[0], tp[1]))  # this task's context: the deliverer's blocked-partition bookkeeping
+        try:
+            # Decoding and encoding need not wait for the partition's previous chunk: only sending does.
+            chunk = self.prepare(records)
+            if previous is not None:
+                await asyncio.wait([previous])  # its failure is reported by its own callback
+            if tp in self._failed:
+                self._untrack(records)
+                return
+            await self.deliver_prepared(chunk)
+        except Exception as exc:
+            self._failed.setdefault(tp, exc)
+            self._untrack(records)
+            raise
+
+    def _untrack(self, records: list[Message]) -> None:
+        """Records of a latched partition will never be acked: stop waiting for them (on stop
+        and rebalance). Untracking does not commit them; commits follow acks only."""
+        unacked = self.app.consumer._unacked_messages  # Faust's set of tracked records
+        for message in records:
+            unacked.discard(message)
 
     async def deliver_chunk(self, records: list[Message]) -> None:
         """Deliver one partition's chunk, dead-letter what is refused, then ack every record."""
         await self.deliver_prepared(self.prepare(records))
 
     def prepare(self, records: list[Message]) -> _Prepared:
-        """Decode (and for v2 encode) a chunk's records; undecodable or inexpressible ones are
-        set aside for the dead-letter topic."""
+        """Decode (and for v2 encode) a chunk's records; any record that cannot become a request
+        is set aside for the dead-letter topic, never raised."""
         chunk = _Prepared(records, time.monotonic())
         if self.sender_config.transport != "v2":
             for message in records:
                 try:
                     chunk.commands.append(decode_command(message.value))
                     chunk.sources.append(message)
-                except CommandDecodeError as exc:
+                except Exception as exc:  # CommandDecodeError, or anything else these bytes provoke
                     chunk.dead.append((message, "undecodable_command", None, str(exc)))
             chunk.kinds = [command.kind.value for command in chunk.commands]
             return chunk
@@ -207,11 +305,11 @@ class Sender:
         for message in records:
             try:
                 mpid, kind, entry = v2_entry_from_wire(message.value)
-            except CommandDecodeError as exc:
-                chunk.dead.append((message, "undecodable_command", None, str(exc)))
-                continue
             except PayloadError as exc:  # as deliver() would refuse it
                 chunk.dead.append((message, exc.reason, None, self._deliverer().client.redact(str(exc))))
+                continue
+            except Exception as exc:  # CommandDecodeError, or anything else these bytes provoke
+                chunk.dead.append((message, "undecodable_command", None, str(exc)))
                 continue
             append_kind(kind)
             append_mpid(mpid)
@@ -219,8 +317,9 @@ class Sender:
             append_source(message)
         return chunk
 
-    async def deliver_prepared(self, chunk: _Prepared) -> None:
-        """Deliver a prepared chunk, dead-letter what is refused, then ack every record."""
+    async def settle(self, chunk: _Prepared) -> tuple[list[DeadLetter], Counter[str]]:
+        """Deliver a prepared chunk: what must be dead-lettered (reason and error bounded), and
+        how many commands of each kind were delivered."""
         deliverer = self._deliverer()
         try:
             if chunk.commands:
@@ -232,13 +331,20 @@ class Sender:
                 outcomes = []
         finally:
             self.exporter.export(deliverer)
-        dead = chunk.dead
+        dead = list(chunk.dead)
         delivered: Counter[str] = Counter()
         for kind, message, outcome in zip(chunk.kinds, chunk.sources, outcomes):
             if outcome.delivered:
                 delivered[kind] += 1
             else:
-                dead.append((message, outcome.reason or "rejected", outcome.http_status, outcome.error))
+                reason = utf8_prefix(outcome.reason or "rejected", MAX_HEADER_BYTES)
+                error = utf8_prefix(outcome.error, MAX_HEADER_BYTES) if outcome.error else outcome.error
+                dead.append((message, reason, outcome.http_status, error))
+        return dead, delivered
+
+    async def deliver_prepared(self, chunk: _Prepared) -> None:
+        """Deliver a prepared chunk, dead-letter what is refused, then ack every record."""
+        dead, delivered = await self.settle(chunk)
         await self._dead_letter(dead)  # raises if the producer gave up: these records stay unacked
         records = chunk.records
         ack = self.app.consumer.ack
@@ -251,7 +357,7 @@ class Sender:
             reasons = Counter(reason for _, reason, _, _ in dead)
             log.warning("dead-lettered %d of %d commands: %s", len(dead), len(records), dict(reasons))
 
-    async def _dead_letter(self, dead: list[tuple[Message, str, int | None, str | None]]) -> None:
+    async def _dead_letter(self, dead: list[DeadLetter]) -> None:
         if not dead:
             return
         send = self.app.producer.send
@@ -259,7 +365,7 @@ class Sender:
         for message, reason, status, error in dead:
             headers = dead_letter_headers(message, reason, status, error)
             futures.append(await send(self.dlq_topic, message.key, message.value, None, None, headers))
-            metrics.DLQ_WRITES.labels(topic="commands", reason=reason).inc()
+            metrics.DLQ_WRITES.labels(topic="commands", reason=utf8_prefix(reason, MAX_HEADER_BYTES)).inc()
         await asyncio.gather(*futures)
 
 

@@ -32,6 +32,9 @@ class CommandKind(str, Enum):
     MERGE = "merge"
 
 
+_KINDS = frozenset(kind.value for kind in CommandKind)
+
+
 class CommandDecodeError(ValueError):
     """Bytes that are not a command of a version this code understands."""
 
@@ -106,7 +109,11 @@ def encode_command(command: Command) -> bytes:
 
 
 def decode_command(data: bytes) -> Command:
-    """Decode bytes written by :func:`encode_command`; raise CommandDecodeError otherwise."""
+    """Decode bytes written by :func:`encode_command`; raise CommandDecodeError otherwise.
+
+    Every field is checked for its type, so a decoded command never makes the sender raise
+    anything but PayloadError (a wrong ``secondary`` once crashed the worker with TypeError).
+    """
     try:
         fields = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
@@ -116,14 +123,17 @@ def decode_command(data: bytes) -> Command:
     if len(fields) != 10:
         raise CommandDecodeError(f"command has {len(fields)} fields, expected 10")
     _, kind, mpid, id_type, id_value, timestamp, attributes, name, event_id, secondary = fields
-    try:
-        command_kind = CommandKind(kind)
-    except ValueError:
-        raise CommandDecodeError(f"unknown command kind {kind!r}") from None
-    if id_type not in ID_TYPES or not isinstance(id_value, str) or not isinstance(mpid, str):
+    if type(kind) is not str or kind not in _KINDS:
+        raise CommandDecodeError(f"unknown command kind {kind!r}")
+    command_kind = CommandKind(kind)
+    if type(id_type) is not str or id_type not in ID_TYPES or type(id_value) is not str or type(mpid) is not str:
         raise CommandDecodeError("bad identifier")
-    if not isinstance(timestamp, int) or not isinstance(attributes, dict):
+    if type(timestamp) is not int or type(attributes) is not dict:
         raise CommandDecodeError("bad timestamp or attributes")
+    if not (name is None or type(name) is str) or not (event_id is None or type(event_id) is str):
+        raise CommandDecodeError("bad name or event id")
+    if secondary is not None and not (type(secondary) is list and all(type(part) is str for part in secondary)):
+        raise CommandDecodeError("bad secondary identifier")
     return Command(
         kind=command_kind,
         mpid=mpid,

@@ -38,7 +38,13 @@ CONSUMER_LAG = Gauge(
     registry=REGISTRY,
 )
 AUTH_BLOCKED = Gauge(
-    "cioproc_sender_auth_blocked", "1 while Customer.io rejects the credentials and delivery is stopped",
+    "cioproc_sender_auth_blocked",
+    "1 while delivery is stopped: Customer.io rejects the credentials, or answers as if the URL were wrong",
+    registry=REGISTRY,
+)
+PARTITION_BLOCKED_SECONDS = Gauge(
+    "cioproc_sender_partition_blocked_seconds",
+    "seconds a commands partition has been retrying a failing request (0: delivering)", ["topic", "partition"],
     registry=REGISTRY,
 )
 

@@ -7,6 +7,9 @@ connection after it was applied (``drop_after_apply_rate``, the case that makes 
 retry something that already took effect). Every request draws the same number of
 random numbers, so a seed fixes the decision for the n-th request.
 
+``unavailable_ids`` makes one person's requests fail: a request whose body or path holds one
+of these identifiers is answered 503 every time (an outage of one user's partition).
+
 Rules reject chosen entries for good (400 for v1 and v2 entity, a 207 entry error in a
 v2 batch): events by name or id, and anything addressing a listed identifier.
 """
@@ -37,6 +40,7 @@ class FaultConfig:
     reject_event_names: tuple[str, ...] = ()
     reject_event_ids: tuple[str, ...] = ()
     reject_ids: tuple[str, ...] = ()  # ids, emails (any case) or cio_ids
+    unavailable_ids: tuple[str, ...] = ()  # requests naming one of these get 503, every time
 
     def __post_init__(self) -> None:
         for name in ("fault_rate", "drop_rate", "drop_after_apply_rate"):
@@ -51,7 +55,7 @@ class FaultConfig:
                 raise ValueError(f"{name} must be a non-negative integer")
         if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
             raise ValueError("seed must be an integer or null")
-        for name in ("reject_event_names", "reject_event_ids", "reject_ids"):
+        for name in ("reject_event_names", "reject_event_ids", "reject_ids", "unavailable_ids"):
             if not all(isinstance(v, str) for v in getattr(self, name)):
                 raise ValueError(f"{name} must be a list of strings")
 
@@ -65,7 +69,7 @@ class FaultConfig:
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
         values = dict(data)
-        for name in ("fault_statuses", "reject_event_names", "reject_event_ids", "reject_ids"):
+        for name in ("fault_statuses", "reject_event_names", "reject_event_ids", "reject_ids", "unavailable_ids"):
             if name in values:
                 if not isinstance(values[name], list):
                     raise ValueError(f"{name} must be a list")
@@ -112,6 +116,11 @@ class FaultInjector:
             drop_after_apply=status is None and drop >= c.drop_rate and drop_after < c.drop_after_apply_rate,
             latency_ms=c.latency_ms,
         )
+
+    def unavailable(self, path: str, body: bytes) -> bool:
+        """Whether a request naming this path and body hits an ``unavailable_ids`` outage."""
+        return any(f'"{value}"'.encode() in body or path.endswith("/" + value) or f"/{value}/" in path
+                   for value in self.config.unavailable_ids)
 
     def rejection(self, op: Operation) -> EntryError | None:
         """The rule, if any, that refuses this operation for good."""

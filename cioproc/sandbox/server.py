@@ -36,7 +36,7 @@ from aiohttp import hdrs, web
 
 from cioproc.sandbox.api import Counters, Reply, TrackApi
 from cioproc.sandbox.config import SandboxConfig
-from cioproc.sandbox.faults import FaultConfig, FaultInjector
+from cioproc.sandbox.faults import FaultConfig, FaultDecision, FaultInjector
 from cioproc.sandbox.workspace import Workspace
 
 UNAUTHORIZED = {"meta": {"error": "Unauthorized request"}}
@@ -130,6 +130,8 @@ def _track(endpoint: str, call: Call) -> Callable[[web.Request], Any]:
         body = await request.read()
         counters.request(endpoint, len(body))
         decision = sandbox.faults.decide()
+        if decision.status is None and sandbox.faults.unavailable(request.path, body):
+            decision = FaultDecision(status=503, latency_ms=decision.latency_ms)
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
         if decision.drop:

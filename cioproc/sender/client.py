@@ -99,6 +99,7 @@ class TrackClient:
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=total_timeout, connect=connect_timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"TrackClient(base_url={self.base_url!r})"
@@ -109,7 +110,10 @@ class TrackClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The shared session, created on first use (inside the running event loop)."""
+        """The shared session, created on first use (inside the running event loop); never
+        again after :meth:`close` (RuntimeError), so a late retry cannot open connections."""
+        if self._closed:
+            raise RuntimeError("the Track API client is closed")
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
@@ -150,7 +154,8 @@ class TrackClient:
             raise TransportError("transport", detail, time.perf_counter() - started) from None
 
     async def close(self) -> None:
-        """Close the session and its connections."""
+        """Close the session and its connections, for good."""
+        self._closed = True
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None

@@ -7,8 +7,15 @@ of the mParticle id: a lane sends its requests one after another (a user's comma
 out of order or concurrently), lanes run concurrently. Concurrent ``deliver`` calls (one per
 partition) share the HTTP session, the request-rate ceiling and a cap on requests in flight.
 
-Credentials refused (401/403) pause *all* delivery: one request probes every
-``auth_retry_interval`` seconds, each failure logged as an error, until the credentials work.
+Credentials refused (401/403), or a status that says the deployment is wrong (404, 3xx,
+422, ...: see :mod:`cioproc.sender.responses`), pause *all* delivery: one request probes
+every ``auth_retry_interval`` seconds, each failure logged as an error, until it works.
+Nothing is dead-lettered for it: the data is not at fault.
+
+A request that keeps failing transiently (5xx, 429, timeouts) is retried forever (unless
+``max_retries``) and blocks only its caller. Callers that deliver for a Kafka partition set
+:data:`DELIVERY_PARTITION`; ``stats.blocked_since`` then says since when each partition has
+had a request in retry.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -38,6 +46,10 @@ BATCH_PATH = "/api/v2/batch"
 BATCH_LIMIT_BYTES = 500_000  # "Your batch request must be smaller than 500kb."
 ENTRY_LIMIT_BYTES = 32_768  # "Each of the requests within the batch must also be 32kb or smaller."
 LATENCY_SAMPLES = 4096
+BLOCKING_ACTIONS = (Action.AUTH, Action.MISCONFIGURED)  # pause all delivery, probe slowly
+
+# The (topic, partition) a deliver() call works for; its lanes inherit it (contextvars).
+DELIVERY_PARTITION: ContextVar[tuple[str, int] | None] = ContextVar("cioproc_delivery_partition", default=None)
 
 
 class SenderConfigError(ValueError):
@@ -149,7 +161,9 @@ class SenderStats:
     dead_lettered: int = 0
     bytes_sent: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
-    auth_blocked: bool = False
+    auth_blocked: bool = False  # credentials refused or the deployment is wrong: all delivery paused
+    # (topic, partition) -> monotonic time since which it has had a request in retry
+    blocked_since: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def drain_latencies(self) -> list[float]:
         """Return and forget the latency samples gathered so far."""
@@ -208,6 +222,9 @@ class Deliverer:
         self._slots: asyncio.Semaphore | None = None
         self._auth_ok = True
         self._auth_probe: asyncio.Lock | None = None
+        self._clock: Callable[[], float] = time.monotonic
+        self._retrying: Counter[tuple[str, int]] = Counter()  # requests in retry per partition
+        self._retry_gates: dict[tuple[str, int], asyncio.Lock] = {}  # one retry in flight per partition
 
     def __repr__(self) -> str:
         return f"Deliverer({self.config!r})"
@@ -412,6 +429,37 @@ class Deliverer:
 
     async def _exchange(self, method: str, path: str, body: bytes, entries: int) -> Verdict:
         """Send one request until it gets a final verdict: retry transient failures, wait out auth."""
+        partition = DELIVERY_PARTITION.get()
+        retrying = [False]  # set once this request is in retry: its partition counts as blocked
+        try:
+            return await self._exchange_until_final(method, path, body, entries, partition, retrying)
+        finally:
+            if retrying[0] and partition is not None:
+                self._retrying[partition] -= 1
+                if not self._retrying[partition]:
+                    del self._retrying[partition]
+                    self._retry_gates.pop(partition, None)
+                    self.stats.blocked_since.pop(partition, None)
+
+    def _retry_started(self, partition: tuple[str, int] | None) -> None:
+        if partition is not None:
+            if not self._retrying[partition]:
+                self.stats.blocked_since.setdefault(partition, self._clock())
+            self._retrying[partition] += 1
+
+    async def _send_retry(self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int]) -> Verdict:
+        """A retry: one at a time per partition, so a blocked partition holds at most one of the
+        shared request slots (timeouts hold one for ``total_timeout``) and the others keep theirs."""
+        gate = self._retry_gates.get(partition)
+        if gate is None:
+            gate = self._retry_gates[partition] = asyncio.Lock()
+        async with gate:
+            return await self._send_once(method, path, body, entries)
+
+    async def _exchange_until_final(
+        self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int] | None,
+        retrying: list[bool],
+    ) -> Verdict:
         attempt = 0
         while True:
             probing = False
@@ -425,15 +473,18 @@ class Deliverer:
             try:
                 if probing:
                     await self._sleep(self.config.auth_retry_interval)
-                verdict = await self._send_once(method, path, body, entries)
-                if verdict.action is Action.AUTH:
+                if attempt and partition is not None:
+                    verdict = await self._send_retry(method, path, body, entries, partition)
+                else:
+                    verdict = await self._send_once(method, path, body, entries)
+                if verdict.action in BLOCKING_ACTIONS:
                     if self._auth_ok or probing:
                         self._auth_refused(verdict)
                     continue
                 if not self._auth_ok:
                     self._auth_ok = True
                     self.stats.auth_blocked = False
-                    log.warning("Customer.io accepts the credentials again; delivery resumed")
+                    log.warning("Customer.io accepts the requests again (HTTP %s); delivery resumed", verdict.http_status)
             finally:
                 if probing:
                     self._auth_probe.release()
@@ -454,6 +505,9 @@ class Deliverer:
                 retry_after=verdict.retry_after,
                 retry_after_cap=self.config.retry_after_cap,
             )
+            if not retrying[0]:
+                retrying[0] = True
+                self._retry_started(partition)
             attempt += 1
             self.stats.retries += 1
             log.warning(
@@ -487,6 +541,17 @@ class Deliverer:
     def _auth_refused(self, verdict: Verdict) -> None:
         self._auth_ok = False
         self.stats.auth_blocked = True
+        if verdict.action is Action.MISCONFIGURED:
+            log.error(
+                "Customer.io's Track API answered HTTP %s at %s (%s): the deployment is wrong, not the data "
+                "(check CIO_TRACK_URL and CIO_REGION); delivery is paused, nothing is committed or "
+                "dead-lettered; retrying every %.0fs.",
+                verdict.http_status,
+                self.client.base_url,
+                self.client.redact(verdict.error or "")[:200],
+                self.config.auth_retry_interval,
+            )
+            return
         log.error(
             "Customer.io refused the credentials (HTTP %s) for site id %r at %s: delivery is paused, "
             "nothing is committed or dead-lettered; retrying every %.0fs. Check CIO_SITE_ID and CIO_API_KEY.",

@@ -140,6 +140,8 @@ def v2_entry_from_wire(data: bytes) -> tuple[str, str, bytes]:
             and id_value
             and type(timestamp) is int
             and type(attributes) is dict
+            and (event_id is None or type(event_id) is str)
+            and _secondary is None
         ):
             if (kind == "track" or kind == "screen") and type(name) is str and name:
                 entry: dict[str, Any] = {
@@ -154,7 +156,7 @@ def v2_entry_from_wire(data: bytes) -> tuple[str, str, bytes]:
                     entry["timestamp"] = timestamp
                 entry["attributes"] = attributes
                 return mpid, kind, _serialize(entry)
-            if kind == "identify":
+            if kind == "identify" and (name is None or type(name) is str):
                 entry = {"type": "person", "identifiers": {id_type: id_value}, "action": "identify", "attributes": attributes}
                 if timestamp:
                     entry["timestamp"] = timestamp

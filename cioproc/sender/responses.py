@@ -7,7 +7,8 @@
 401 / 403           credentials refused: block delivery, retry slowly, never dead-letter
 408 / 429 / 5xx     retry with exponential backoff and full jitter, honouring ``Retry-After``
 transport, timeout  retry likewise
-other status        every entry failed for good
+any other status    the deployment is wrong, not the data (3xx with redirects off, 404, 405,
+                    409, 410, 422, unknown): block delivery like 401/403, never dead-letter
 ==================  ==========================================================================
 """
 
@@ -34,6 +35,7 @@ class Action(str, Enum):
     REJECTED = "rejected"  # every entry failed for good
     RETRY = "retry"  # send the same request again later
     AUTH = "auth"  # credentials refused: block and retry slowly
+    MISCONFIGURED = "misconfigured"  # a status that says the URL or setup is wrong: block and retry slowly
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +159,11 @@ def interpret(
             error=message or f"HTTP {status}",
         )
     reason, message = _describe_errors(body)
-    reason = reason or ("bad_request" if status == 400 else f"http_{status}")
     error = message or f"HTTP {status}"
-    if status in SPLITTABLE_STATUSES and entries > 1:
+    if status not in SPLITTABLE_STATUSES:
+        return Verdict(Action.MISCONFIGURED, status, reason=f"http_{status}", error=error)
+    reason = reason or ("bad_request" if status == 400 else f"http_{status}")
+    if entries > 1:
         return Verdict(Action.SPLIT, status, reason=reason, error=error)
     return Verdict(Action.REJECTED, status, reason=reason, error=error)
 
