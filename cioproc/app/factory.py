@@ -152,7 +152,7 @@ def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Proce
         store=restore_store_url(config.store, TABLE_NAME),  # Faust's stores with a bulk restore (see fast_restore)
         help="cioproc user state (msgpack UserState) by MPID",
     )
-    stats = ProcessorStats("batches")  # the metrics' dead-letter topic label is the input's role
+    stats = ProcessorStats(topics.by_role("batches_dlq").name)  # the dead-letter metrics' topic label
     processor = Processor(app, table, topics, config.mapping, stats)
     for role in ("batches", "audiences"):
         topic = app.topic(topics.by_role(role).name, key_type=bytes, value_type=bytes, acks=True)

@@ -38,7 +38,7 @@ from cioproc.mapping import (
     parse_batch,
 )
 from cioproc.mapping.values import mpid_string
-from cioproc.models.commands import encode_command
+from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, encode_command
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import StateDecodeError, UserState, decode_state, encode_state
 
@@ -132,7 +132,7 @@ class _Planner:
             self.forward(record, key, value)
             return
         user = self.user(record.partition, key)
-        self.apply(user, map_batch(parsed, user.state, self.settings))
+        self.apply(user, map_batch(parsed, user.state, self.settings), record)
         counts = self.plan.counts
         counts.batches += 1
         counts.events += len(parsed.events)
@@ -152,7 +152,7 @@ class _Planner:
                     elsewhere.append(profile.mpid)
                 continue
             user = self.user(record.partition, key)
-            self.apply(user, map_audience(profile, user.state, self.settings))
+            self.apply(user, map_audience(profile, user.state, self.settings), record)
             self.plan.counts.audience_profiles += 1
         for mpid in elsewhere:
             self.forward(record, mpid.encode(), _audience_message_for(value, mpid))
@@ -182,10 +182,19 @@ class _Planner:
             user = self.users[slot] = _User(state, state)
         return user
 
-    def apply(self, user: _User, result: MapResult) -> None:
-        """Take a mapping result: its commands and its state together, or (on an exception) neither."""
+    def apply(self, user: _User, result: MapResult, record: InputRecord) -> None:
+        """Take a mapping result: its commands and its state together, or (on an exception) neither.
+
+        Each command record carries the input record's timestamp in the ``cioproc.input.ts``
+        header, so the sender can measure the end-to-end latency (input written -> Customer.io
+        accepted). A header, not the record's own timestamp: commands made from replayed input
+        would otherwise look days old to the commands topic's time-based retention."""
         topic = self.topics.commands
-        encoded = [Outgoing(topic, command.mpid.encode(), encode_command(command)) for command in result.commands]
+        stamp = _timestamp_ms(record)
+        headers = [(INPUT_TIMESTAMP_HEADER, b"%d" % stamp)] if stamp is not None else None
+        encoded = [
+            Outgoing(topic, command.mpid.encode(), encode_command(command), headers) for command in result.commands
+        ]
         self.plan.commands.extend(encoded)
         user.state = result.state
         counts = self.plan.counts

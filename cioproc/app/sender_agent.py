@@ -40,7 +40,7 @@ from faust.types import Message
 from cioproc.app.batching import BatchApp
 from cioproc.config import Config
 from cioproc.kafka.topics import TopicsFile
-from cioproc.models.commands import Command, CommandDecodeError, decode_command
+from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, Command, CommandDecodeError, decode_command
 from cioproc.observability import metrics
 from cioproc.sender import Deliverer, SenderConfig
 from cioproc.sender.payloads import PayloadError, v2_entry_from_wire
@@ -79,6 +79,18 @@ def dead_letter_headers(message: Message, reason: str, status: int | None, error
     return headers
 
 
+def input_timestamp(message: Message) -> float | None:
+    """When the command's input record was written (Unix seconds), from the processor's
+    ``cioproc.input.ts`` header; None for a command without it (a re-driven dead letter)."""
+    for key, value in message.headers or ():
+        if key == INPUT_TIMESTAMP_HEADER:
+            try:
+                return int(value) / 1000
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 def tune_gc() -> None:
     """Once the worker runs: freeze what start-up made, collect the young generation less often."""
     gc.freeze()
@@ -98,9 +110,13 @@ class StatsExporter:
         for status, count in list(stats.requests.items()):
             delta = count - self._requests[status]
             if delta:
-                label = "0" if status in ("timeout", "transport") else str(status)
-                metrics.HTTP_RESPONSES.labels(status=label).inc(delta)
+                if status in ("timeout", "transport"):
+                    metrics.HTTP_TRANSPORT_ERRORS.labels(reason=status).inc(delta)
+                else:
+                    metrics.HTTP_RESPONSES.labels(code=str(status)).inc(delta)
                 self._requests[status] = count
+        for latency in stats.drain_latencies():
+            metrics.TRACK_REQUEST_LATENCY.observe(latency)
         if stats.retries > self._retries:
             metrics.HTTP_RETRIES.inc(stats.retries - self._retries)
             self._retries = stats.retries
@@ -234,9 +250,14 @@ class Sender:
             self.exporter.export(deliverer)
         dead = chunk.dead
         delivered: Counter[str] = Counter()
+        accepted_at = time.time()
+        end_to_end = metrics.END_TO_END_LATENCY.observe
         for kind, message, outcome in zip(chunk.kinds, chunk.sources, outcomes):
             if outcome.delivered:
                 delivered[kind] += 1
+                written = input_timestamp(message)
+                if written is not None:
+                    end_to_end(max(0.0, accepted_at - written))
             else:
                 dead.append((message, outcome.reason or "rejected", outcome.http_status, outcome.error))
         await self._dead_letter(dead)  # raises if the producer gave up: these records stay unacked
@@ -259,7 +280,7 @@ class Sender:
         for message, reason, status, error in dead:
             headers = dead_letter_headers(message, reason, status, error)
             futures.append(await send(self.dlq_topic, message.key, message.value, None, None, headers))
-            metrics.DLQ_WRITES.labels(topic="commands", reason=reason).inc()
+            metrics.DLQ_WRITES.labels(topic=self.dlq_topic, reason=reason).inc()
         await asyncio.gather(*futures)
 
 
