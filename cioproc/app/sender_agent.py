@@ -301,4 +301,24 @@ def attach(app: BatchApp, config: Config, topics: TopicsFile) -> Sender:
             sender.exporter.export(sender.deliverer)
 
     app.timer(EXPORT_INTERVAL_S, on_leader=False)(export_stats)
+
+    async def check_credentials() -> None:  # the same check as `cioproc check`; delivery does not wait for it
+        await log_account_check(sender.sender_config)
+
+    app.task(check_credentials)
     return sender
+
+
+async def log_account_check(sender_config: SenderConfig) -> None:
+    """Ask Customer.io whether the credentials work, for the configured region, and log the answer."""
+    from cioproc.sender.account import verify_account
+    from cioproc.sender.client import TrackClient
+
+    config = sender_config
+    async with TrackClient(config.base_url, config.site_id, config.api_key, total_timeout=config.total_timeout,
+                           connect_timeout=config.connect_timeout) as client:
+        result = await verify_account(client, config.region)
+    if result.ok:
+        log.info("Customer.io accepts the credentials: region %s, environment %s", result.region, result.environment_id)
+    for line in result.problems:
+        log.error("Customer.io credentials check: %s", line)

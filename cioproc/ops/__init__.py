@@ -1,0 +1,1 @@
+"""Operator commands: `cioproc check`, `cioproc status` and `cioproc inspect`."""
