@@ -48,6 +48,7 @@ def test_a_bad_key_is_one_line_without_the_key(sandbox, topics_env):
     assert len(problems(result)) == 1, result.stderr
     assert "refused CIO_SITE_ID/CIO_API_KEY" in problems(result)[0] and "HTTP 401" in problems(result)[0]
     assert "wrong-key-123456" not in result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
 
 
 def test_a_wrong_region_is_one_line_naming_the_right_one(eu_sandbox, topics_env):
@@ -64,6 +65,7 @@ def test_a_stopped_broker_is_one_line(sandbox, topics_env):
     assert result.returncode == 1
     assert len(problems(result)) == 1, result.stderr
     assert problems(result)[0].startswith("problem  kafka: cannot reach KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1")
+    assert result.stderr.count("\n") == 1, result.stderr  # nothing else: no client library log lines
 
 
 def test_missing_topics_are_a_line_each(kafka_bootstrap, unique, tmp_path):

@@ -40,6 +40,7 @@ from cioproc.app.processor import Processor
 from cioproc.app.startup import verify_topics
 from cioproc.app.stats import ProcessorStats
 from cioproc.config import ROLES, Config, load_config
+from cioproc.kafka import client_id
 from cioproc.kafka.topics import TopicsFile, load_topics
 from cioproc.observability.metrics import MetricsServer
 
@@ -107,7 +108,7 @@ def create_app(
     app_id = group_id(role, app_id or config.app_id)
     if role in ("processor", "all"):
         check_changelog_topic(app_id, topics)
-    app = CioprocApp(**faust_settings(config, app_id))
+    app = CioprocApp(**faust_settings(config, app_id), broker_client_id=client_id(role))  # shown by `cioproc status`
     app.role, app.config, app.topics_file = role, config, topics
     if role in ("processor", "all"):
         app.processor = attach_processor(app, config, topics)

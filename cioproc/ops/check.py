@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cioproc.config import Config, ConfigError, load_config
+from cioproc.kafka import client_id
+from cioproc.ops import describe_error, quiet_client_logs
 
 KAFKA_TIMEOUT_S = 15.0
 HTTP_TIMEOUT_S = 15.0
@@ -31,11 +33,6 @@ class Report:
             print(f"ok       {line}")
         for line in self.problems:
             print(f"problem  {line}", file=sys.stderr)
-
-
-def client_id(purpose: str) -> str:
-    """The Kafka client id of a cioproc process: ``cioproc-<role or command>`` (shown by `status`)."""
-    return f"cioproc-{purpose}"
 
 
 async def check(role: str, config: Config) -> Report:
@@ -84,7 +81,7 @@ async def _check_kafka(role: str, config: Config, topics: Any, report: Report) -
             names = [topics.by_role(r).name for r in ROLE_TOPICS[role]]
             actual = await asyncio.wait_for(describe_topics(admin, names), KAFKA_TIMEOUT_S)
     except Exception as exc:  # refused, timed out, authentication failed: one line
-        detail = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+        detail = describe_error(exc)
         report.problems.append(
             f"kafka: cannot reach KAFKA_BOOTSTRAP_SERVERS={bootstrap} "
             f"(KAFKA_SECURITY_PROTOCOL={config.kafka.security_protocol}): {detail}"
@@ -124,6 +121,7 @@ async def _check_customer_io(config: Config, report: Report) -> None:
 
 def main(role: str) -> int:
     """Run the checks and print them; the exit status."""
+    quiet_client_logs()
     try:
         config = load_config()
     except ConfigError as exc:
