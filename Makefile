@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install test demo kafka-start kafka-stop bench bench-mapping bench-processor bench-sender bench-recovery clean
+.PHONY: install test demo kafka-start kafka-stop bench bench-mapping bench-processor bench-sender bench-recovery bench-latency clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-sender: install
 
 bench-recovery: install
 	$(PY) bench/recovery.py $(ARGS)
+
+bench-latency: install
+	$(PY) bench/latency.py $(ARGS)
 
 clean:
 	-$(PY) -m cioproc.cli kafka stop
