@@ -26,6 +26,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from cioproc.ops.progress import progress_bar
+
 SANDBOX_SITE = "sandbox-site"
 SANDBOX_KEY = "sandbox-demo-key"
 
@@ -100,12 +102,6 @@ class Started:
 
     broker: Any = None
     processes: list[subprocess.Popen] = field(default_factory=list)
-
-
-def progress_bar(done: float, whole: float, label: str, width: int = 30) -> str:
-    fraction = 0.0 if whole <= 0 else min(1.0, done / whole)
-    filled = int(fraction * width)
-    return f"\r{label:<10} [{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}% ({int(done)}/{int(whole)})"
 
 
 def main(argv: list[str] | None = None) -> int:

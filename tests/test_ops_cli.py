@@ -109,3 +109,23 @@ async def test_the_user_agent_carries_the_version():
     finally:
         await runner.cleanup()
     assert seen == [f"cioproc/{__version__}"]
+
+
+def test_the_first_jar_download_shows_how_many_files_came(tmp_path, monkeypatch, capsys):
+    from cioproc.kafka.broker import KAFKA_VERSION, LocalBroker
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_mvn = bin_dir / "mvn"  # Maven's batch-mode output for three files, and the jar it copies
+    fake_mvn.write_text(
+        "#!/bin/sh\n"
+        "for f in a b c; do echo \"[INFO] Downloaded from central: https://repo/x/$f.jar (1 kB at 2 kB/s)\"; done\n"
+        "for arg in \"$@\"; do case $arg in -DoutputDirectory=*) d=${arg#-DoutputDirectory=};; esac; done\n"
+        f"mkdir -p \"$d\" && touch \"$d/kafka_2.13-{KAFKA_VERSION}.jar\"\n"
+    )
+    fake_mvn.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    broker = LocalBroker(home=tmp_path / "home", port=1)
+    assert broker.fetch_jars(progress=lambda _line: None) == broker.jars
+    assert capsys.readouterr().err.strip() == "kafka: downloaded 3 files from Maven Central"
+    assert (broker.jars / f"kafka_2.13-{KAFKA_VERSION}.jar").exists()

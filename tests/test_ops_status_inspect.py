@@ -112,6 +112,11 @@ def test_status_and_inspect_show_groups_lag_and_records(pipeline):
     assert len(inspect(p, "commands", "--limit", "2")) == 2
     assert inspect(p, "commands", "--from-time", str(int(time.time() * 1000) + 3_600_000)) == []
 
+    # `replay dlq` shows its progress (here: a dry run over the one dead letter).
+    dry = p.cli("replay", "dlq", "--source", "commands", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "re-drive   [##############################] 100.0% (1/1)" in dry.stderr
+
 
 def test_a_stopped_broker_is_one_line_for_status_and_inspect(pipeline):
     for args in (("status",), ("inspect", "commands"), ("inspect", "dlq")):
