@@ -385,7 +385,7 @@ async def redrive_dlq(
                 await consumer.commit(positions)
             assigned = consumer.assignment()
             if progress is not None and assigned:
-                ahead = sum(max(0, bounds.end.get(tp, 0) - await consumer.position(tp)) for tp in assigned)
+                ahead = sum([max(0, bounds.end.get(tp, 0) - await consumer.position(tp)) for tp in assigned])
                 progress(result.redriven, result.redriven + ahead)
             if not assigned:
                 if time.monotonic() > deadline:

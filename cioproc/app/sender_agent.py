@@ -318,6 +318,10 @@ async def log_account_check(sender_config: SenderConfig) -> None:
     async with TrackClient(config.base_url, config.site_id, config.api_key, total_timeout=config.total_timeout,
                            connect_timeout=config.connect_timeout) as client:
         result = await verify_account(client, config.region)
+    if result.http_status is not None:  # a Track API request like any other: counted the same way
+        metrics.HTTP_RESPONSES.labels(code=str(result.http_status)).inc()
+    elif result.transport_error is not None:
+        metrics.HTTP_TRANSPORT_ERRORS.labels(reason=result.transport_error).inc()
     if result.ok:
         log.info("Customer.io accepts the credentials: region %s, environment %s", result.region, result.environment_id)
     for line in result.problems:

@@ -8,7 +8,7 @@ hold the key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -24,6 +24,8 @@ class AccountCheck:
     region: str | None = None
     environment_id: int | None = None
     problems: list[str] = field(default_factory=list)
+    http_status: int | None = None  # None: no answer (transport_error says why)
+    transport_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -58,5 +60,6 @@ async def verify_account(client: TrackClient, configured_region: str) -> Account
     try:
         result = await client.request("GET", REGION_PATH, b"")
     except TransportError as exc:
-        return AccountCheck(problems=[f"cannot reach the Track API at {client.base_url}: {exc.reason}: {exc}"])
-    return judge(result.status, result.body, configured_region, client.base_url)
+        problem = f"cannot reach the Track API at {client.base_url}: {exc.reason}: {exc}"
+        return AccountCheck(problems=[problem], transport_error=exc.reason)
+    return replace(judge(result.status, result.body, configured_region, client.base_url), http_status=result.status)
