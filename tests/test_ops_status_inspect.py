@@ -68,6 +68,9 @@ def test_status_and_inspect_show_groups_lag_and_records(pipeline):
     # The input's timestamp reached the sender with each command: one latency sample per delivery.
     assert p.metric("cioproc_end_to_end_latency_seconds_count", "send") == delivered
     assert "Customer.io accepts the credentials: region us" in p.log("send")
+    # Dead-letter counts carry the dead-letter topic's real name.
+    assert p.metric("cioproc_dlq_writes_total", "send", topic=p.topics.by_role("commands_dlq").name) == 1
+    assert p.metric("cioproc_dlq_writes_total", "proc", topic=p.topics.by_role("batches_dlq").name) == 1
 
     def caught_up() -> bool:
         s = status(p)
