@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install test demo kafka-start kafka-stop bench bench-mapping bench-processor bench-sender bench-recovery clean
+.PHONY: install test demo kafka-start kafka-stop bench bench-mapping bench-processor bench-sender bench-recovery bench-latency clean
 
 # docker-compose 1.29.2 is installed without its dependencies only for the compose-spec JSON
 # schema it ships (compose/config/compose_spec.json), which tests/test_deploy_files.py reads.
@@ -41,6 +41,9 @@ bench-sender: install
 
 bench-recovery: install
 	$(PY) bench/recovery.py $(ARGS)
+
+bench-latency: install
+	$(PY) bench/latency.py $(ARGS)
 
 clean:
 	-$(PY) -m cioproc.cli kafka stop

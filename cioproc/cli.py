@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from cioproc import __version__
+from cioproc.config import ROLES
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -50,15 +51,76 @@ def _config_failed(exc: Exception) -> int:
     return 2
 
 
+# One example block per subcommand, shown by `cioproc COMMAND --help`.
+EXAMPLES: dict[str, str] = {
+    "check": "cioproc check                    # everything a worker of role all needs\n"
+             "cioproc check --role processor   # no Customer.io credentials needed",
+    "status": "cioproc status\ncioproc status --json | jq '.groups[].lag'",
+    "inspect": "cioproc inspect commands --key 8016471649 --limit 20\n"
+               "cioproc inspect commands --partition 3 --offset 1200 --limit 5\n"
+               "cioproc inspect dlq --from-time 2026-01-31T12:00:00Z\n"
+               "cioproc inspect dlq --source batches --limit 100",
+    "completion": "source <(cioproc completion bash)\ncioproc completion zsh > \"${fpath[1]}/_cioproc\"",
+    "kafka": "cioproc kafka start\ncioproc kafka status --port 29092",
+    "topics": "cioproc topics apply\ncioproc topics check --file topics.yaml",
+    "config": "cioproc config\nCIOPROC_ENV_FILE=prod.env cioproc config",
+    "worker": "cioproc worker                  # processor and sender in one process\n"
+              "cioproc worker --role sender",
+    "sandbox": "cioproc sandbox --port 8765\ncioproc sandbox --fault-rate 0.1 --region eu",
+    "generate": "cioproc generate --users 100 --events 5000 > batches.jsonl",
+    "produce": "cioproc produce batches.jsonl\ncioproc generate --events 1000 | cioproc produce -",
+    "replay": "cioproc replay batches --from-time 2026-01-31T00:00:00Z --dry-run\n"
+              "cioproc replay dlq --source commands",
+    "demo": "cioproc demo\ncioproc demo --users 500 --events 100000",
+}
+
+
+def _add(sub: Any, name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand with its one-line help and its examples."""
+    return sub.add_parser(
+        name, help=help_text, description=help_text, epilog="examples:\n" + _indent(EXAMPLES[name]),
+        formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs,
+    )
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cioproc",
         description="Kafka-native stream processor: mParticle event batches in, Customer.io commands out.",
+        epilog="`cioproc COMMAND --help` shows a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"cioproc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("kafka", help="start, stop or query the local development Kafka (KRaft)")
+    p = _add(sub, "check", "check configuration, Kafka, topics and Customer.io credentials for a role")
+    p.add_argument("--role", choices=ROLES, default="all", help="the worker role to check for (default all)")
+    p.set_defaults(handler=_check)
+
+    p = _add(sub, "status", "consumer groups (members, offsets, lag per partition) and dead-letter topic sizes")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+    p.set_defaults(handler=_status)
+
+    p = _add(sub, "inspect", "print records of the commands or a dead-letter topic as JSON lines")
+    p.add_argument("what", choices=("commands", "dlq"))
+    p.add_argument("--source", choices=("commands", "batches"), default="commands",
+                   help="dlq: the dead-letter topic of the commands (default) or of the batches")
+    p.add_argument("--key", help="only records of this MPID (reads only its partition)")
+    p.add_argument("--partition", type=int, help="only this partition")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--offset", type=int, help="start at this offset (needs --partition)")
+    start.add_argument("--from-time", help="start at this time (ISO 8601 or Unix ms)")
+    p.add_argument("--limit", type=int, default=100, help="at most this many records (default %(default)s)")
+    p.set_defaults(handler=_inspect)
+
+    p = _add(sub, "completion", "print a shell completion script")
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(handler=_completion)
+
+    p = _add(sub, "kafka", "start, stop or query the local development Kafka (KRaft)")
     p.add_argument("action", choices=("start", "stop", "status"))
     p.add_argument("--port", type=int, default=None, help="listener port (default $CIOPROC_KAFKA_PORT or 9092)")
     p.add_argument(
@@ -69,21 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_kafka)
 
-    p = sub.add_parser("topics", help="create (apply) or compare (check) the topics declared in topics.yaml")
+    p = _add(sub, "topics", "create (apply) or compare (check) the topics declared in topics.yaml")
     p.add_argument("action", choices=("apply", "check"))
     p.add_argument("--file", help="topics file (default $CIOPROC_TOPICS_FILE or ./topics.yaml)")
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
     p.set_defaults(handler=_topics)
 
-    p = sub.add_parser("config", help="print the effective configuration, secrets masked")
+    p = _add(sub, "config", "print the effective configuration, secrets masked")
     p.set_defaults(handler=_config)
 
-    p = sub.add_parser("worker", help="run the Faust app: processor, sender or both")
-    p.add_argument("--role", choices=("processor", "sender", "all"), default="all")
+    p = _add(sub, "worker", "run the Faust app: processor, sender or both")
+    p.add_argument("--role", choices=ROLES, default="all")
     p.set_defaults(handler=_worker)
 
     for name, target, help_text in _DELEGATED:
-        p = sub.add_parser(name, help=help_text, add_help=False)
+        p = _add(sub, name, help_text, add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER)
         p.set_defaults(handler=_delegate(target))
     return parser
@@ -99,14 +161,44 @@ _DELEGATED = (
 )
 
 
-def _delegate(target: str) -> Handler:
+def _delegate(target: str, name: str = "") -> Handler:
     def handler(args: argparse.Namespace) -> int:
         import importlib
 
         module, _, function = target.partition(":")
-        return int(getattr(importlib.import_module(module), function)(args.args) or 0)
+        try:
+            return int(getattr(importlib.import_module(module), function)(args.args) or 0)
+        except SystemExit as exc:  # the delegate's parser printed its help (or a usage error)
+            if name and {"-h", "--help"} & set(args.args):
+                print("\nexamples:\n" + _indent(EXAMPLES[name]))
+            raise exc
 
     return handler
+
+
+def _check(args: argparse.Namespace) -> int:
+    from cioproc.ops.check import main as check_main
+
+    return check_main(args.role)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from cioproc.ops.status import main as status_main
+
+    return status_main(as_json=args.json)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from cioproc.ops.inspect import main as inspect_main
+
+    return inspect_main(args)
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from cioproc.ops.completion import script
+
+    print(script(args.shell, build_parser()))
+    return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -120,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if argv and argv[0] in {name for name, _, _ in _DELEGATED}:
         # The delegate parses its own options, --help included.
-        args = argparse.Namespace(handler=_delegate(dict((n, t) for n, t, _ in _DELEGATED)[argv[0]]), args=argv[1:])
+        target = dict((n, t) for n, t, _ in _DELEGATED)[argv[0]]
+        args = argparse.Namespace(handler=_delegate(target, argv[0]), args=argv[1:])
     else:
         args = parser.parse_args(argv)
     try:

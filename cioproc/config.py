@@ -7,6 +7,7 @@ are masked, so they cannot reach a log line or an exception message by accident.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import math
 import os
@@ -219,7 +220,12 @@ def _text(value: Any) -> str:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a `.env`-style file: KEY=VALUE lines, # comments, optional quotes, `export`."""
+    """Parse a `.env` file as docker compose reads it (python-dotenv's parser: ``export``, #
+    comments, inline comments after unquoted values, single and double quotes, escapes and
+    multi-line values in double quotes; no ``${VAR}`` interpolation). A line that is not
+    ``KEY=VALUE`` is a ConfigError naming the file and line."""
+    from dotenv.parser import parse_stream
+
     values: dict[str, str] = {}
     try:
         text = path.read_text(encoding="utf-8")
@@ -227,20 +233,13 @@ def read_env_file(path: Path) -> dict[str, str]:
         raise ConfigError([f"CIOPROC_ENV_FILE={str(path)!r} is not UTF-8 text (byte {exc.start})"]) from None
     except OSError as exc:
         raise ConfigError([f"CIOPROC_ENV_FILE={str(path)!r}: cannot read it: {exc.strerror or exc}"]) from None
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key.replace("_", "").isalnum():
-            raise ConfigError([f"{path}:{number}: expected KEY=VALUE"])
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.key is None and not binding.error:
+            continue  # blank line or comment
+        key = binding.key or ""
+        if binding.error or binding.value is None or not key.replace("_", "").isalnum() or not key.isascii():
+            raise ConfigError([f"{path}:{binding.original.line}: expected KEY=VALUE"])
+        values[key] = binding.value
     return values
 
 

@@ -27,6 +27,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from cioproc.ops.progress import progress_bar
+
 SANDBOX_SITE = "sandbox-site"
 SANDBOX_KEY = "sandbox-demo-key"
 
@@ -79,6 +81,15 @@ def total(samples: dict, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
 
 
+def latency_quantile(samples: dict, q: float, name: str = "cioproc_end_to_end_latency_seconds") -> float | None:
+    """The ``q`` quantile (seconds) of a scraped histogram; None without observations."""
+    from cioproc.observability.metrics import histogram_quantile
+
+    buckets = [(float(dict(ls)["le"]), v) for (n, ls), v in samples.items() if n == name + "_bucket"]
+    value = histogram_quantile(q, buckets)
+    return None if value is None else round(value, 3)
+
+
 def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for (n, ls), v in samples.items():
@@ -94,12 +105,6 @@ class Started:
 
     broker: Any = None
     processes: list[subprocess.Popen] = field(default_factory=list)
-
-
-def progress_bar(done: float, whole: float, label: str, width: int = 30) -> str:
-    fraction = 0.0 if whole <= 0 else min(1.0, done / whole)
-    filled = int(fraction * width)
-    return f"\r{label:<10} [{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}% ({int(done)}/{int(whole)})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,7 +230,7 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
     print(f"produce: {produced} messages ({batches} batches, {audience_messages} audience changes) in "
           f"{time.monotonic() - t0:.1f}s", file=sys.stderr)
 
-    drained_at = _drain(args, worker, metrics_url, batches, logs)
+    drained_at = _drain(args, worker, metrics_url, batches, logs, topics.by_role("commands_dlq").name)
     complete = drained_at is not None
     elapsed = (drained_at or time.monotonic()) - t0
     samples = scrape(metrics_url)
@@ -245,7 +250,9 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
         "delivered": {k: int(v) for k, v in by_label(samples, "cioproc_commands_delivered_total", "type").items()},
         "drops": {k: int(v) for k, v in by_label(samples, "cioproc_drops_total", "reason").items()},
         "dead_letters": {k: int(v) for k, v in by_label(samples, "cioproc_dlq_writes_total", "reason").items()},
-        "http_responses": {k: int(v) for k, v in by_label(samples, "cioproc_http_responses_total", "status").items()},
+        "http_responses": {k: int(v) for k, v in by_label(samples, "cioproc_http_responses_total", "code").items()},
+        "http_transport_errors": int(total(samples, "cioproc_http_transport_errors_total")),
+        "latency_s": {f"p{round(q * 100)}": latency_quantile(samples, q) for q in (0.5, 0.99)},
         "http_retries": int(total(samples, "cioproc_http_retries_total")),
         "events_per_s": round(events_in / elapsed, 1) if elapsed > 0 else 0.0,
         "generated": {
@@ -283,7 +290,9 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s; see {log}")
 
 
-def _drain(args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str, batches: int, logs: Path) -> float | None:
+def _drain(
+    args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str, batches: int, logs: Path, dlq_topic: str
+) -> float | None:
     """Show progress until every batch is processed and every command delivered or dead-lettered;
     the monotonic time it first was, or None if it never was."""
     deadline = time.monotonic() + args.timeout
@@ -298,7 +307,7 @@ def _drain(args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str,
         done_in = total(samples, "cioproc_batches_in_total")
         out = total(samples, "cioproc_commands_out_total")
         settled = total(samples, "cioproc_commands_delivered_total") + total(
-            samples, "cioproc_dlq_writes_total", topic="commands"
+            samples, "cioproc_dlq_writes_total", topic=dlq_topic
         )
         line = progress_bar(done_in, batches, "processed") + "  " + progress_bar(settled, out, "delivered").lstrip("\r")
         if tty:
@@ -338,7 +347,11 @@ def print_summary(s: dict[str, Any]) -> None:
     table("drops, by reason", s["drops"])
     table("dead letters, by reason", s["dead_letters"])
     table("HTTP responses, by status", s["http_responses"])
-    print(f"  HTTP retries:                    {s['http_retries']}")
+    print(f"  HTTP retries, transport errors:  {s['http_retries']}, {s['http_transport_errors']}")
+    latency = s["latency_s"]
+    if latency["p50"] is not None:
+        print(f"  end-to-end latency (input written -> accepted): p50 {latency['p50'] * 1000:.0f} ms, "
+              f"p99 {latency['p99'] * 1000:.0f} ms (from the histogram's buckets)")
     print(f"  throughput:                      {s['events_per_s']} events/s: {s['elapsed_s']} s from the first "
           f"produced batch to the last delivery")
     sb = s["sandbox"]

@@ -79,7 +79,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -401,9 +401,11 @@ async def redrive_dlq(
     to_time: int | None = None,
     limit: int | None = None,
     dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
     **client: Any,
 ) -> RedriveResult:
-    """Send dead-lettered records (key and value as dead-lettered) back to their source topic."""
+    """Send dead-lettered records (key and value as dead-lettered) back to their source topic;
+    ``progress(re-driven, re-driven + still to read)`` after each chunk."""
     allowed = tuple(targets)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -448,6 +450,9 @@ async def redrive_dlq(
             if positions and not dry_run:
                 await consumer.commit(positions)
             assigned = consumer.assignment()
+            if progress is not None and assigned:
+                ahead = sum([max(0, bounds.end.get(tp, 0) - await consumer.position(tp)) for tp in assigned])
+                progress(result.redriven, result.redriven + ahead)
             if not assigned:
                 if time.monotonic() > deadline:
                     raise ReplayError(f"no partition of '{dlq_topic}' was assigned to group '{group}' "
@@ -581,10 +586,14 @@ def _redrive(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, clien
     else:
         allowed = (topics.by_role("commands").name,)
     group = args.group or consumer_group("dlq-redrive", app_id)
+    from cioproc.ops.progress import Progress
+
+    bar = Progress("re-drive")
     result = asyncio.run(
         redrive_dlq(dlq, allowed, allowed[0], group, bootstrap, from_time=args.from_time, to_time=args.to_time,
-                    limit=args.limit, dry_run=args.dry_run, **client)
+                    limit=args.limit, dry_run=args.dry_run, progress=bar.update, **client)
     )
+    bar.finish()
     verb = "would re-drive" if args.dry_run else "re-drove"
     where = ", ".join(f"{n} to {t}" for t, n in sorted(result.by_target.items())) or "nothing"
     print(f"{verb} {result.redriven} record(s) from {dlq}: {where}")

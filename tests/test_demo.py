@@ -44,3 +44,7 @@ def test_small_demo_summary_matches_the_sandbox_workspace(kafka_bootstrap, tmp_p
     assert 0 < sandbox["people"] <= s["users"]
     assert sandbox["requests"] == sum(s["http_responses"].values())
     assert len(s["examples"]) == 3 and all(p["attributes"] for p in s["examples"])
+    # The summary prints the end-to-end latency quantiles from the worker's histogram.
+    latency = s["latency_s"]
+    assert 0 < latency["p50"] <= latency["p99"]
+    assert "end-to-end latency (input written -> accepted): p50" in result.stdout

@@ -83,7 +83,7 @@ def pipeline(kafka_bootstrap, unique, tmp_path):
 def drained(p: Pipeline, commands: int, worker: str = "worker") -> bool:
     try:
         settled = p.metric("cioproc_commands_delivered_total", worker) + p.metric(
-            "cioproc_dlq_writes_total", worker, topic="commands"
+            "cioproc_dlq_writes_total", worker, topic=p.topics.by_role("commands_dlq").name
         )
     except Exception:
         return False
@@ -117,7 +117,7 @@ def test_batches_become_exactly_the_predicted_workspace(pipeline):
     for reason, count in EXPECTED_DROPS.items():
         assert pipeline.metric("cioproc_drops_total", reason=reason) == count, reason
     assert pipeline.metric("cioproc_dlq_writes_total") == 0
-    assert pipeline.metric("cioproc_http_responses_total", status="200") == pipeline.stats()["total_requests"]
+    assert pipeline.metric("cioproc_http_responses_total", code="200") == pipeline.stats()["total_requests"]
     batches_topic = pipeline.topics.by_role("batches").name
     pipeline.wait_for(lambda: pipeline.metric("cioproc_consumer_lag", topic=batches_topic) == 0
                       and _lag_partitions(pipeline, batches_topic) == 4, 20, "consumer lag 0 on every partition")

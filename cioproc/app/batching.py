@@ -132,8 +132,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
                             await self.wait_first(callback(message), self.suspend_flow.wait())
                         set_read_offset(tp, offset)
                     unset_flag(CONSUMER_FETCHING)
-                for handler, chunk in chunks.items():
-                    await handler(chunk)
+                if len(chunks) == 1:
+                    for handler, chunk in chunks.items():
+                        await handler(chunk)
+                elif chunks:
+                    # Side by side (role all): the sender's handler only schedules its deliveries,
+                    # so the commands of this fetch need not wait for the processor's produce
+                    # round trips. The next fetch still waits for both, as before.
+                    await asyncio.gather(*(handler(chunk) for handler, chunk in chunks.items()))
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0
                     await self.commit()

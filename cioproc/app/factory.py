@@ -40,6 +40,7 @@ from cioproc.app.processor import Processor
 from cioproc.app.startup import verify_topics
 from cioproc.app.stats import ProcessorStats
 from cioproc.config import ROLES, Config, load_config
+from cioproc.kafka import client_id
 from cioproc.kafka.topics import TopicsFile, load_topics
 from cioproc.observability.metrics import MetricsServer
 
@@ -109,7 +110,7 @@ def create_app(
     app_id = group_id(role, app_id or config.app_id)
     if role in ("processor", "all"):
         check_changelog_topic(app_id, topics)
-    app = CioprocApp(**faust_settings(config, app_id))
+    app = CioprocApp(**faust_settings(config, app_id), broker_client_id=client_id(role))  # shown by `cioproc status`
     app.role, app.config, app.topics_file = role, config, topics
     if role in ("processor", "all"):
         app.processor = attach_processor(app, config, topics)
@@ -154,7 +155,7 @@ def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Proce
         store=restore_store_url(config.store, TABLE_NAME),  # Faust's stores with a bulk restore (see fast_restore)
         help="cioproc user state (msgpack UserState) by MPID",
     )
-    stats = ProcessorStats("batches")  # the metrics' dead-letter topic label is the input's role
+    stats = ProcessorStats(topics.by_role("batches_dlq").name)  # the dead-letter metrics' topic label
     processor = Processor(app, table, topics, config.mapping, stats)
     for role in ("batches", "audiences"):
         topic = app.topic(topics.by_role(role).name, key_type=bytes, value_type=bytes, acks=True)

@@ -48,7 +48,7 @@ from cioproc.mapping import (
     parse_batch,
 )
 from cioproc.mapping.values import mpid_string
-from cioproc.models.commands import encode_command
+from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, encode_command
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import MAX_STATE_BYTES, StateDecodeError, UserState, decode_state, encode_state
 
@@ -164,7 +164,7 @@ class _Planner:
             return
         user = self.user(record.partition, key)
         result = map_batch(parsed, user.state, self.settings)
-        self.apply([(user, key, result)])
+        self.apply([(user, key, result)], record)
         counts = self.plan.counts
         counts.batches += 1
         counts.events += len(parsed.events)
@@ -194,7 +194,7 @@ class _Planner:
         if elsewhere:
             for mpid, message in _audience_messages(value, elsewhere).items():
                 forwards.append(self.forwarded(record, mpid.encode(), message))
-        self.apply(results)
+        self.apply(results, record)
         self.forward(record, forwards)
         self.plan.counts.audience_profiles += len(results)
 
@@ -225,18 +225,25 @@ class _Planner:
             user = self.users[slot] = _User(state, state)
         return user
 
-    def apply(self, results: list[tuple[_User, bytes, MapResult]]) -> None:
-        """Take one input's mapping results, or raise Refused (taking nothing) when one does not fit."""
+    def apply(self, results: list[tuple[_User, bytes, MapResult]], record: InputRecord) -> None:
+        """Take one input's mapping results, or raise Refused (taking nothing) when one does not fit.
+
+        Each command record carries the input record's timestamp in the ``cioproc.input.ts``
+        header, so the sender can measure the end-to-end latency (input written -> Customer.io
+        accepted). A header, not the record's own timestamp: commands made from replayed input
+        would otherwise look days old to the commands topic's time-based retention."""
         topic = self.topics.commands
         limit = self.commands_limit
+        stamp = _timestamp_ms(record)
+        headers = [(INPUT_TIMESTAMP_HEADER, b"%d" % stamp)] if stamp is not None else None
         encoded: list[Outgoing] = []
         for _, key, result in results:
             for command in result.commands:
                 value = encode_command(command)
-                if len(value) + 200 > limit and record_size(key, value, None) > limit:
+                if len(value) + 200 > limit and record_size(key, value, headers) > limit:
                     raise Refused(RECORD_TOO_LARGE, f"a {command.kind.value} command of {len(value)} bytes, "
                                                     f"over {topic}'s max.message.bytes ({limit})")
-                encoded.append(Outgoing(topic, key, value))
+                encoded.append(Outgoing(topic, key, value, headers))
         final: dict[int, tuple[_User, bytes, UserState]] = {}
         for user, key, result in results:
             final[id(user)] = (user, key, result.state)

@@ -52,7 +52,7 @@ from cioproc.app.batching import BatchApp
 from cioproc.app.dead_letters import utf8_prefix
 from cioproc.config import Config
 from cioproc.kafka.topics import TopicsFile
-from cioproc.models.commands import Command, decode_command
+from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, Command, decode_command
 from cioproc.observability import metrics
 from cioproc.sender import Deliverer, SenderConfig
 from cioproc.sender.delivery import DELIVERY_PARTITION
@@ -96,6 +96,18 @@ def dead_letter_headers(message: Message, reason: str, status: int | None, error
     return headers
 
 
+def input_timestamp(message: Message) -> float | None:
+    """When the command's input record was written (Unix seconds), from the processor's
+    ``cioproc.input.ts`` header; None for a command without it (a re-driven dead letter)."""
+    for key, value in message.headers or ():
+        if key == INPUT_TIMESTAMP_HEADER:
+            try:
+                return int(value) / 1000
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 def tune_gc() -> None:
     """Once the worker runs: freeze what start-up made, collect the young generation less often."""
     gc.freeze()
@@ -119,9 +131,13 @@ class StatsExporter:
         for status, count in list(stats.requests.items()):
             delta = count - self._requests[status]
             if delta:
-                label = "0" if status in ("timeout", "transport") else str(status)
-                metrics.HTTP_RESPONSES.labels(status=label).inc(delta)
+                if status in ("timeout", "transport"):
+                    metrics.HTTP_TRANSPORT_ERRORS.labels(reason=status).inc(delta)
+                else:
+                    metrics.HTTP_RESPONSES.labels(code=str(status)).inc(delta)
                 self._requests[status] = count
+        for latency in stats.drain_latencies():
+            metrics.TRACK_REQUEST_LATENCY.observe(latency)
         if stats.retries > self._retries:
             metrics.HTTP_RETRIES.inc(stats.retries - self._retries)
             self._retries = stats.retries
@@ -333,9 +349,14 @@ class Sender:
             self.exporter.export(deliverer)
         dead = list(chunk.dead)
         delivered: Counter[str] = Counter()
+        accepted_at = time.time()
+        end_to_end = metrics.END_TO_END_LATENCY.observe
         for kind, message, outcome in zip(chunk.kinds, chunk.sources, outcomes):
             if outcome.delivered:
                 delivered[kind] += 1
+                written = input_timestamp(message)
+                if written is not None:
+                    end_to_end(max(0.0, accepted_at - written))
             else:
                 reason = utf8_prefix(outcome.reason or "rejected", MAX_HEADER_BYTES)
                 error = utf8_prefix(outcome.error, MAX_HEADER_BYTES) if outcome.error else outcome.error
@@ -365,7 +386,7 @@ class Sender:
         for message, reason, status, error in dead:
             headers = dead_letter_headers(message, reason, status, error)
             futures.append(await send(self.dlq_topic, message.key, message.value, None, None, headers))
-            metrics.DLQ_WRITES.labels(topic="commands", reason=utf8_prefix(reason, MAX_HEADER_BYTES)).inc()
+            metrics.DLQ_WRITES.labels(topic=self.dlq_topic, reason=utf8_prefix(reason, MAX_HEADER_BYTES)).inc()
         await asyncio.gather(*futures)
 
 
@@ -386,4 +407,28 @@ def attach(app: BatchApp, config: Config, topics: TopicsFile) -> Sender:
             sender.exporter.export(sender.deliverer)
 
     app.timer(EXPORT_INTERVAL_S, on_leader=False)(export_stats)
+
+    async def check_credentials() -> None:  # the same check as `cioproc check`; delivery does not wait for it
+        await log_account_check(sender.sender_config)
+
+    app.task(check_credentials)
     return sender
+
+
+async def log_account_check(sender_config: SenderConfig) -> None:
+    """Ask Customer.io whether the credentials work, for the configured region, and log the answer."""
+    from cioproc.sender.account import verify_account
+    from cioproc.sender.client import TrackClient
+
+    config = sender_config
+    async with TrackClient(config.base_url, config.site_id, config.api_key, total_timeout=config.total_timeout,
+                           connect_timeout=config.connect_timeout) as client:
+        result = await verify_account(client, config.region)
+    if result.http_status is not None:  # a Track API request like any other: counted the same way
+        metrics.HTTP_RESPONSES.labels(code=str(result.http_status)).inc()
+    elif result.transport_error is not None:
+        metrics.HTTP_TRANSPORT_ERRORS.labels(reason=result.transport_error).inc()
+    if result.ok:
+        log.info("Customer.io accepts the credentials: region %s, environment %s", result.region, result.environment_id)
+    for line in result.problems:
+        log.error("Customer.io credentials check: %s", line)

@@ -62,6 +62,8 @@ Configuration:
 """
 
 
+DOWNLOADED = "Downloaded from "  # Maven's line for each file it fetched (batch mode)
+
 class BrokerError(RuntimeError):
     """The local broker could not be fetched, started or stopped."""
 
@@ -220,23 +222,25 @@ class LocalBroker:
         progress(f"kafka: fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central")
         tmp = self.jars.with_name(self.jars.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        result = subprocess.run(
-            [
-                mvn,
-                "-q",
-                "-B",
-                "-f",
-                str(POM),
-                "dependency:copy-dependencies",
-                f"-Dkafka.version={KAFKA_VERSION}",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={tmp}",
-            ],
-            capture_output=True,
-            text=True,
+        from cioproc.ops.progress import Progress
+
+        bar = Progress("kafka: downloaded")
+        process = subprocess.Popen(  # -B without -q: one "Downloaded from" line per file, counted below
+            [mvn, "-B", "-f", str(POM), "dependency:copy-dependencies", f"-Dkafka.version={KAFKA_VERSION}",
+             "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        if result.returncode != 0:
-            raise BrokerError(f"mvn failed to fetch Kafka jars:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+        output: list[str] = []
+        downloaded = 0
+        for line in process.stdout or ():
+            output.append(line)
+            if DOWNLOADED in line:
+                downloaded += 1
+                bar.update(downloaded, unit=" files from Maven Central")
+        if downloaded:
+            bar.finish()
+        if process.wait() != 0:
+            raise BrokerError(f"mvn failed to fetch Kafka jars:\n{''.join(output)[-5000:]}")
         if not any(tmp.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
             raise BrokerError(f"mvn finished but {tmp} has no kafka_2.13-{KAFKA_VERSION}.jar")
         (tmp / ".complete").write_text(KAFKA_VERSION)

@@ -21,6 +21,9 @@ from typing import Any, NamedTuple
 import msgpack
 
 COMMAND_VERSION = 1
+# Kafka header on a command record: its input record's timestamp (Unix ms, ASCII digits), for the
+# sender's end-to-end latency. Not the record timestamp: replayed input would look expired to retention.
+INPUT_TIMESTAMP_HEADER = "cioproc.input.ts"
 ID_TYPES = ("id", "email")
 
 

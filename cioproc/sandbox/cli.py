@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
     parser.add_argument(
+        "--region", choices=("us", "eu"), default="us",
+        help="the workspace's region, as GET /api/v1/accounts/region reports it (default %(default)s)",
+    )
+    parser.add_argument(
         "--allow-email-update-by-id",
         action="store_true",
         help="workspace setting: an identify by id may change an email that is already set",
@@ -70,6 +74,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] = os.e
         api_key=args.api_key or environ.get("CIO_API_KEY") or DEFAULT_API_KEY,
         faults=faults,
         allow_email_update_by_id=args.allow_email_update_by_id,
+        region=args.region,
     )
 
 

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from cioproc import __version__
+
+USER_AGENT = f"cioproc/{__version__}"
+
 REGION_HOSTS = {
     "us": "https://track.customer.io",
     "eu": "https://track-eu.customer.io",
@@ -138,7 +142,7 @@ class TrackClient:
                 URL(self.base_url + path, encoded=True),
                 data=body,
                 allow_redirects=False,
-                headers={"User-Agent": "cioproc-sender"},
+                headers={"User-Agent": USER_AGENT},
             ) as response:
                 payload = await response.read()
                 return HttpResult(

@@ -1,0 +1,7 @@
+"""`python -m cioproc`: the `cioproc` command line."""
+
+import sys
+
+from cioproc.cli import main
+
+sys.exit(main())
