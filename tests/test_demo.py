@@ -33,7 +33,9 @@ def test_small_demo_summary_matches_the_sandbox_workspace(kafka_bootstrap, tmp_p
     assert s["batches_in"] == s["generated"]["batches"]
     assert s["delivered"] == s["commands_out"]  # every command delivered, none dead-lettered
     assert s["dead_letters"] == {}
-    assert set(s["drops"]) <= {"no_identity"} and s["drops"]["no_identity"] > 0
+    # stale_audience_change: a multi-profile audience message is forwarded to the other users'
+    # partitions and can arrive there after a newer change of theirs, which then wins.
+    assert set(s["drops"]) <= {"no_identity", "stale_audience_change"} and s["drops"]["no_identity"] > 0
     forwardable = s["generated"]["forwardable_events_by_type"]
     assert s["delivered"]["track"] == forwardable["custom_event"]
     assert s["delivered"]["screen"] == forwardable["screen_view"]
