@@ -71,7 +71,7 @@ class UserState:
 
 def encode_state(state: UserState) -> bytes:
     """Encode a state as versioned msgpack."""
-    return msgpack.packb(
+    packed: bytes = msgpack.packb(
         [
             STATE_VERSION,
             state.customer_id,
@@ -89,6 +89,7 @@ def encode_state(state: UserState) -> bytes:
         ],
         use_bin_type=True,
     )
+    return packed
 
 
 def _optional_str(value: Any, name: str) -> str | None:
@@ -103,7 +104,7 @@ def _int(value: Any, name: str) -> int:
     raise StateDecodeError(f"state field {name} is not an integer")
 
 
-def _str_map(value: Any, name: str, value_type: type) -> dict:
+def _str_map(value: Any, name: str, value_type: type) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise StateDecodeError(f"state field {name} is not a map")
     for key, item in value.items():
@@ -119,7 +120,7 @@ def decode_state(data: bytes) -> UserState:
     except Exception as exc:  # msgpack raises several unrelated types
         raise StateDecodeError(f"not msgpack: {exc}") from None
     if not isinstance(fields, list) or not fields or fields[0] != STATE_VERSION:
-        raise StateDecodeError("not a user state of version %d" % STATE_VERSION)
+        raise StateDecodeError(f"not a user state of version {STATE_VERSION}")
     if len(fields) != _FIELDS:
         raise StateDecodeError(f"user state has {len(fields)} fields, expected {_FIELDS}")
     (
