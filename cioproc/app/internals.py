@@ -90,6 +90,9 @@ UPSTREAM: dict[str, Watched] = {
     "faust.app.base:App._consumer_wait_empty": Watched(
         "6bc313c48c064b16", "cioproc/app/internals.py FencedApp._consumer_wait_empty",
         "overridden: bounded drain on stop"),
+    "faust.transport.drivers.aiokafka:Producer._ensure_producer": Watched(
+        "5592a4bbdf251325", "cioproc/app/internals.py aiokafka_producer (cioproc/app/processor.py)",
+        "relied on: the started aiokafka producer"),
     "faust.stores.memory:Store": Watched(
         "83ceb1145af05eae",
         "cioproc/app/fast_restore.py MemoryStore (incl. on_recovery_completed), cioproc/app/table_store.py",
@@ -156,6 +159,13 @@ def rocksdb_partition_db(store: Any, partition: int) -> Any:
     """Faust's RocksDB ``Store._db_for_partition``: the rocksdict DB of one partition.
     Upstream offers only per-event reads and writes (partition from the current event)."""
     return store._db_for_partition(partition)
+
+
+def aiokafka_producer(app: Any) -> Any:
+    """Faust's ``Producer._ensure_producer()``: the aiokafka producer under Faust's, for
+    ``create_batch``/``send_batch`` (one batch per partition, no future per record).
+    Upstream offers ``app.producer.send`` per record, or a second producer of one's own."""
+    return app.producer._ensure_producer()
 
 
 # The batch consumer: copies and overrides of Faust's consumer (see cioproc/app/batching.py)
