@@ -31,7 +31,7 @@ the rebalance ends, so they come again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import Message
@@ -56,7 +56,7 @@ class BatchApp(FencedApp):
         generation: those partitions may be someone else's now, and their records are read
         again after the rebalance. Tracking makes the rebalance wait for their acks.
         """
-        consumer = self.consumer
+        consumer = cast(BatchConsumer, self.consumer)
         if not consumer.flow_active:
             return []
         generation = self.consumer_generation_id

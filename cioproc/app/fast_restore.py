@@ -43,8 +43,8 @@ try:  # optional: only the RocksDB store needs it
     import rocksdict
     from faust.stores.rocksdb import Store as FaustRocksDBStore
 except ImportError:  # pragma: no cover - rocksdict is a declared extra
-    rocksdict = None
-    FaustRocksDBStore = None
+    rocksdict = None  # type: ignore[assignment]
+    FaustRocksDBStore = None  # type: ignore[assignment,misc]
 
 log = logging.getLogger("cioproc.restore")
 
@@ -151,7 +151,7 @@ class _BulkRestore:
         return last
 
 
-class MemoryStore(FaustMemoryStore, _BulkRestore):
+class MemoryStore(FaustMemoryStore[bytes, bytes], _BulkRestore):
     """Faust's memory store with bulk restore, persisted offsets in memory and kept standbys."""
 
     def __post_init__(self) -> None:

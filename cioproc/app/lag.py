@@ -47,7 +47,8 @@ class LagReporter:
 def _safe(highwater: Any) -> Any:
     def get(tp: Any) -> int | None:
         try:
-            return highwater(tp)
+            high: int | None = highwater(tp)
+            return high
         except Exception:  # not fetched yet, or the partition was just revoked
             return None
 

@@ -22,9 +22,8 @@ taken whole (commands and state) or not at all, so state never claims unsent com
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import orjson
 

@@ -55,9 +55,7 @@ async def verify_topics(topics: TopicsFile, role: str, bootstrap: str, **client:
         names = [topics.by_role(r).name for r in ROLE_TOPICS[role]]
         actual = await describe_topics(admin, names)
     except Exception as exc:
-        raise StartupError(
-            f"cannot read topic metadata from Kafka at {bootstrap}: {type(exc).__name__}: {exc}"
-        ) from None
+        raise StartupError(f"cannot read topic metadata from Kafka at {bootstrap}: {type(exc).__name__}: {exc}") from None
     finally:
         await admin.close()
     fatal, warnings = topic_problems(topics, role, actual)

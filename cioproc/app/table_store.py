@@ -27,8 +27,8 @@ try:  # optional: only the RocksDB store needs it
     import rocksdict
     from faust.stores.rocksdb import Store as RocksDBStore
 except ImportError:  # pragma: no cover - rocksdict is a declared extra
-    rocksdict = None
-    RocksDBStore = None
+    rocksdict = None  # type: ignore[assignment]
+    RocksDBStore = None  # type: ignore[assignment,misc]
 
 
 class TableStore:
@@ -44,10 +44,13 @@ class TableStore:
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         store = self.store
+        value: bytes | None
         if isinstance(store, MemoryStore):
-            return store.data.get(key)
+            value = store.data.get(key)
+            return value
         if RocksDBStore is not None and isinstance(store, RocksDBStore):
-            return rocksdb_partition_db(store, partition).get(key)
+            value = rocksdb_partition_db(store, partition).get(key)
+            return value
         raise TypeError(f"unsupported table store {type(store).__name__}")
 
     def put(self, states: Mapping[tuple[int, bytes], bytes], changelog_offsets: Mapping[int, int]) -> None:
