@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from cioproc.kafka.admin import reconcile
 from cioproc.kafka.topics import TopicsFile, load_topics
@@ -160,7 +161,10 @@ def wait_committed(bootstrap: str, group: str, topics: Iterable[str], timeout: f
     ends = asyncio.run(end_offsets(bootstrap, topics))
     deadline = time.monotonic() + timeout
     while True:
-        committed = asyncio.run(committed_offsets(bootstrap, group))
+        try:
+            committed = asyncio.run(committed_offsets(bootstrap, group))
+        except GroupCoordinatorNotAvailableError:  # a new group on a fresh broker: no coordinator yet
+            committed = {}
         behind = {tp: end for tp, end in ends.items() if committed.get(tp, 0) < end}
         if not behind:
             return
