@@ -15,7 +15,8 @@ form (an array of ``{identity_type, identity, timestamp_unixtime_ms}``, plus
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from cioproc.generate import catalog as C
 from cioproc.generate.draw import Weighted, int64, uuid
@@ -258,7 +259,9 @@ class UserBatches:
                 "action": "purchase",
                 "transaction_id": f"T-{rng.getrandbits(32):08x}",
                 "total_amount": round(float(price) * quantity, 2),
-                "products": [{"id": sku, "name": product, "category": category, "price": float(price), "quantity": quantity}],
+                "products": [
+                    {"id": sku, "name": product, "category": category, "price": float(price), "quantity": quantity}
+                ],
             },
         }
 
@@ -272,7 +275,8 @@ class UserBatches:
         if kind == "cart":
             return {"items": str(rng.randint(1, 6)), "cart_value": f"{rng.uniform(10, 400):.2f}"}
         if kind == "order":
-            return {"order_id": f"O-{rng.randint(100000, 999999)}", "revenue": f"{rng.uniform(10, 400):.2f}", "currency": "USD"}
+            order_id = f"O-{rng.randint(100000, 999999)}"
+            return {"order_id": order_id, "revenue": f"{rng.uniform(10, 400):.2f}", "currency": "USD"}
         if kind == "video":
             return {"title": rng.choice(C.VIDEOS), "position_s": str(rng.randint(0, 600))}
         if kind == "level":

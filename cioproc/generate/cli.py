@@ -22,8 +22,9 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import orjson
 
@@ -58,8 +59,12 @@ def generate_main(argv: list[str]) -> int:
     parser.add_argument("--output", "-o", default="-", help="output file, - for stdout (default -)")
     parser.add_argument("--summary", metavar="FILE", help="also write the summary of what was generated as JSON")
     parser.add_argument("--produce", action="store_true", help="send to the input topics instead of writing lines")
-    parser.add_argument("--bootstrap", help="with --produce: Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--topics-file", help="with --produce: topics file (default $CIOPROC_TOPICS_FILE or ./topics.yaml)")
+    parser.add_argument(
+        "--bootstrap", help="with --produce: Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    parser.add_argument(
+        "--topics-file", help="with --produce: topics file (default $CIOPROC_TOPICS_FILE or ./topics.yaml)"
+    )
     parser.add_argument("--compression", choices=COMPRESSIONS, default="auto", help=COMPRESSION_HELP)
     parser.add_argument("--quiet", "-q", action="store_true", help="no summary or progress on stderr")
     args = parser.parse_args(argv)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer

@@ -28,9 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default %(default)s)")
     parser.add_argument("--site-id", default=None, help=f"accepted site id (default $CIO_SITE_ID or {DEFAULT_SITE_ID})")
     parser.add_argument("--api-key", default=None, help="accepted API key (default $CIO_API_KEY or a sandbox key)")
-    parser.add_argument("--fault-rate", type=float, default=0.0, help="fraction of requests answered with a fault status")
-    parser.add_argument("--fault-statuses", type=_statuses, default=(500, 503, 429), help="fault statuses (default 500,503,429)")
-    parser.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds sent with 429 (default %(default)s)")
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.0, help="fraction of requests answered with a fault status"
+    )
+    parser.add_argument(
+        "--fault-statuses", type=_statuses, default=(500, 503, 429), help="fault statuses (default 500,503,429)"
+    )
+    parser.add_argument(
+        "--retry-after", type=int, default=1, help="Retry-After seconds sent with 429 (default %(default)s)"
+    )
     parser.add_argument("--latency-ms", type=int, default=0, help="latency added to every Track request")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections closed before handling")
     parser.add_argument(
@@ -78,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
 
     def ready(url: str) -> None:
-        print(f"Customer.io sandbox listening on {url} (site id {config.site_id}); inspect {url}/_sandbox/people", flush=True)
+        print(
+            f"Customer.io sandbox listening on {url} (site id {config.site_id}); inspect {url}/_sandbox/people",
+            flush=True,
+        )
 
     try:
         run(config, ready)
