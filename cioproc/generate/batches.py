@@ -15,7 +15,7 @@ form (an array of ``{identity_type, identity, timestamp_unixtime_ms}``, plus
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cioproc.generate import catalog as C
@@ -157,7 +157,7 @@ class UserBatches:
             order.append("session_end")
         return order, opens
 
-    def _count(self, summary: Summary, b: int, order: list[str], events: list[dict], t: int,
+    def _count(self, summary: Summary, b: int, order: list[str], events: list[dict[str, Any]], t: int,
                deleted: list[str], shape: str, string_mpid: bool) -> None:  # fmt: skip
         plan = self.plan
         summary.batches += 1
@@ -291,6 +291,7 @@ class UserBatches:
         """Change, add or delete one attribute; a deletion is also listed in ``deleted``."""
         rng, attrs = self.rng, self.attributes
         choice = rng.random()
+        new: Any
         if choice < 0.2 and ("app_theme" in attrs or "loyalty_points" in attrs):
             name = "app_theme" if "app_theme" in attrs else "loyalty_points"
             old = attrs.pop(name)
@@ -377,7 +378,7 @@ def _shape(identities: Any) -> str:
     return "array" if isinstance(identities, list) else "map" if isinstance(identities, dict) else "null"
 
 
-def _speller(style: str):
+def _speller(style: str) -> Callable[[str], str]:
     """How a user spells reserved attribute names: $FirstName, $firstname, $FIRSTNAME or $Firstname."""
     if style == "lower":
         return str.lower

@@ -167,8 +167,8 @@ def produce_main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"produce: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    bad = Counter()
-    by_role: Counter = Counter()
+    bad: Counter[str] = Counter()
+    by_role: Counter[str] = Counter()
     with source:
         status = _produce_to_kafka(_read_lines(source, bad), args, by_role)
     if bad["lines"]:
@@ -177,7 +177,7 @@ def produce_main(argv: list[str]) -> int:
     return status
 
 
-def _read_lines(source: IO[bytes], bad: Counter) -> Iterator[Record]:
+def _read_lines(source: IO[bytes], bad: Counter[str]) -> Iterator[Record]:
     for number, line in enumerate(source, 1):
         try:
             record = decode_line(line)
@@ -192,7 +192,7 @@ def _read_lines(source: IO[bytes], bad: Counter) -> Iterator[Record]:
             yield record
 
 
-def _produce_to_kafka(records: Iterator[Record], args: argparse.Namespace, by_role: Counter) -> int:
+def _produce_to_kafka(records: Iterator[Record], args: argparse.Namespace, by_role: Counter[str]) -> int:
     """Send records with the configured Kafka settings; 0, 1 (Kafka failed) or 2 (configuration)."""
     try:
         config = load_config()
