@@ -5,18 +5,38 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: install test demo kafka-start kafka-stop bench bench-mapping bench-processor bench-sender bench-recovery bench-latency clean
+LOCK := requirements.lock
 
-# docker-compose 1.29.2 is installed without its dependencies only for the compose-spec JSON
-# schema it ships (compose/config/compose_spec.json), which tests/test_deploy_files.py reads.
-$(VENV)/.installed: pyproject.toml Makefile
+.PHONY: install lock check test demo kafka-start kafka-stop bench bench-mapping bench-processor bench-sender bench-recovery bench-latency clean
+
+# Exact versions from the lock, then the package itself without resolving again; `pip check`
+# fails when pyproject.toml asks for something the lock lacks (then: make lock).
+# docker-compose 1.29.2 is installed afterwards without its dependencies only for the
+# compose-spec JSON schema it ships (compose/config/compose_spec.json), which
+# tests/test_deploy_files.py reads.
+$(VENV)/.installed: pyproject.toml $(LOCK) Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
+	@$(PY) -m pip check >/dev/null || { $(PY) -m pip check; echo "$(LOCK) does not satisfy pyproject.toml: run make lock" >&2; exit 1; }
 	$(PY) -m pip install -q --no-deps "docker-compose==1.29.2"
 	touch $@
 
 install: $(VENV)/.installed
+
+# Refresh the lock from pyproject.toml (all extras the tests use), e.g. after a merge added a
+# dependency. Newest versions allowed by pyproject.toml, for Python 3.11 on any platform.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "uv>=0.9"
+	$(PY) -m uv pip compile pyproject.toml --extra test --extra rocksdb --universal \
+		--python-version 3.11 --quiet --annotation-style line --custom-compile-command "make lock" -o $(LOCK)
+
+# Lint and type checks (not yet part of .ci/run).
+check: install
+	$(PY) -m ruff check cioproc tests bench
+	$(PY) -m mypy
 
 test: install
 	PY=$(PY) scripts/test.sh $(ARGS)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from cioproc.app.faust_config import (
     faust_settings,
     table_options,
 )
+from cioproc.app.internals import check_faust_version
 from cioproc.app.lag import LAG_INTERVAL_S, LagReporter
 from cioproc.app.processor import Processor
 from cioproc.app.startup import verify_topics
@@ -67,11 +69,12 @@ class CioprocApp(BatchApp):
             )
             if self.processor is not None:
                 self.processor.use_topic_limits(actual)
-        Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+        # Faust creates only the last level; once at start-up, so blocking is fine.
+        Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
         await super().on_first_start()
         await self.add_runtime_dependency(_MetricsService(self, self.config.metrics_port, self.config.metrics_host))
 
-    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+    async def wait_for_acks(self, consumer: Any, logger: Any, faust_wait: Awaitable[None]) -> None:
         """On stop (SIGTERM), drain: wait for in-flight chunks to be acked and commit them, for at
         most DRAIN_TIMEOUT_S. What is still unfinished then (a sender waiting out refused
         credentials, say) stays uncommitted and is done again after a restart; the stop goes on.
@@ -80,10 +83,10 @@ class CioprocApp(BatchApp):
         worker while a delivery for it is still running here.
         """
         if not self.should_stop:
-            await super()._consumer_wait_empty(consumer, logger)
+            await faust_wait
             return
         # Faust's wait_empty swallows cancellation, so it cannot be cut short with wait_for.
-        waiting = asyncio.ensure_future(super()._consumer_wait_empty(consumer, logger))
+        waiting = asyncio.ensure_future(faust_wait)
         done, _ = await asyncio.wait([waiting], timeout=DRAIN_TIMEOUT_S)
         if not done:
             logger.warning(
@@ -92,7 +95,7 @@ class CioprocApp(BatchApp):
             )
             # wait_empty loops while this (weak) set is non-empty; commits follow acks, not this set,
             # so what did not finish stays uncommitted. It then commits what did finish and returns.
-            consumer._unacked_messages.clear()
+            consumer.unacked.clear()
         await waiting
 
 
@@ -103,6 +106,7 @@ def create_app(
     app_id: str | None = None,
 ) -> CioprocApp:
     """The app for ``role``; StartupError (one line) when it cannot run with this configuration."""
+    check_faust_version()
     if role not in ROLES:
         raise StartupError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
     config = config if config is not None else load_config()

@@ -29,19 +29,22 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.stores import STORES
 from faust.stores.memory import Store as FaustMemoryStore
 from faust.types import TP
 
+from cioproc.app.internals import memory_store_partitions, rocksdb_partition_db
+
 try:  # optional: only the RocksDB store needs it
     import rocksdict
     from faust.stores.rocksdb import Store as FaustRocksDBStore
 except ImportError:  # pragma: no cover - rocksdict is a declared extra
-    rocksdict = None
-    FaustRocksDBStore = None
+    rocksdict = None  # type: ignore[assignment]
+    FaustRocksDBStore = None  # type: ignore[assignment,misc]
 
 log = logging.getLogger("cioproc.restore")
 
@@ -148,7 +151,7 @@ class _BulkRestore:
         return last
 
 
-class MemoryStore(FaustMemoryStore, _BulkRestore):
+class MemoryStore(FaustMemoryStore[bytes, bytes], _BulkRestore):
     """Faust's memory store with bulk restore, persisted offsets in memory and kept standbys."""
 
     def __post_init__(self) -> None:
@@ -170,7 +173,7 @@ class MemoryStore(FaustMemoryStore, _BulkRestore):
             self.set_persisted_offset(message.tp, message.offset)
 
     def _apply(self, partition: int, records: list[tuple[bytes, bytes | None, int]]) -> None:
-        data, partitions = self.data, self._key_partition
+        data, partitions = self.data, memory_store_partitions(self)
         for key, value, _offset in records:
             if value is None:
                 data.pop(key, None)
@@ -189,10 +192,11 @@ class MemoryStore(FaustMemoryStore, _BulkRestore):
     async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
         """Drop the data of partitions neither active nor standby here (Faust's dropped standbys too)."""
         keep = {tp.partition for tp in active_tps} | {tp.partition for tp in standby_tps}
-        gone = [key for key, partition in self._key_partition.items() if partition not in keep]
+        key_partition = memory_store_partitions(self)
+        gone = [key for key, partition in key_partition.items() if partition not in keep]
         for key in gone:
             self.data.pop(key, None)
-            self._key_partition.pop(key, None)
+            key_partition.pop(key, None)
         for partition in [p for p in self._offsets if p not in keep]:
             del self._offsets[partition]
 
@@ -209,7 +213,7 @@ if FaustRocksDBStore is not None:
                     batch.delete(key)
                 else:
                     batch.put(key, value)
-            self._db_for_partition(partition).write(batch)
+            rocksdb_partition_db(self, partition).write(batch)
             self.set_persisted_offset(TP(self.table.changelog_topic.get_topic_name(), partition), records[-1][2])
 
         async def on_rebalance(

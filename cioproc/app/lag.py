@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cioproc.app.internals import read_offsets
 from cioproc.observability import metrics
 
 LAG_INTERVAL_S = 5.0
@@ -34,7 +35,7 @@ class LagReporter:
 
     def report(self, consumer: Any) -> dict[tuple[str, int], int]:
         assigned = {tp for tp in consumer.assignment() if tp.topic in self.topics}
-        lags = partition_lags(assigned, _safe(consumer.highwater), consumer._read_offset.get)
+        lags = partition_lags(assigned, _safe(consumer.highwater), read_offsets(consumer).get)
         for (topic, partition), lag in lags.items():
             metrics.CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(lag)
         for topic, partition in self._shown - set(lags):
@@ -46,7 +47,8 @@ class LagReporter:
 def _safe(highwater: Any) -> Any:
     def get(tp: Any) -> int | None:
         try:
-            return highwater(tp)
+            high: int | None = highwater(tp)
+            return high
         except Exception:  # not fetched yet, or the partition was just revoked
             return None
 

@@ -60,6 +60,7 @@ from faust.types import Message
 from cioproc.app.batching import BatchApp
 from cioproc.app.dead_letters import BATCH_OVERHEAD_BYTES, record_bytes
 from cioproc.app.plan import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, ChunkPlan, Outgoing, PlanTopics, plan_chunk
+from cioproc.app.internals import aiokafka_producer
 from cioproc.app.stats import ProcessorStats
 from cioproc.app.table_store import TableStore
 from cioproc.kafka.topics import ActualTopic, TopicsFile
@@ -146,7 +147,7 @@ class Processor:
         """Produce records (each to its given partition, else its key's) and await every acknowledgement."""
         if not records:
             return
-        producer = self.app.producer._ensure_producer()  # the aiokafka producer under Faust's
+        producer = aiokafka_producer(self.app)
         counts: dict[str, int] = {}
         groups: dict[tuple[str, int], list[Outgoing]] = {}
         partition_of: dict[tuple[str, bytes | None], int] = {}
@@ -170,7 +171,7 @@ class Processor:
         """Produce the changed states to the changelog; the highest acknowledged offset per partition."""
         if not plan.states:
             return {}
-        producer = self.app.producer._ensure_producer()
+        producer = aiokafka_producer(self.app)
         topic = self.changelog_topic
         groups: dict[tuple[str, int], list[Outgoing]] = {}
         for (partition, key), value in plan.states.items():

@@ -15,17 +15,20 @@ which lets a restarted worker read only the changelog written since; the memory 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from faust.types import TP
 from faust.stores.memory import Store as MemoryStore
+from faust.types import TP
+
+from cioproc.app.internals import memory_store_partitions, rocksdb_partition_db
 
 try:  # optional: only the RocksDB store needs it
     import rocksdict
     from faust.stores.rocksdb import Store as RocksDBStore
 except ImportError:  # pragma: no cover - rocksdict is a declared extra
-    rocksdict = None
-    RocksDBStore = None
+    rocksdict = None  # type: ignore[assignment]
+    RocksDBStore = None  # type: ignore[assignment,misc]
 
 
 class TableStore:
@@ -41,17 +44,20 @@ class TableStore:
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         store = self.store
+        value: bytes | None
         if isinstance(store, MemoryStore):
-            return store.data.get(key)
+            value = store.data.get(key)
+            return value
         if RocksDBStore is not None and isinstance(store, RocksDBStore):
-            return store._db_for_partition(partition).get(key)
+            value = rocksdb_partition_db(store, partition).get(key)
+            return value
         raise TypeError(f"unsupported table store {type(store).__name__}")
 
     def put(self, states: Mapping[tuple[int, bytes], bytes], changelog_offsets: Mapping[int, int]) -> None:
         """Store states whose changelog records are acknowledged at ``changelog_offsets`` (per partition)."""
         store = self.store
         if isinstance(store, MemoryStore):
-            data, partitions = store.data, store._key_partition
+            data, partitions = store.data, memory_store_partitions(store)
             for (partition, key), value in states.items():
                 data[key] = value
                 partitions[key] = partition
@@ -63,7 +69,7 @@ class TableStore:
             for (partition, key), value in states.items():
                 batches[partition].put(key, value)
             for partition, batch in batches.items():
-                store._db_for_partition(partition).write(batch)
+                rocksdb_partition_db(store, partition).write(batch)
             for partition, offset in changelog_offsets.items():
                 store.set_persisted_offset(TP(self.changelog_topic, partition), offset)
             return

@@ -116,4 +116,5 @@ def _profile(rng: random.Random, plan: UserPlan, when: int, actions: list[dict[s
 
 
 def _hex(algorithm: Any, text: str) -> str:
-    return algorithm(text.encode()).hexdigest()
+    digest: str = algorithm(text.encode()).hexdigest()
+    return digest

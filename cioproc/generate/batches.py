@@ -15,7 +15,8 @@ form (an array of ``{identity_type, identity, timestamp_unixtime_ms}``, plus
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from cioproc.generate import catalog as C
 from cioproc.generate.draw import Weighted, int64, uuid
@@ -156,7 +157,7 @@ class UserBatches:
             order.append("session_end")
         return order, opens
 
-    def _count(self, summary: Summary, b: int, order: list[str], events: list[dict], t: int,
+    def _count(self, summary: Summary, b: int, order: list[str], events: list[dict[str, Any]], t: int,
                deleted: list[str], shape: str, string_mpid: bool) -> None:  # fmt: skip
         plan = self.plan
         summary.batches += 1
@@ -258,7 +259,9 @@ class UserBatches:
                 "action": "purchase",
                 "transaction_id": f"T-{rng.getrandbits(32):08x}",
                 "total_amount": round(float(price) * quantity, 2),
-                "products": [{"id": sku, "name": product, "category": category, "price": float(price), "quantity": quantity}],
+                "products": [
+                    {"id": sku, "name": product, "category": category, "price": float(price), "quantity": quantity}
+                ],
             },
         }
 
@@ -272,7 +275,8 @@ class UserBatches:
         if kind == "cart":
             return {"items": str(rng.randint(1, 6)), "cart_value": f"{rng.uniform(10, 400):.2f}"}
         if kind == "order":
-            return {"order_id": f"O-{rng.randint(100000, 999999)}", "revenue": f"{rng.uniform(10, 400):.2f}", "currency": "USD"}
+            order_id = f"O-{rng.randint(100000, 999999)}"
+            return {"order_id": order_id, "revenue": f"{rng.uniform(10, 400):.2f}", "currency": "USD"}
         if kind == "video":
             return {"title": rng.choice(C.VIDEOS), "position_s": str(rng.randint(0, 600))}
         if kind == "level":
@@ -287,6 +291,7 @@ class UserBatches:
         """Change, add or delete one attribute; a deletion is also listed in ``deleted``."""
         rng, attrs = self.rng, self.attributes
         choice = rng.random()
+        new: Any
         if choice < 0.2 and ("app_theme" in attrs or "loyalty_points" in attrs):
             name = "app_theme" if "app_theme" in attrs else "loyalty_points"
             old = attrs.pop(name)
@@ -373,7 +378,7 @@ def _shape(identities: Any) -> str:
     return "array" if isinstance(identities, list) else "map" if isinstance(identities, dict) else "null"
 
 
-def _speller(style: str):
+def _speller(style: str) -> Callable[[str], str]:
     """How a user spells reserved attribute names: $FirstName, $firstname, $FIRSTNAME or $Firstname."""
     if style == "lower":
         return str.lower

@@ -20,7 +20,11 @@ PLATFORMS: dict[str, tuple[str, float, str]] = {
 
 # platform -> (manufacturer, models, os versions)
 DEVICES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "iOS": ("Apple", ("iPhone15,2", "iPhone14,5", "iPhone16,1", "iPhone13,2", "iPad13,4"), ("17.4", "17.5.1", "18.0", "18.1")),
+    "iOS": (
+        "Apple",
+        ("iPhone15,2", "iPhone14,5", "iPhone16,1", "iPhone13,2", "iPad13,4"),
+        ("17.4", "17.5.1", "18.0", "18.1"),
+    ),
     "Android": (
         "Google",
         ("Pixel 8", "Pixel 7a", "SM-S918B", "SM-A546E", "moto g power (2023)"),
@@ -35,8 +39,10 @@ DEVICES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
 }
 
 USER_AGENTS = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Mobile Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/125.0.0.0 Safari/537.36",
 )
 

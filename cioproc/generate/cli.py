@@ -22,8 +22,9 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import orjson
 
@@ -59,8 +60,12 @@ def generate_main(argv: list[str]) -> int:
     parser.add_argument("--output", "-o", default="-", help="output file, - for stdout (default -)")
     parser.add_argument("--summary", metavar="FILE", help="also write the summary of what was generated as JSON")
     parser.add_argument("--produce", action="store_true", help="send to the input topics instead of writing lines")
-    parser.add_argument("--bootstrap", help="with --produce: Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--topics-file", help="with --produce: topics file (default $CIOPROC_TOPICS_FILE or ./topics.yaml)")
+    parser.add_argument(
+        "--bootstrap", help="with --produce: Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    parser.add_argument(
+        "--topics-file", help="with --produce: topics file (default $CIOPROC_TOPICS_FILE or ./topics.yaml)"
+    )
     parser.add_argument("--compression", choices=COMPRESSIONS, default="auto", help=COMPRESSION_HELP)
     parser.add_argument("--quiet", "-q", action="store_true", help="no summary or progress on stderr")
     args = parser.parse_args(argv)
@@ -163,8 +168,8 @@ def produce_main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"produce: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    bad = Counter()
-    by_role: Counter = Counter()
+    bad: Counter[str] = Counter()
+    by_role: Counter[str] = Counter()
     with source:
         status = _produce_to_kafka(_read_lines(source, bad), args, by_role)
     if bad["lines"]:
@@ -173,7 +178,7 @@ def produce_main(argv: list[str]) -> int:
     return status
 
 
-def _read_lines(source: IO[bytes], bad: Counter) -> Iterator[Record]:
+def _read_lines(source: IO[bytes], bad: Counter[str]) -> Iterator[Record]:
     for number, line in enumerate(source, 1):
         try:
             record = decode_line(line)
@@ -188,7 +193,7 @@ def _read_lines(source: IO[bytes], bad: Counter) -> Iterator[Record]:
             yield record
 
 
-def _produce_to_kafka(records: Iterator[Record], args: argparse.Namespace, by_role: Counter) -> int:
+def _produce_to_kafka(records: Iterator[Record], args: argparse.Namespace, by_role: Counter[str]) -> int:
     """Send records with the configured Kafka settings; 0, 1 (Kafka failed) or 2 (configuration)."""
     try:
         config = load_config()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 from bisect import bisect
+from collections.abc import Sequence
 from itertools import accumulate
-from typing import Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 _UUID_CLEAR = ~((0xF << 76) | (0x3 << 62))  # version nibble and variant bits

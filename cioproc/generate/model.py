@@ -32,12 +32,13 @@ class Summary:
     users: int = 0  # users with at least one batch
     batches: int = 0
     events: int = 0
-    events_by_type: Counter = field(default_factory=Counter)
-    forwardable_events_by_type: Counter = field(default_factory=Counter)
-    users_by_identity: Counter = field(default_factory=Counter)
-    devices_by_platform: Counter = field(default_factory=Counter)  # a user's device types
+    events_by_type: Counter[str] = field(default_factory=Counter)
+    forwardable_events_by_type: Counter[str] = field(default_factory=Counter)
+    users_by_identity: Counter[str] = field(default_factory=Counter)
+    devices_by_platform: Counter[str] = field(default_factory=Counter)  # a user's device types
     multi_device_users: int = 0
-    batches_by_identity_shape: Counter = field(default_factory=Counter)  # "map" (inbound), "array" (outbound), "null"
+    # "map" (inbound), "array" (outbound), "null"
+    batches_by_identity_shape: Counter[str] = field(default_factory=Counter)
     string_mpid_batches: int = 0
     names_needing_normalisation: int = 0  # custom events whose name changes when normalised
     opted_out_users: int = 0
@@ -48,7 +49,7 @@ class Summary:
     audience_profiles: int = 0
     multi_profile_audience_messages: int = 0
     audience_profiles_without_raw_identity: int = 0
-    audience_actions: Counter = field(default_factory=Counter)
+    audience_actions: Counter[str] = field(default_factory=Counter)
     first_event_ms: int | None = None
     last_event_ms: int | None = None
 

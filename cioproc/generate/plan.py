@@ -25,7 +25,9 @@ UPGRADE = "email_then_customer_id"  # e-mail first, a customer id from a later b
 EMAIL_ONLY = "email_only"
 CID_ONLY = "customer_id_only"
 NO_IDENTITY = "no_identity"  # neither: the processor must drop them
-IDENTITIES = Weighted([(CID_AND_EMAIL, 0.66), (UPGRADE, 0.12), (EMAIL_ONLY, 0.06), (CID_ONLY, 0.06), (NO_IDENTITY, 0.10)])
+IDENTITIES = Weighted(
+    [(CID_AND_EMAIL, 0.66), (UPGRADE, 0.12), (EMAIL_ONLY, 0.06), (CID_ONLY, 0.06), (NO_IDENTITY, 0.10)]
+)
 
 OPT_OUT_SHARE = 0.05  # users who opt out at some point
 OPT_BACK_IN_SHARE = 0.35  # of those with two batches or more, users who opt back in later

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -96,7 +97,7 @@ async def produce_records(
         await _stop(producer)
         raise ProduceError(f"cannot connect to Kafka at {bootstrap}: {_reason(exc)}") from None
 
-    pending: deque[asyncio.Future] = deque()
+    pending: deque[asyncio.Future[Any]] = deque()
     acked = reported = sent = 0
     try:
         existing = await _existing_topics(producer, bootstrap)
@@ -139,7 +140,7 @@ async def _existing_topics(producer: AIOKafkaProducer, bootstrap: str) -> set[st
     return set(metadata.topics())
 
 
-async def _ack(future: asyncio.Future) -> int:
+async def _ack(future: asyncio.Future[Any]) -> int:
     try:
         await future
     except Exception as exc:
@@ -147,12 +148,12 @@ async def _ack(future: asyncio.Future) -> int:
     return 1
 
 
-async def _aiter(records: Iterable[Record] | AsyncIterable[Record]):
+async def _aiter(records: Iterable[Record] | AsyncIterable[Record]) -> AsyncIterator[Record]:
     if hasattr(records, "__aiter__"):
-        async for record in records:  # type: ignore[union-attr]
+        async for record in records:
             yield record
     else:
-        for record in records:  # type: ignore[union-attr]
+        for record in records:
             yield record
 
 

@@ -41,7 +41,7 @@ What the data contains, on purpose (the processor must handle each):
 from __future__ import annotations
 
 import heapq
-from typing import Iterator
+from collections.abc import Iterator
 
 from cioproc.generate.audiences import count_audience, plan_audiences
 from cioproc.generate.batches import user_batches

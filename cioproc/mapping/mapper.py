@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Literal, overload
 
 from orjson import OPT_SORT_KEYS, JSONEncodeError
 from orjson import dumps as _dumps
@@ -161,6 +161,12 @@ def map_batch_unchecked(
     return result
 
 
+@overload
+def _map(batch: Batch, state: UserState | None, settings: MappingSettings, size_each: Literal[True]) -> MapResult: ...
+@overload
+def _map(
+    batch: Batch, state: UserState | None, settings: MappingSettings, size_each: bool
+) -> MapResult | None: ...
 def _map(
     batch: Batch, state: UserState | None, settings: MappingSettings, size_each: bool
 ) -> MapResult | None:
@@ -384,11 +390,14 @@ def _map(
         state.customer_id_ms = seen
     if email is not None and seen > state.email_ms and email == state.email:
         state.email_ms = seen
-    if latest < 0:
-        earliest = latest = None  # no event with a time
+    if latest >= 0:
+        first_ms: int | None = earliest
+        last_ms: int | None = latest
+    else:
+        first_ms = last_ms = None  # no event with a time
 
-    if batch.device_type is not None and earliest is not None:
-        record_device(state, batch.device_type, earliest, latest, first_run)
+    if batch.device_type is not None and first_ms is not None and last_ms is not None:
+        record_device(state, batch.device_type, first_ms, last_ms, first_run)
 
     if identifier is None:
         mode = settings.user_id_type.value
@@ -438,7 +447,7 @@ def _map(
             desired["created_at"] = created_at
         if audiences is not None:
             audience_attributes(audiences, per_segment, desired, drops)
-        when = latest if latest is not None else batch_time
+        when = last_ms if last_ms is not None else batch_time
         person = identify(
             state, addressing, desired, inputs, truncated, mpid, (when or 0) // 1000, drops
         )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any, cast
 from zlib import adler32, crc32
-from typing import Any
 
 import orjson
 
@@ -154,7 +154,7 @@ def _identifier(value: Any, what: str, drops: list[Drop]) -> str | None:
     if utf8_len(value) > MAX_IDENTIFIER_BYTES:
         drops.append(Drop("identifier_too_long", f"{what} is longer than 150 bytes"))
         return None
-    return value
+    return cast(str, value)  # a str by now (type() checks do not narrow Any)
 
 
 def clean_customer_id(value: Any, drops: list[Drop]) -> str | None:

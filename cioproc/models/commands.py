@@ -94,7 +94,7 @@ class Command(_CommandFields):
 def encode_command(command: Command) -> bytes:
     """Encode a command as versioned msgpack."""
     secondary = list(command.secondary) if command.secondary is not None else None
-    return msgpack.packb(
+    packed: bytes = msgpack.packb(
         [
             COMMAND_VERSION,
             command.kind.value,
@@ -109,6 +109,7 @@ def encode_command(command: Command) -> bytes:
         ],
         use_bin_type=True,
     )
+    return packed
 
 
 def decode_command(data: bytes) -> Command:
@@ -122,7 +123,7 @@ def decode_command(data: bytes) -> Command:
     except Exception as exc:  # msgpack raises several unrelated types
         raise CommandDecodeError(f"not msgpack: {exc}") from None
     if not isinstance(fields, list) or not fields or fields[0] != COMMAND_VERSION:
-        raise CommandDecodeError("not a command of version %d" % COMMAND_VERSION)
+        raise CommandDecodeError(f"not a command of version {COMMAND_VERSION}")
     if len(fields) != 10:
         raise CommandDecodeError(f"command has {len(fields)} fields, expected 10")
     _, kind, mpid, id_type, id_value, timestamp, attributes, name, event_id, secondary = fields

@@ -134,7 +134,7 @@ def _int(value: Any, name: str) -> int:
     raise StateDecodeError(f"state field {name} is not an integer")
 
 
-def _str_map(value: Any, name: str, value_type: type) -> dict:
+def _str_map(value: Any, name: str, value_type: type) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise StateDecodeError(f"state field {name} is not a map")
     for key, item in value.items():
@@ -150,7 +150,7 @@ def decode_state(data: bytes) -> UserState:
     except Exception as exc:  # msgpack raises several unrelated types
         raise StateDecodeError(f"not msgpack: {exc}") from None
     if not isinstance(fields, list) or not fields or fields[0] != STATE_VERSION:
-        raise StateDecodeError("not a user state of version %d" % STATE_VERSION)
+        raise StateDecodeError(f"not a user state of version {STATE_VERSION}")
     if len(fields) == _FIELDS_BEFORE_TIMES:
         fields = fields + [0, 0, {}, False, []]
     if len(fields) != _FIELDS:

@@ -130,9 +130,9 @@ class MetricsServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        addresses = self._runner.addresses  # (host, port, ...) of each listening socket
+        if addresses:
+            self.port = addresses[0][1]
         return self.port
 
     async def stop(self) -> None:

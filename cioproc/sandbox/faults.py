@@ -127,9 +127,13 @@ class FaultInjector:
         c = self.config
         if isinstance(op, EventOp):
             if op.name in c.reject_event_names:
-                return EntryError("name", "rejected", f"event name {op.name!r} is rejected by sandbox rule reject_event_names")
+                return EntryError(
+                    "name", "rejected", f"event name {op.name!r} is rejected by sandbox rule reject_event_names"
+                )
             if op.event_id is not None and op.event_id in c.reject_event_ids:
-                return EntryError("id", "rejected", f"event id {op.event_id} is rejected by sandbox rule reject_event_ids")
+                return EntryError(
+                    "id", "rejected", f"event id {op.event_id} is rejected by sandbox rule reject_event_ids"
+                )
         if c.reject_ids:
             emails = {v.lower() for v in c.reject_ids}
             for where, kind, value in _identifiers(op):

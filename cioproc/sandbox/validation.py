@@ -134,7 +134,9 @@ def _attribute_errors(attributes: dict[str, Any], field: str, v1: bool) -> list[
         if not name:
             errors.append(EntryError(where, "invalid", "attribute names must not be empty"))
         elif _utf8_len(name) > MAX_ATTRIBUTE_NAME_BYTES:
-            errors.append(EntryError(where, "too_long", f"attribute name is longer than {MAX_ATTRIBUTE_NAME_BYTES} bytes"))
+            errors.append(
+                EntryError(where, "too_long", f"attribute name is longer than {MAX_ATTRIBUTE_NAME_BYTES} bytes")
+            )
         if v1 and name in V1_OBJECT_KEYS:
             if not isinstance(value, dict):
                 errors.append(EntryError(where, "invalid", f"{name} must be an object"))
@@ -158,7 +160,11 @@ def _attribute_errors(attributes: dict[str, Any], field: str, v1: bool) -> list[
             continue
         size = _utf8_len(value) if isinstance(value, str) else json_size(value)
         if size > MAX_ATTRIBUTE_VALUE_BYTES:
-            errors.append(EntryError(where, "too_long", f"attribute {name!r} value is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes"))
+            errors.append(
+                EntryError(
+                    where, "too_long", f"attribute {name!r} value is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
+                )
+            )
     return errors
 
 
@@ -172,7 +178,9 @@ def _body_identifier_errors(kind: str, value: Any, where: str, v1: bool) -> list
     return check_identifier(Identifier(kind, value), where)
 
 
-def _split_attributes(attributes: dict[str, Any], v1: bool) -> tuple[dict[str, Any], frozenset[str], dict[str, str | None]]:
+def _split_attributes(
+    attributes: dict[str, Any], v1: bool
+) -> tuple[dict[str, Any], frozenset[str], dict[str, str | None]]:
     """Attributes to set, names to remove, and identifiers (id/email) named in the body."""
     sets: dict[str, Any] = {}
     removes: set[str] = set()
@@ -253,7 +261,9 @@ def _one_identifier(value: Any, field: str, kinds: tuple[str, ...]) -> Identifie
         )
     ((kind, raw),) = value.items()
     if kind == "phone":
-        raise InvalidRequest([EntryError(f"{field}.phone", "invalid", "phone is not enabled as an identifier in this workspace")])
+        raise InvalidRequest(
+            [EntryError(f"{field}.phone", "invalid", "phone is not enabled as an identifier in this workspace")]
+        )
     if kind not in kinds:
         raise InvalidRequest([EntryError(f"{field}.{kind}", "invalid", f"{field} must hold one of {', '.join(kinds)}")])
     if not isinstance(raw, str):
@@ -270,7 +280,10 @@ def v1_merge(body: Any) -> MergeOp:
     if not isinstance(body, dict):
         raise InvalidRequest([EntryError("body", "invalid", "request body must be a JSON object")])
     kinds = (ID, EMAIL, CIO_ID)
-    return MergeOp(_one_identifier(body.get("primary"), "primary", kinds), _one_identifier(body.get("secondary"), "secondary", kinds))
+    return MergeOp(
+        _one_identifier(body.get("primary"), "primary", kinds),
+        _one_identifier(body.get("secondary"), "secondary", kinds),
+    )
 
 
 def v2_entry(entry: Any) -> Operation:
@@ -289,7 +302,10 @@ def v2_entry(entry: Any) -> Operation:
         raise InvalidRequest([EntryError("action", "invalid", f"unknown action {action!r}")])
     if action == "merge":
         kinds = (ID, EMAIL, CIO_ID)
-        return MergeOp(_one_identifier(entry.get("primary"), "primary", kinds), _one_identifier(entry.get("secondary"), "secondary", kinds))
+        return MergeOp(
+            _one_identifier(entry.get("primary"), "primary", kinds),
+            _one_identifier(entry.get("secondary"), "secondary", kinds),
+        )
     target = _one_identifier(entry.get("identifiers"), "identifiers", (ID, EMAIL, CIO_ID))
     attributes = entry.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
@@ -313,7 +329,9 @@ def v2_entry(entry: Any) -> Operation:
 def v2_entity(body: bytes) -> Operation:
     """``POST /api/v2/entity``: one entry, the whole request at most 32 KB."""
     if len(body) > MAX_ENTRY_BYTES:
-        raise InvalidRequest([EntryError("body", "too_large", f"an entity request must be at most {MAX_ENTRY_BYTES} bytes")])
+        raise InvalidRequest(
+            [EntryError("body", "too_large", f"an entity request must be at most {MAX_ENTRY_BYTES} bytes")]
+        )
     return v2_entry(parse_json(body))
 
 
@@ -323,14 +341,18 @@ def v2_batch(body: bytes) -> list[Operation | InvalidRequest]:
     Raises InvalidRequest when the request as a whole is malformed (not JSON, no
     ``batch`` list, 500 KB or more)."""
     if len(body) >= MAX_BATCH_BYTES:
-        raise InvalidRequest([EntryError("body", "too_large", f"a batch request must be under {MAX_BATCH_BYTES} bytes")])
+        raise InvalidRequest(
+            [EntryError("body", "too_large", f"a batch request must be under {MAX_BATCH_BYTES} bytes")]
+        )
     parsed = parse_json(body)
     if not isinstance(parsed, dict) or not isinstance(parsed.get("batch"), list):
         raise InvalidRequest([EntryError("batch", "required", "request body must be an object with a 'batch' array")])
     results: list[Operation | InvalidRequest] = []
     for entry in parsed["batch"]:
         if json_size(entry) > MAX_ENTRY_BYTES:
-            results.append(InvalidRequest([EntryError("", "too_large", f"entry is larger than {MAX_ENTRY_BYTES} bytes")]))
+            results.append(
+                InvalidRequest([EntryError("", "too_large", f"entry is larger than {MAX_ENTRY_BYTES} bytes")])
+            )
             continue
         try:
             results.append(v2_entry(entry))

@@ -31,8 +31,9 @@ shows up as a different final workspace.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 ID = "id"
 EMAIL = "email"
