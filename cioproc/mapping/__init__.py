@@ -25,7 +25,9 @@ What a batch becomes, in delivery order:
    ``screen_view`` -> screen, ``opt_out`` with ``is_opted_out: true`` -> unsubscribe (once;
    opting back in never resubscribes). A ``user_attribute_change`` with ``deleted: true``
    removes that attribute (as ``deleted_user_attributes`` does); other event types only
-   feed created_at.
+   feed created_at;
+3. with ``forward_devices``, add_device / delete_device for the batch's push registrations
+   (see ``push``).
 
 A batch whose ``events`` is missing, null or an empty list is valid (the schema allows it)
 and may still produce an identify (user attributes, identities); any other non-list is
@@ -79,6 +81,13 @@ user's attributes changed since the last identify, not again for every batch:
   user keeps the newer ones;
 - ``stale_audience_change``: an audience change older than the last one applied to that
   audience (audience changes apply in their own ``timestamp_ms`` order);
+- ``unknown_push_token``: an ``uninstall`` without ``device_info.push_token`` and no token
+  known for that device (``CIO_FORWARD_DEVICES``; see ``push``);
+- ``unsupported_push_platform``: a push token of a platform other than iOS or Android;
+- ``stale_push_registration``: a registration older than the token's deletion or
+  replacement, or an unregistration older than its registration (nothing changes);
+- ``push_token_forgotten``: more push tokens than a user's state keeps: the oldest is no
+  longer tracked;
 - ``internal_error``: a bug in this package; nothing was forwarded for that input.
 """
 

@@ -53,6 +53,10 @@ DROP_REASONS = frozenset(
         "missing_audience_name",
         "stale_identity",
         "stale_audience_change",
+        "unknown_push_token",
+        "unsupported_push_platform",
+        "stale_push_registration",
+        "push_token_forgotten",
         "internal_error",
     }
 )
