@@ -44,3 +44,8 @@ def test_small_demo_summary_matches_the_sandbox_workspace(kafka_bootstrap, tmp_p
     assert 0 < sandbox["people"] <= s["users"]
     assert sandbox["requests"] == sum(s["http_responses"].values())
     assert len(s["examples"]) == 3 and all(p["attributes"] for p in s["examples"])
+    # Push devices (issue 17): generated registrations reach the sandbox as devices.
+    assert s["generated"]["push_registrations"] > 0
+    assert 0 < sandbox["devices"] <= s["delivered"]["add_device"] - s["delivered"].get("delete_device", 0)
+    assert 0 < sandbox["people_with_devices"] <= sandbox["devices"]
+    assert "push devices:" in result.stdout
