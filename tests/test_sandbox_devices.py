@@ -137,3 +137,13 @@ async def test_v2_batch_devices_over_http():
         people = (await inspect(client, "people", "?without_cio_id=1"))["people"]
         assert {p["id"]: [d["token"] for d in p.get("devices", [])] for p in people} == {"u1": [], "u2": ["tok-1"]}
         assert "devices" not in people[0]  # rows of people without devices keep their shape
+
+
+def test_a_token_whose_holder_is_gone_can_be_added_to_someone_else():
+    """A person removed from the workspace (a merge's secondary, a deletion) leaves no stale owner."""
+    ws = Workspace()
+    v2(ws, add("tok-1", {"id": "u1"}))
+    owner = next(iter(ws.people))
+    del ws.people[owner]  # as a deletion of the person would
+    assert v2(ws, add("tok-1", {"id": "u2"})) == "applied"
+    assert devices(ws) == {"u2": [{"token": "tok-1", "platform": "ios", "last_used": 1_700_000_000}]}

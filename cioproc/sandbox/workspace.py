@@ -303,7 +303,7 @@ class Workspace:
         if op.delete:
             if person is not None and op.token in person.devices:
                 del person.devices[op.token]
-                del self._device_owner[op.token]
+                self._device_owner.pop(op.token, None)
             return "applied"
         if person is None:
             if op.target.kind == CIO_ID:
@@ -313,8 +313,9 @@ class Workspace:
             self.people[person.cio_id] = person
             self._set_identifiers(person, {ID: None, EMAIL: None} | {op.target.kind: op.target.value})
         owner = self._device_owner.get(op.token)
-        if owner is not None and owner != person.cio_id:
-            del self.people[owner].devices[op.token]
+        holder = self.people.get(owner) if owner is not None else None  # (None: that person was deleted)
+        if holder is not None and holder is not person:
+            holder.devices.pop(op.token, None)
             self._log("device_moved", op.target, f"device moved from cio_id {owner} to cio_id {person.cio_id}")
         device = dict(person.devices.get(op.token, {}))
         device["platform"] = op.platform
