@@ -43,6 +43,7 @@ VARIABLES: dict[str, str | None] = {
     "CIO_SEND_CREATED_AT": "false",
     "CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT": "false",
     "CIO_MERGE_PEOPLE": "false",
+    "CIO_FORWARD_DEVICES": "false",
     "CIO_TRANSPORT": "v2",
     "CIO_MAX_REQUESTS_PER_SECOND": "100",
     "CIO_MAX_CONCURRENCY": "8",
@@ -182,6 +183,7 @@ class Config:
             "CIO_SEND_CREATED_AT": m.send_created_at,
             "CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT": m.audience_attribute_per_segment,
             "CIO_MERGE_PEOPLE": m.merge_people,
+            "CIO_FORWARD_DEVICES": m.forward_devices,
             "CIO_TRANSPORT": self.transport,
             "CIO_MAX_REQUESTS_PER_SECOND": self.max_requests_per_second,
             "CIO_MAX_CONCURRENCY": self.max_concurrency,
@@ -312,6 +314,7 @@ def parse_config(env: Mapping[str, str]) -> Config:
         audience_attribute_per_segment=boolean("CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT"),
         transport=transport,
         merge_people=boolean("CIO_MERGE_PEOPLE"),
+        forward_devices=boolean("CIO_FORWARD_DEVICES"),
     )
     rps = number("CIO_MAX_REQUESTS_PER_SECOND", float, 0.1)
     concurrency = number("CIO_MAX_CONCURRENCY", int, 1)

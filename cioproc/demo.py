@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=10_000, help="synthetic users (default %(default)s)")
     p.add_argument("--events", type=int, default=100_000, help="synthetic events (default %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="generator seed (default %(default)s)")
+    p.add_argument("--push-share", type=float, default=0.5,
+                   help="share of iOS and Android devices that register for push (default %(default)s); "
+                   "the demo forwards them as devices (CIO_FORWARD_DEVICES=true) unless that is set to false")
     p.add_argument("--kafka-port", type=int, default=9192, help="port of the demo's own broker (default %(default)s)")
     p.add_argument("--sandbox-port", type=int, default=0, help="sandbox port (default: a free one)")
     p.add_argument("--metrics-port", type=int, default=0, help="worker metrics port (default: a free one)")
@@ -196,6 +199,7 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
         "CIOPROC_METRICS_PORT": str(metrics_port),
         "CIOPROC_TOPICS_FILE": str(topics.path.resolve()),
         "CIOPROC_ENV_FILE": "/nonexistent",
+        "CIO_FORWARD_DEVICES": os.environ.get("CIO_FORWARD_DEVICES", "true"),
     }
     print(f"sandbox: starting on {sandbox_url} (admin token for {sandbox_url}/_sandbox/*: {admin_token})", file=sys.stderr)
     started.processes.append(
@@ -222,7 +226,7 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
     print(f"generate: {args.users} users, {args.events} events (seed {args.seed})", file=sys.stderr)
     summary_in = Summary()
     records = list(generate(users=args.users, events=args.events, seed=args.seed,
-                            now_ms=int(time.time() * 1000), summary=summary_in))
+                            now_ms=int(time.time() * 1000), summary=summary_in, push_share=args.push_share))
     batches = sum(1 for r in records if r.topic_role == "batches")
     audience_messages = len(records) - batches
     t0 = time.monotonic()
@@ -260,12 +264,15 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
             "audience_messages": audience_messages,
             "events_by_type": dict(summary_in.events_by_type),
             "forwardable_events_by_type": dict(summary_in.forwardable_events_by_type),
+            "push_registrations": summary_in.events_by_type.get("push_registration", 0),
         },
         "sandbox": {
             "requests": stats.get("total_requests"),
             "people": len(people),
             "events": len(events),
             "unsubscribed": sum(1 for p in people if p.get("unsubscribed")),
+            "devices": sum(len(p.get("devices", ())) for p in people),
+            "people_with_devices": sum(1 for p in people if p.get("devices")),
         },
         "examples": _examples(people),
     }
@@ -357,6 +364,8 @@ def print_summary(s: dict[str, Any]) -> None:
     sb = s["sandbox"]
     print(f"  sandbox workspace:               {sb['people']} people ({sb['unsubscribed']} unsubscribed), "
           f"{sb['events']} events, {sb['requests']} requests")
+    print(f"  push devices:                    {sb['devices']} on {sb['people_with_devices']} people "
+          f"({s['generated']['push_registrations']} push registrations generated)")
     print("  example profiles:")
     for person in s["examples"]:
         print("    " + json.dumps(person, sort_keys=True)[:400])

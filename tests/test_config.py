@@ -164,3 +164,13 @@ def test_app_id_is_validated():
     assert parse_config({"CIOPROC_APP_ID": "team-a.cio"}).app_id == "team-a.cio"
     with pytest.raises(ConfigError, match="CIOPROC_APP_ID='a b' must be letters"):
         parse_config({"CIOPROC_APP_ID": "a b"})
+
+
+def test_forward_devices_is_off_by_default_and_validated():
+    """Issue 17: CIO_FORWARD_DEVICES (default false) switches push devices on."""
+    assert parse_config({}).mapping.forward_devices is False
+    assert parse_config({}).masked()["CIO_FORWARD_DEVICES"] == "false"
+    assert parse_config({"CIO_FORWARD_DEVICES": "true"}).mapping.forward_devices is True
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"CIO_FORWARD_DEVICES": "maybe"})
+    assert "CIO_FORWARD_DEVICES='maybe' is not a boolean" in str(raised.value)

@@ -50,3 +50,8 @@ def test_small_demo_summary_matches_the_sandbox_workspace(kafka_bootstrap, tmp_p
     latency = s["latency_s"]
     assert 0 < latency["p50"] <= latency["p99"]
     assert "end-to-end latency (input written -> accepted): p50" in result.stdout
+    # Push devices (issue 17): generated registrations reach the sandbox as devices.
+    assert s["generated"]["push_registrations"] > 0
+    assert 0 < sandbox["devices"] <= s["delivered"]["add_device"] - s["delivered"].get("delete_device", 0)
+    assert 0 < sandbox["people_with_devices"] <= sandbox["devices"]
+    assert "push devices:" in result.stdout

@@ -64,6 +64,7 @@ mapping_settings = st.builds(
     audience_attribute_per_segment=st.booleans(),
     transport=st.sampled_from(["v1", "v2"]),
     merge_people=st.booleans(),
+    forward_devices=st.booleans(),
 )
 
 timestamps = mostly(st.integers(-1, 2**49) | st.just(1_700_000_000_000))
@@ -81,6 +82,8 @@ event_data = st.fixed_dictionaries(
         "source_message_id": mostly(st.text(max_size=5)),
         "event_id": mostly(st.integers(-(2**63), 2**63 - 1)),
         "is_first_run": st.booleans(),
+        "register": mostly(st.booleans()),
+        "registration_token": mostly(st.sampled_from(["t1", "t2", " ", ""]) | st.text(max_size=5)),
     },
 )
 events = mostly(
@@ -89,7 +92,7 @@ events = mostly(
             "event_type": mostly(
                 st.sampled_from(
                     ["custom_event", "screen_view", "opt_out", "first_run", "session_start",
-                     "application_state_transition"]
+                     "application_state_transition", "push_registration", "uninstall"]
                 )
             ),
             "data": mostly(event_data),
@@ -126,7 +129,10 @@ batch_like = st.fixed_dictionaries(
         "deleted_user_attributes": mostly(st.lists(mostly(st.text(max_size=8)), max_size=3)),
         "application_info": mostly(st.fixed_dictionaries({"os": mostly(st.sampled_from(
             ["IOS", "Android", "MobileWeb", "Unknown"]))})),
-        "device_info": mostly(st.fixed_dictionaries({"platform": json_values})),
+        "device_info": mostly(st.fixed_dictionaries(
+            {"platform": mostly(st.sampled_from(["iOS", "Android"])) | json_values},
+            optional={"push_token": mostly(st.sampled_from(["t1", "t2", "t3"])), "ios_idfv": json_values},
+        )),
         "timestamp_unixtime_ms": timestamps,
         "batch_id": json_values,
         "source_request_id": json_values,
@@ -191,6 +197,11 @@ def _check_result(result: MapResult) -> None:
             assert command.name and utf8_len(command.name) <= 100
             assert command.event_id and len(command.event_id) == 26
             assert len(orjson.dumps(command.attributes)) <= 32_000
+        if command.kind in (CommandKind.ADD_DEVICE, CommandKind.DELETE_DEVICE):
+            assert command.name and command.name == command.name.strip()
+            if command.kind is CommandKind.ADD_DEVICE:
+                assert command.attributes == {"platform": command.attributes["platform"]}
+                assert command.attributes["platform"] in ("ios", "android")
         if command.kind is CommandKind.IDENTIFY:
             assert len(command.attributes) <= 300
             for name, value in command.attributes.items():
@@ -210,7 +221,8 @@ def _check_batch(raw: bytes, config: MappingSettings) -> None:
     _check_result(first)
     again = map_batch(batch, first.state, config)
     _check_result(again)
-    repeated = {CommandKind.IDENTIFY, CommandKind.MERGE, CommandKind.UNSUBSCRIBE}
+    repeated = {CommandKind.IDENTIFY, CommandKind.MERGE, CommandKind.UNSUBSCRIBE,
+                CommandKind.ADD_DEVICE, CommandKind.DELETE_DEVICE}  # (devices: a replay adds nothing twice)
     assert not [c for c in again.commands if c.kind in repeated], again.commands
     assert again.state == first.state
     assert [c for c in again.commands] == [c for c in first.commands if c.kind not in repeated]

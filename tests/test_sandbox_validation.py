@@ -173,7 +173,7 @@ def test_batch_entries_are_validated_one_by_one() -> None:
         ({"identifiers": {"id": "u1"}, "action": "identify"}, "type", "invalid"),
         (person("identify") | {"type": "object"}, "type", "unsupported"),
         (person("delete"), "action", "unsupported"),
-        (person("add_device"), "action", "unsupported"),
+        (person("add_device"), "device", "required"),
         (person("fly"), "action", "invalid"),
         (person("identify") | {"identifiers": {"id": "u1", "email": "a@x.io"}}, "identifiers", "invalid"),
         (person("identify") | {"identifiers": {}}, "identifiers", "invalid"),

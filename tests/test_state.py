@@ -35,6 +35,11 @@ states = st.builds(
     audience_ms=st.dictionaries(text, st.integers(0, 2**48), max_size=5),
     unsubscribe_pending=st.booleans(),
     merged=st.lists(st.integers(0, 2**64 - 1), max_size=4),
+    push_tokens=st.lists(
+        st.tuples(text, st.sampled_from(["ios", "android", ""]), st.integers(0, 2**63 - 1),
+                  st.integers(0, 2**48), st.booleans()).map(list),
+        max_size=3,
+    ),
 )
 
 

@@ -10,6 +10,13 @@ screen views and the rest with an ``opt_out`` among them if planned, and ``sessi
 Half the batches use the inbound form (``user_identities`` as a map), half the outbound
 form (an array of ``{identity_type, identity, timestamp_unixtime_ms}``, plus
 ``schema_version`` and ``unique_id``, and in a third of them the MPID as a string).
+
+Push devices (``push_share`` > 0, off by default so the default output never changes): that
+share of iOS and Android devices registers for push in its first batch (a
+``push_registration`` in place of a custom event or screen view), then carries the token
+as ``device_info.push_token``; now and then a device's token rotates (a new registration)
+or the user turns push off (``register: false``, no token any more). Those choices come
+from a random stream of their own.
 """
 
 from __future__ import annotations
@@ -39,9 +46,18 @@ NEW_SESSION_SHARE = 0.55  # a later batch on the same device opens a new session
 _IP_PREFIXES = ("192.0.2", "198.51.100", "203.0.113")  # documentation ranges
 
 
-def user_batches(plan: UserPlan, seed: int, now_ms: int, summary: Summary) -> Iterator[Record]:
+PUSH_PLATFORMS = ("iOS", "Android")
+TOKEN_ROTATION_SHARE = 0.05  # of a registered device's later batches
+PUSH_OFF_SHARE = 0.02
+
+
+def user_batches(
+    plan: UserPlan, seed: int, now_ms: int, summary: Summary, push_share: float = 0.0
+) -> Iterator[Record]:
     """The user's batches, in order; ``summary`` counts each as it is built."""
     user = UserBatches(plan, random.Random(f"{seed}:{plan.index}:events"), now_ms)
+    if push_share > 0:
+        user.enable_push(random.Random(f"{seed}:{plan.index}:push"), push_share)
     for b in range(len(plan.sizes)):
         yield user.batch(b, summary)
 
@@ -60,6 +76,16 @@ class UserBatches:
         self.session: tuple[int, str, int] = (0, "", 0)  # (id, uuid, start ms)
         self.next_opens_session = True
         self.ip = f"{rng.choice(_IP_PREFIXES)}.{rng.randint(1, 254)}"
+        self.push_rng: random.Random | None = None
+        self.push_devices: set[str] = set()  # device types that will register for push
+        self.push_tokens: dict[str, str | None] = {}  # device type -> its current push token
+        self.push_action: tuple[bool, str] | None = None  # this batch's registration, if any
+
+    def enable_push(self, rng: random.Random, share: float) -> None:
+        """Let ``share`` of this user's iOS and Android devices register for push."""
+        self.push_rng = rng
+        self.push_devices = {kind for kind in sorted(self.plan.device_ids) if kind in PUSH_PLATFORMS
+                             and rng.random() < share}
 
     # ------------------------------------------------------------ one batch
 
@@ -87,7 +113,7 @@ class UserBatches:
         platform_os, _share, channel = C.PLATFORMS[kind]
         value: dict[str, Any] = {
             "events": events,
-            "device_info": dict(self.device_info[kind]),
+            "device_info": self._device_info_now(kind),
             "application_info": {
                 "application_name": C.APPLICATION_NAME,
                 "application_version": "4.12.0",
@@ -155,7 +181,41 @@ class UserBatches:
         order += fillers
         if end:
             order.append("session_end")
+        self._plan_push(kind, order)
         return order, opens
+
+    def _plan_push(self, kind: str, order: list[str]) -> None:
+        """Put this batch's push registration, if any, in place of a custom event or screen view."""
+        self.push_action = None
+        rng = self.push_rng
+        if rng is None or kind not in self.push_devices:
+            return
+        slots = [i for i, event_type in enumerate(order) if event_type in ("custom_event", "screen_view")]
+        if not slots:
+            return
+        token = self.push_tokens.get(kind, "")
+        if token == "":  # never registered: register now
+            action = (True, _push_token(rng, kind))
+        elif token is None:  # turned off for good
+            return
+        else:
+            roll = rng.random()
+            if roll < PUSH_OFF_SHARE:
+                action = (False, token)
+            elif roll < PUSH_OFF_SHARE + TOKEN_ROTATION_SHARE:
+                action = (True, _push_token(rng, kind))
+            else:
+                return
+        order[slots[0]] = "push_registration"
+        self.push_action = action
+        self.push_tokens[kind] = action[1] if action[0] else None
+
+    def _device_info_now(self, kind: str) -> dict[str, Any]:
+        info = dict(self.device_info[kind])
+        token = self.push_tokens.get(kind)
+        if token:
+            info["push_token"] = token
+        return info
 
     def _count(self, summary: Summary, b: int, order: list[str], events: list[dict[str, Any]], t: int,
                deleted: list[str], shape: str, string_mpid: bool) -> None:  # fmt: skip
@@ -242,6 +302,8 @@ class UserBatches:
             data.update(self._change_attribute(deleted))
         elif event_type == "commerce_event":
             data.update(self._purchase())
+        elif event_type == "push_registration" and self.push_action is not None:
+            data["register"], data["registration_token"] = self.push_action
         elif event_type == "application_state_transition":
             data["application_transition_type"] = rng.choice(("application_background", "application_foreground"))
             data["is_first_run"] = False
@@ -372,6 +434,13 @@ class UserBatches:
         elif kind == "fire_tv":
             info["fire_advertising_id"] = device_id
         return info
+
+
+def _push_token(rng: random.Random, kind: str) -> str:
+    """An APNs device token (64 hex digits) or an FCM registration token."""
+    if kind == "iOS":
+        return f"{rng.getrandbits(256):064x}"
+    return f"{rng.getrandbits(88):022x}:APA91b{rng.getrandbits(512):0128x}"
 
 
 def _shape(identities: Any) -> str:

@@ -57,6 +57,11 @@ def generate_main(argv: list[str]) -> int:
         "--now-ms", type=int, default=None, help="reference time in Unix ms; events fall in the 48 hours before it "
         "(default: the current time; set it for byte-identical output)"
     )  # fmt: skip
+    parser.add_argument(
+        "--push-share", type=_share, default=0.0, metavar="SHARE",
+        help="share of iOS and Android devices that register for push (push_registration events, "
+        "device_info.push_token); default 0: none"
+    )  # fmt: skip
     parser.add_argument("--output", "-o", default="-", help="output file, - for stdout (default -)")
     parser.add_argument("--summary", metavar="FILE", help="also write the summary of what was generated as JSON")
     parser.add_argument("--produce", action="store_true", help="send to the input topics instead of writing lines")
@@ -72,7 +77,8 @@ def generate_main(argv: list[str]) -> int:
 
     now_ms = args.now_ms if args.now_ms is not None else int(time.time() * 1000)
     summary = Summary()
-    records = generate(args.users, args.events, args.seed, now_ms=now_ms, summary=summary)
+    records = generate(args.users, args.events, args.seed, now_ms=now_ms, summary=summary,
+                       push_share=args.push_share)
     started = time.monotonic()
     if args.produce:
         status = _produce_to_kafka(records, args, Counter())
@@ -284,6 +290,16 @@ class _Progress:
         if self.drawn:
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
 
 
 def _positive(text: str) -> int:

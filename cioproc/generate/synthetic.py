@@ -60,13 +60,15 @@ def generate(
     *,
     now_ms: int = DEFAULT_NOW_MS,
     summary: Summary | None = None,
+    push_share: float = 0.0,
 ) -> Iterator[Record]:
     """Yield the batches of up to ``users`` users holding exactly ``events`` events, and audience changes.
 
     Records come in time order (a batch at its first event's time, an audience message at
     its ``timestamp_ms``); each user's batches are in chronological order. When fewer
     events than users are asked for, only ``events`` users appear. ``summary``, if given,
-    is filled in as the records are consumed.
+    is filled in as the records are consumed. ``push_share``: the share of iOS and Android
+    devices that register for push (see :mod:`cioproc.generate.batches`; 0: none).
     """
     if users < 1:
         raise ValueError("users must be at least 1")
@@ -74,10 +76,14 @@ def generate(
         raise ValueError("events must not be negative")
     summary = summary if summary is not None else Summary()
     summary.users_requested = users
-    return _merge(users, events, seed, now_ms, summary)
+    if not 0.0 <= push_share <= 1.0:
+        raise ValueError("push_share must be between 0 and 1")
+    return _merge(users, events, seed, now_ms, summary, push_share)
 
 
-def _merge(users: int, events: int, seed: int, now_ms: int, summary: Summary) -> Iterator[Record]:
+def _merge(
+    users: int, events: int, seed: int, now_ms: int, summary: Summary, push_share: float = 0.0
+) -> Iterator[Record]:
     plans = plan_users(users, events, seed, now_ms)
     for plan in plans:
         kinds = set(plan.devices)
@@ -91,7 +97,7 @@ def _merge(users: int, events: int, seed: int, now_ms: int, summary: Summary) ->
 
     # A heap of (time, source): source >= 0 is a position in plans, -1 the audience list.
     # Ties go to audiences first, then to the lower user index: a total, reproducible order.
-    streams = [user_batches(plan, seed, now_ms, summary) for plan in plans]
+    streams = [user_batches(plan, seed, now_ms, summary, push_share) for plan in plans]
     taken = [0] * len(plans)
     heap = [(plan.starts[0], i) for i, plan in enumerate(plans)]
     if audiences:

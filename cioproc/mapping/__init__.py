@@ -27,7 +27,9 @@ What a batch becomes, in delivery order:
    ``screen_view`` -> screen, ``opt_out`` with ``is_opted_out: true`` -> unsubscribe (once;
    opting back in never resubscribes). A ``user_attribute_change`` with ``deleted: true``
    removes that attribute (as ``deleted_user_attributes`` does); other event types only
-   feed created_at.
+   feed created_at;
+3. with ``forward_devices``, add_device / delete_device for the batch's push registrations
+   (see ``push``).
 
 A batch whose ``events`` is missing, null or an empty list is valid (the schema allows it)
 and may still produce an identify (user attributes, identities); any other non-list is
@@ -83,6 +85,13 @@ user's attributes changed since the last identify, not again for every batch:
   audience (audience changes apply in their own ``timestamp_ms`` order);
 - ``too_many_audiences``: a join not remembered: the user has 200 audiences, or their ids
   and names fill 12,000 bytes (the state's cap; see ``segments``).
+- ``unknown_push_token``: an ``uninstall`` without ``device_info.push_token`` and no token
+  known for that device (``CIO_FORWARD_DEVICES``; see ``push``);
+- ``unsupported_push_platform``: a push token of a platform other than iOS or Android;
+- ``stale_push_registration``: a registration older than the token's deletion or
+  replacement, or an unregistration older than its registration (nothing changes);
+- ``push_token_forgotten``: more push tokens than a user's state keeps: the oldest is no
+  longer tracked;
 """
 
 from __future__ import annotations

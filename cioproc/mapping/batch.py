@@ -29,6 +29,7 @@ class Batch:
     batch_ref: str = ""  # batch_id, source_request_id or unique_id: part of fallback event ids
     drops: list[Drop] = field(default_factory=list)  # found while parsing
     received_ms: int | None = None  # the Kafka record's time (the caller's default), if known
+    device_info: Any = None  # as given: push token, platform, device ids (mapping.push)
 
 
 def decode_json(raw: bytes | str) -> Any | Rejection:
@@ -130,6 +131,7 @@ def batch_from_object(obj: Any, default_timestamp_ms: int | None = None) -> Batc
         ref if type(ref) is str else (str(ref) if type(ref) is int else ""),
         drops,
         received,
+        obj.get("device_info"),
     )
 
 

@@ -20,6 +20,7 @@ from cioproc.mapping.attributes import (
 from cioproc.mapping.batch import Batch
 from cioproc.mapping.devices import record_device
 from cioproc.mapping.names import event_name
+from cioproc.mapping.push import PUSH_EVENT_TYPES, device_commands, readd_commands
 from cioproc.mapping.person import (
     address,
     choose_identifier,
@@ -173,6 +174,7 @@ def _map(
     """The mapping; None when ``size_each`` is off and the batch's event data is too large."""
     # The maps are shared with the given state: record_device and identify replace them.
     state = state.shallow_copy() if state is not None else UserState()
+    addressed_as = (state.id_type, state.id_value)  # before this batch
     drops = list(batch.drops)
     previous_email = state.email
     customer_id, email = batch.customer_id, batch.email
@@ -209,6 +211,8 @@ def _map(
     latest = -1
     first_run = None
     removed: list[str] | None = None  # user attributes deleted by user_attribute_change events
+    forward_devices = settings.forward_devices
+    registrations: list[tuple[int, str, dict[str, Any], int]] | None = None  # push events
     forwardable = 0
     sized: list[dict[str, Any]] = []  # event data to size-check, encoded four lists deep
     holder = [[[sized]]]  # (as event_attributes does: room for the request body's nesting)
@@ -300,6 +304,11 @@ def _map(
                         if removed is None:
                             removed = []
                         removed.append(removed_name)
+            elif forward_devices and event_type in PUSH_EVENT_TYPES:
+                forwardable += 1
+                if registrations is None:
+                    registrations = []
+                registrations.append((position, event_type, data, ts or 0))
             elif (
                 event_type == "first_run"
                 or (event_type == "application_state_transition"
@@ -453,4 +462,17 @@ def _map(
         )
         if person:
             commands[:0] = person
+    if forward_devices:
+        if addressed_as[1] is not None and addressed_as != (id_type, id_value) and state.push_tokens:
+            commands.extend(readd_commands(state, mpid, id_type, id_value))
+        if registrations is not None or (
+            type(batch.device_info) is dict and batch.device_info.get("push_token")
+        ):
+            when = latest if latest is not None else batch_time
+            commands.extend(
+                device_commands(
+                    state, registrations or [], batch.device_info, batch.device_type, when,
+                    mpid, id_type, id_value, drops,
+                )
+            )
     return MapResult(commands, state, drops)

@@ -54,6 +54,10 @@ DROP_REASONS = frozenset(
         "stale_identity",
         "stale_audience_change",
         "too_many_audiences",
+        "unknown_push_token",
+        "unsupported_push_platform",
+        "stale_push_registration",
+        "push_token_forgotten",
     }
 )
 

@@ -7,10 +7,14 @@ A command addresses one Customer.io person by one identifier (`id` or `email`) a
 - ``track``: a custom event (``name``, ``event_id``, ``attributes`` = event data);
 - ``screen``: a screen view (``name`` = screen name, ``event_id``, ``attributes``);
 - ``unsubscribe``: set ``unsubscribed: true`` on the person, keeping the profile;
-- ``merge``: merge ``secondary`` (an identifier) into this command's identifier (the primary).
+- ``merge``: merge ``secondary`` (an identifier) into this command's identifier (the primary);
+- ``add_device``: add (or update) the push device ``name`` (its token) on the person, with
+  ``attributes = {"platform": "ios" | "android"}`` and ``timestamp`` as its ``last_used``;
+- ``delete_device``: remove the push device ``name`` (its token) from the person.
 
 Encoding: msgpack array ``[version, kind, mpid, id_type, id_value, timestamp, attributes,
-name, event_id, secondary]``; ``secondary`` is ``[id_type, id_value]`` or nil.
+name, event_id, secondary]``; ``secondary`` is ``[id_type, id_value]`` or nil. The device
+kinds use the same ten fields, so records written before they existed decode unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class CommandKind(str, Enum):
     SCREEN = "screen"
     UNSUBSCRIBE = "unsubscribe"
     MERGE = "merge"
+    ADD_DEVICE = "add_device"
+    DELETE_DEVICE = "delete_device"
 
 
 _KINDS = frozenset(kind.value for kind in CommandKind)

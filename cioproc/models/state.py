@@ -5,15 +5,15 @@ Faust table as bytes (:func:`encode_state` / :func:`decode_state`).
 
 Encoding: a msgpack array ``[version, customer_id, email, id_type, id_value, devices,
 last_device, last_device_ms, audiences, sent, unsubscribed, opt_out_ms, desired,
-customer_id_ms, email_ms, audience_ms, unsubscribe_pending, merged]``; absent values are
-nil, maps are msgpack maps. About 100-400 bytes for a typical user. The last five fields
-are left out while all are unset, as in states written before they existed (13 fields),
-which decode with their defaults.
-last_device, last_device_ms, audiences, sent, unsubscribed, opt_out_ms, desired]``; absent
+customer_id_ms, email_ms, audience_ms, unsubscribe_pending, merged, push_tokens]``; absent
 values are nil, maps are msgpack maps. About 100-400 bytes for a typical user, and under
 :data:`MAX_STATE_BYTES` for any: the mapping caps each collection (``sent``: Customer.io's
-300 attributes, removals forgotten once sent; ``audiences``: see ``mapping.segments``;
-``devices``: 16 types) and the processor refuses a state over it (``state_too_large``).
+300 attributes, removals forgotten once sent; ``audiences`` and ``audience_ms``: see
+``mapping.segments``; ``devices``: 16 types; ``merged``: 16 pairs; ``push_tokens``: 8) and
+the processor refuses a state over it (``state_too_large``). The five fields before
+``push_tokens`` are left out while they and it are unset, as in states written before they
+existed (13 fields), and ``push_tokens`` while it is empty (18 fields, as written before it
+existed); both decode with their defaults.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import msgpack
 __all__ = ["MAX_STATE_BYTES", "STATE_VERSION", "StateDecodeError", "UserState", "decode_state", "encode_state"]
 
 STATE_VERSION = 1
-_FIELDS = 18
+_FIELDS = 19
+_FIELDS_BEFORE_PUSH = 18  # written by releases before push devices
 _FIELDS_BEFORE_TIMES = 13  # written by releases before identity and audience times
 MAX_STATE_BYTES = 64 * 1024  # an encoded state's ceiling (a changelog record, a table value)
 
@@ -57,6 +58,9 @@ class UserState:
     audience_ms: dict[str, int] = field(default_factory=dict)  # audience id -> last change (ms)
     unsubscribe_pending: bool = False  # an opt-out not yet sent to the person addressed now
     merged: list[int] = field(default_factory=list)  # checksums of identifier pairs merged
+    # push tokens sent or deleted (CIO_FORWARD_DEVICES), oldest change first: [token,
+    # platform, device key (0: none), time of the change (ms), active]; see mapping.push
+    push_tokens: list[list[Any]] = field(default_factory=list)
 
     def shallow_copy(self) -> UserState:
         """A copy sharing this state's maps: replace a map of it, never change one in place."""
@@ -78,6 +82,7 @@ class UserState:
             self.audience_ms,
             self.unsubscribe_pending,
             self.merged,
+            self.push_tokens,
         )
 
     def copy(self) -> UserState:
@@ -88,6 +93,7 @@ class UserState:
         copied.sent = self.sent.copy()
         copied.audience_ms = self.audience_ms.copy()
         copied.merged = self.merged.copy()
+        copied.push_tokens = [entry.copy() for entry in self.push_tokens]
         return copied
 
 
@@ -110,7 +116,7 @@ def encode_state(state: UserState) -> bytes:
     ]
     if (
         state.customer_id_ms or state.email_ms or state.audience_ms
-        or state.unsubscribe_pending or state.merged
+        or state.unsubscribe_pending or state.merged or state.push_tokens
     ):
         fields += [
             state.customer_id_ms,
@@ -119,6 +125,8 @@ def encode_state(state: UserState) -> bytes:
             state.unsubscribe_pending,
             state.merged,
         ]
+        if state.push_tokens:
+            fields.append(state.push_tokens)
     return msgpack.packb(fields, use_bin_type=True)
 
 
@@ -153,6 +161,8 @@ def decode_state(data: bytes) -> UserState:
         raise StateDecodeError(f"not a user state of version {STATE_VERSION}")
     if len(fields) == _FIELDS_BEFORE_TIMES:
         fields = fields + [0, 0, {}, False, []]
+    if len(fields) == _FIELDS_BEFORE_PUSH:
+        fields = fields + [[]]
     if len(fields) != _FIELDS:
         raise StateDecodeError(f"user state has {len(fields)} fields, expected {_FIELDS}")
     (
@@ -174,6 +184,7 @@ def decode_state(data: bytes) -> UserState:
         audience_ms,
         unsubscribe_pending,
         merged,
+        push_tokens,
     ) = fields
     if id_type not in (None, "id", "email"):
         raise StateDecodeError("state field id_type is not id or email")
@@ -187,6 +198,8 @@ def decode_state(data: bytes) -> UserState:
         isinstance(pair, int) and not isinstance(pair, bool) for pair in merged
     ):
         raise StateDecodeError("state field merged is not a list of integers")
+    if not isinstance(push_tokens, list) or not all(_push_token_entry(e) for e in push_tokens):
+        raise StateDecodeError("state field push_tokens has a malformed entry")
     return UserState(
         customer_id=_optional_str(customer_id, "customer_id"),
         email=_optional_str(email, "email"),
@@ -205,4 +218,16 @@ def decode_state(data: bytes) -> UserState:
         audience_ms=_str_map(audience_ms, "audience_ms", int),
         unsubscribe_pending=unsubscribe_pending,
         merged=merged,
+        push_tokens=push_tokens,
+    )
+
+
+def _push_token_entry(entry: Any) -> bool:
+    """``[token, platform, device key, time ms, active]`` with those types."""
+    return (
+        isinstance(entry, list) and len(entry) == 5
+        and isinstance(entry[0], str) and isinstance(entry[1], str)
+        and isinstance(entry[2], int) and not isinstance(entry[2], bool)
+        and isinstance(entry[3], int) and not isinstance(entry[3], bool)
+        and isinstance(entry[4], bool)
     )

@@ -93,6 +93,12 @@ class TrackApi:
     def v1_event(self, identifier: str, body: bytes) -> Reply:
         return self._v1(lambda: validation.v1_event(identifier, validation.parse_json(body)))
 
+    def v1_add_device(self, identifier: str, body: bytes) -> Reply:
+        return self._v1(lambda: validation.v1_add_device(identifier, validation.parse_json(body)))
+
+    def v1_delete_device(self, identifier: str, token: str) -> Reply:
+        return self._v1(lambda: validation.v1_delete_device(identifier, token))
+
     def v1_merge(self, body: bytes) -> Reply:
         try:
             op = self._checked(validation.v1_merge(validation.parse_json(body)))

@@ -5,6 +5,8 @@ Track API (HTTP Basic auth ``site_id:api_key``; 401 ``{"meta":{"error":"Unauthor
 - ``PUT  /api/v1/customers/{identifier}``          v1 identify
 - ``POST /api/v1/customers/{identifier}/events``   v1 event (type event, page or screen)
 - ``POST /api/v1/merge_customers``                 v1 merge
+- ``PUT  /api/v1/customers/{identifier}/devices``  v1 add (or update) a device
+- ``DELETE /api/v1/customers/{identifier}/devices/{device_id}``  v1 delete a device
 - ``POST /api/v2/entity``                          v2 one person entry
 - ``POST /api/v2/batch``                           v2 ``{"batch": [...]}``
 - ``GET  /api/v1/accounts/region``                 ``{"url", "region", "environment_id"}``
@@ -226,6 +228,17 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
         _track("v1_event", lambda api, r, b: api.v1_event(r.match_info["identifier"], b)),
     )
     app.router.add_post("/api/v1/merge_customers", _track("v1_merge", lambda api, r, b: api.v1_merge(b)))
+    app.router.add_put(
+        "/api/v1/customers/{identifier}/devices",
+        _track("v1_add_device", lambda api, r, b: api.v1_add_device(r.match_info["identifier"], b)),
+    )
+    app.router.add_delete(
+        "/api/v1/customers/{identifier}/devices/{device_id}",
+        _track(
+            "v1_delete_device",
+            lambda api, r, b: api.v1_delete_device(r.match_info["identifier"], r.match_info["device_id"]),
+        ),
+    )
     app.router.add_post("/api/v2/entity", _track("v2_entity", lambda api, r, b: api.v2_entity(b)))
     app.router.add_post("/api/v2/batch", _track("v2_batch", lambda api, r, b: api.v2_batch(b)))
     app.router.add_get("/api/v1/accounts/region", _track("region", _region))

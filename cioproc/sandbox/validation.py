@@ -21,6 +21,7 @@ from cioproc.sandbox.workspace import (
     CIO_ID,
     EMAIL,
     ID,
+    DeviceOp,
     EventOp,
     Identifier,
     IdentifyOp,
@@ -54,6 +55,10 @@ V2_UNSUPPORTED_PERSON_ACTIONS = frozenset(
         "unsuppress",
     }
 )
+
+
+V2_DEVICE_ACTIONS = frozenset({"add_device", "delete_device"})  # checked before the unsupported ones
+DEVICE_PLATFORMS = ("ios", "android")
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +291,53 @@ def v1_merge(body: Any) -> MergeOp:
     )
 
 
+def _device(target: Identifier, device: Any, token_key: str, delete: bool) -> DeviceOp:
+    """A device object as the OpenAPI file defines it: ``token`` (v2) or ``id`` (v1, add),
+    ``platform`` ios/android, optional integer ``last_used`` and string ``attributes``."""
+    if not isinstance(device, dict):
+        raise InvalidRequest([EntryError("device", "required", "device must be an object")])
+    errors: list[EntryError] = []
+    token = device.get(token_key)
+    if not isinstance(token, str) or not token:
+        errors.append(EntryError(f"device.{token_key}", "required", f"device.{token_key} must be a non-empty string"))
+    if delete:
+        if errors:
+            raise InvalidRequest(errors)
+        return DeviceOp(target, token, delete=True)
+    platform = device.get("platform")
+    if platform not in DEVICE_PLATFORMS:
+        errors.append(EntryError("device.platform", "invalid", "device.platform must be ios or android"))
+    last_used = device.get("last_used")
+    if last_used is not None and not _is_int(last_used):
+        errors.append(EntryError("device.last_used", "invalid", "device.last_used must be an integer Unix timestamp"))
+    attributes = device.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        errors.append(EntryError("device.attributes", "invalid", "device.attributes must be an object"))
+    if errors:
+        raise InvalidRequest(errors)
+    return DeviceOp(target, token, False, platform, last_used, dict(attributes or {}))
+
+
+def v1_add_device(raw_path: str, body: Any) -> DeviceOp:
+    """``PUT /api/v1/customers/{identifier}/devices``: ``{"device": {"id", "platform", ...}}``."""
+    target = path_identifier(raw_path)
+    errors = check_identifier(target, "identifier")
+    if not isinstance(body, dict):
+        raise InvalidRequest(errors + [EntryError("body", "invalid", "request body must be a JSON object")])
+    if errors:
+        raise InvalidRequest(errors)
+    return _device(target, body.get("device"), "id", delete=False)
+
+
+def v1_delete_device(raw_path: str, token: str) -> DeviceOp:
+    """``DELETE /api/v1/customers/{identifier}/devices/{device_id}``."""
+    target = path_identifier(raw_path)
+    errors = check_identifier(target, "identifier")
+    if errors:
+        raise InvalidRequest(errors)
+    return _device(target, {"id": token}, "id", delete=True)
+
+
 def v2_entry(entry: Any) -> Operation:
     """One v2 entity / batch entry (person actions identify, event, screen, page, merge)."""
     if not isinstance(entry, dict):
@@ -296,6 +348,9 @@ def v2_entry(entry: Any) -> Operation:
     if entry_type != "person":
         raise InvalidRequest([EntryError("type", "invalid", "type must be 'person'")])
     action = entry.get("action")
+    if action in V2_DEVICE_ACTIONS:
+        target = _one_identifier(entry.get("identifiers"), "identifiers", (ID, EMAIL, CIO_ID))
+        return _device(target, entry.get("device"), "token", delete=action == "delete_device")
     if action in V2_UNSUPPORTED_PERSON_ACTIONS:
         raise InvalidRequest([EntryError("action", "unsupported", f"the sandbox does not implement action {action!r}")])
     if action not in V2_PERSON_ACTIONS:

@@ -20,8 +20,13 @@ OpenAPI file's descriptions of identify, events and merge_customers):
   Track API records events for identifiers it has not seen; the OpenAPI file does not say
   otherwise); an unknown ``cio_id`` drops the event.
 - Merge: the primary must exist, else nothing happens. Attributes the primary does not
-  have (or has empty) and identifiers it lacks come from the secondary; all events move
-  to the primary; the secondary is deleted.
+  have (or has empty) and identifiers it lacks come from the secondary; all events and
+  devices move to the primary; the secondary is deleted.
+- Devices (add_device / delete_device): a device is a push token with its platform and
+  ``last_used`` (the request's time when not given). A token belongs to one person: adding
+  it to another person moves it there. Adding a device to an unknown id or email creates
+  that person (as events do); an unknown ``cio_id`` drops the request. Deleting a token the
+  person does not have changes nothing.
 
 Attribute writes are applied in arrival order; ``_timestamp`` / v2 ``timestamp`` are
 accepted but not used to reorder updates, so a sender that reorders a person's commands
@@ -84,7 +89,19 @@ class MergeOp:
     secondary: Identifier
 
 
-Operation = IdentifyOp | EventOp | MergeOp
+@dataclass(frozen=True, slots=True)
+class DeviceOp:
+    """Add (or update) the device ``token`` of ``target``, or delete it (``delete``)."""
+
+    target: Identifier
+    token: str
+    delete: bool = False
+    platform: str | None = None
+    last_used: int | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+Operation = IdentifyOp | EventOp | MergeOp | DeviceOp
 
 
 @dataclass(slots=True)
@@ -93,6 +110,7 @@ class Person:
     id: str | None = None
     email: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # token -> platform, last_used
 
     @property
     def unsubscribed(self) -> bool:
@@ -147,6 +165,7 @@ class Workspace:
         self._by_id: dict[str, str] = {}
         self._by_email: dict[str, str] = {}
         self.events: dict[str, Event] = {}
+        self._device_owner: dict[str, str] = {}  # token -> cio_id of the person holding it
         self.activity: list[dict[str, Any]] = []
         self.events_deduplicated = 0
         self._next_cio = 0
@@ -168,6 +187,8 @@ class Workspace:
             return self.identify(op)
         if isinstance(op, EventOp):
             return self.record_event(op)
+        if isinstance(op, DeviceOp):
+            return self.device(op)
         return self.merge(op)
 
     # -- identify -------------------------------------------------------------------
@@ -276,6 +297,36 @@ class Workspace:
         self.events[event_id] = Event(event_id, op.name, op.type, timestamp, op.data, person.cio_id)
         return "applied"
 
+    # -- devices --------------------------------------------------------------------
+    def device(self, op: DeviceOp) -> Outcome:
+        """add_device (moves a token held by another person) or delete_device."""
+        person = self.find(op.target)
+        if op.delete:
+            if person is not None and op.token in person.devices:
+                del person.devices[op.token]
+                self._device_owner.pop(op.token, None)
+            return "applied"
+        if person is None:
+            if op.target.kind == CIO_ID:
+                self._log("device_dropped", op.target, f"cio_id {op.target.value} does not exist")
+                return "failed"
+            person = Person(cio_id=self._new_cio_id())
+            self.people[person.cio_id] = person
+            self._set_identifiers(person, {ID: None, EMAIL: None} | {op.target.kind: op.target.value})
+        owner = self._device_owner.get(op.token)
+        holder = self.people.get(owner) if owner is not None else None  # (None: that person was deleted)
+        if holder is not None and holder is not person:
+            holder.devices.pop(op.token, None)
+            self._log("device_moved", op.target, f"device moved from cio_id {owner} to cio_id {person.cio_id}")
+        device = dict(person.devices.get(op.token, {}))
+        device["platform"] = op.platform
+        device["last_used"] = op.last_used if op.last_used is not None else int(self._clock())
+        if op.attributes:
+            device["attributes"] = {**device.get("attributes", {}), **op.attributes}
+        person.devices[op.token] = device
+        self._device_owner[op.token] = person.cio_id
+        return "applied"
+
     # -- merge ----------------------------------------------------------------------
     def merge(self, op: MergeOp) -> Outcome:
         primary = self.find(op.primary)
@@ -296,6 +347,9 @@ class Workspace:
         for event in self.events.values():
             if event.cio_id == secondary.cio_id:
                 event.cio_id = primary.cio_id
+        for token, device in secondary.devices.items():
+            primary.devices.setdefault(token, device)
+            self._device_owner[token] = primary.cio_id
         gained = {ID: secondary.id if primary.id is None else primary.id,
                   EMAIL: secondary.email if primary.email is None else primary.email}
         self._set_identifiers(secondary, {ID: None, EMAIL: None})
@@ -321,6 +375,8 @@ class Workspace:
                 "attributes": {k: v for k, v in person.attributes.items() if k != UNSUBSCRIBED},
                 "unsubscribed": person.unsubscribed,
             }
+            if person.devices:  # (only then: rows of people without devices keep their shape)
+                row["devices"] = [{"token": token, **person.devices[token]} for token in sorted(person.devices)]
             rows.append(row)
         rows.sort(key=lambda r: (r["id"] is not None, r["id"] or "", (r["email"] or "").lower(), r["email"] or ""))
         return rows

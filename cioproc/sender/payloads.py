@@ -7,10 +7,13 @@ v2 (``POST /api/v2/batch``, one entry per command)::
     screen       {..., "action":"screen", "name" (the screen), "id", "timestamp", "attributes"}
     unsubscribe  identify with ``{"unsubscribed": true}`` (never suppress: that deletes the person)
     merge        {"type":"person","action":"merge","primary":{...},"secondary":{...}}
+    add_device   {..., "action":"add_device", "device":{"token","platform","last_used"}}
+    delete_device  {..., "action":"delete_device", "device":{"token"}}
 
 v1 (one request per command): ``PUT /api/v1/customers/{id}`` (identify, unsubscribe; ``_timestamp`` added),
 ``POST /api/v1/customers/{id}/events`` (track; screen with ``"type": "screen"``),
-``POST /api/v1/merge_customers``.
+``POST /api/v1/merge_customers``, ``PUT /api/v1/customers/{id}/devices`` (add_device:
+``{"device":{"id","platform","last_used"}}``), ``DELETE /api/v1/customers/{id}/devices/{token}``.
 
 Person attributes set to ``None`` mean "remove": ``null`` in v2, ``""`` in v1. v1 person
 attributes are documented as flat scalars, so lists and objects are sent there as JSON text.
@@ -50,10 +53,29 @@ def _check(command: Command) -> None:
         raise PayloadError("invalid_identifier", f"bad identifier type {command.id_type!r} or empty value")
     if command.kind in (CommandKind.TRACK, CommandKind.SCREEN) and not command.name:
         raise PayloadError("missing_name", f"{command.kind.value} command without a name")
+    if command.kind in _DEVICE_KINDS:
+        if not isinstance(command.name, str) or not command.name:
+            raise PayloadError("missing_token", f"{command.kind.value} command without a device token")
+        if command.kind is CommandKind.ADD_DEVICE and command.attributes.get("platform") not in DEVICE_PLATFORMS:
+            raise PayloadError("invalid_platform", "add_device needs platform ios or android")
     if command.kind is CommandKind.MERGE:
         secondary = command.secondary
         if secondary is None or len(secondary) != 2 or secondary[0] not in ID_TYPES or not secondary[1]:
             raise PayloadError("invalid_secondary", "merge command without a valid secondary identifier")
+
+
+_DEVICE_KINDS = (CommandKind.ADD_DEVICE, CommandKind.DELETE_DEVICE)
+DEVICE_PLATFORMS = ("ios", "android")
+
+
+def _device(command: Command, token_key: str) -> dict[str, Any]:
+    """The device object: ``token`` (v2) or ``id`` (v1), and for add_device platform and last_used."""
+    device: dict[str, Any] = {token_key: command.name}
+    if command.kind is CommandKind.ADD_DEVICE:
+        device["platform"] = command.attributes["platform"]
+        if command.timestamp:  # 0: unknown, Customer.io uses the request's time
+            device["last_used"] = command.timestamp
+    return device
 
 
 def _person_attributes(command: Command) -> dict[str, Any]:
@@ -79,6 +101,13 @@ def _v2_entry(command: Command) -> dict[str, Any]:
             entry["timestamp"] = command.timestamp
         entry["attributes"] = command.attributes
         return entry
+    if kind is CommandKind.ADD_DEVICE or kind is CommandKind.DELETE_DEVICE:
+        return {
+            "type": "person",
+            "identifiers": {command.id_type: command.id_value},
+            "action": kind.value,
+            "device": _device(command, "token"),
+        }
     if kind is CommandKind.MERGE:
         id_type, id_value = command.secondary  # type: ignore[misc]  # checked above
         return {
@@ -187,6 +216,10 @@ def to_v1_request(command: Command) -> V1Request:
         body = {"primary": command.identifier, "secondary": {id_type: id_value}}
         return V1Request("POST", "/api/v1/merge_customers", body)
     path = customer_path(command.id_value)
+    if command.kind is CommandKind.ADD_DEVICE:
+        return V1Request("PUT", path + "/devices", {"device": _device(command, "id")})
+    if command.kind is CommandKind.DELETE_DEVICE:
+        return V1Request("DELETE", path + "/devices/" + quote(command.name or "", safe=""), {})
     if command.kind in (CommandKind.IDENTIFY, CommandKind.UNSUBSCRIBE):
         attributes = {k: _v1_attribute(v) for k, v in _person_attributes(command).items()}
         if command.timestamp:
