@@ -2,9 +2,10 @@
 # topics.yaml is configuration: mount it at /app/topics.yaml (docker-compose.yml does).
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY cioproc ./cioproc
-RUN pip install --no-cache-dir ".[rocksdb]" \
+# The lock's exact versions as constraints: the tested dependency set, without the test tools.
+RUN pip install --no-cache-dir -c requirements.lock ".[rocksdb]" \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin cioproc \
     && mkdir -p /data \
     && chown cioproc /data

@@ -177,6 +177,13 @@ def test_image_runs_as_a_user_exposes_metrics_and_leaves_secrets_out():
     assert "!.env.example" in ignored
 
 
+def test_image_installs_the_locked_versions():
+    """The image gets the dependency versions CI tested (the lock, as constraints)."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^COPY\b.*\brequirements\.lock\b", dockerfile, re.M)
+    assert re.search(r"pip install\b[^\n]*-c requirements\.lock", dockerfile)
+
+
 def test_readme_documents_every_variable_and_starts_with_the_two_commands():
     readme = (REPO / "README.md").read_text()
     head = "\n".join(readme.splitlines()[:8])
