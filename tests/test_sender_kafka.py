@@ -10,6 +10,7 @@ import time
 import msgpack
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from cioproc.app.factory import group_id
 from cioproc.app.processor import key_partition
@@ -30,6 +31,22 @@ def track(person: str, n: int, **attributes: object) -> tuple[str, str, bytes]:
 
 def sender_group(p: Pipeline) -> str:
     return group_id("sender", p.app_id)
+
+
+def shrink_dead_letter_topic(bootstrap: str, name: str) -> None:
+    """Lower the dead-letter topic's max.message.bytes to 2000 while a worker runs (the worker
+    read the old limit at start, so its next large dead letter is refused by the broker)."""
+
+    async def alter() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                      {"max.message.bytes": "2000"})])
+        finally:
+            await admin.close()
+
+    asyncio.run(alter())
 
 
 def small_dead_letter_topic(bootstrap: str, tmp_path, unique: str, partitions: int) -> None:
@@ -53,13 +70,14 @@ def small_dead_letter_topic(bootstrap: str, tmp_path, unique: str, partitions: i
 def test_a_chunk_whose_dead_letter_fails_is_never_committed_past(kafka_bootstrap, unique, tmp_path, prior_commit):
     """Chunk 1 (one command of "bad", 3 KB) retries on 503 while chunk 2 (good commands of the same
     partition) arrives; then the sandbox rejects "bad" for good and its dead letter is too large for
-    the dead-letter topic. Chunk 2 must not be acked: the commit stays at the failed record."""
-    small_dead_letter_topic(kafka_bootstrap, tmp_path, unique, 1)
+    the dead-letter topic (its limit lowered after the worker read it). Chunk 2 must not be acked:
+    the commit stays at the failed record."""
     p = Pipeline(kafka_bootstrap, unique, tmp_path, partitions=1)
     try:
         p.start_sandbox()
         p.set_faults(unavailable_ids=["bad"])
         p.start_worker("sender", role="sender")
+        p.wait_for(lambda: "dead letters fitted to" in p.log("sender"), 60, "the sender to read its limits")
         bad_offset = 0
         if prior_commit:
             p.produce([track("good-0", 0)])
@@ -69,6 +87,7 @@ def test_a_chunk_whose_dead_letter_fails_is_never_committed_past(kafka_bootstrap
         p.wait_for(lambda: p.stats()["faults_injected"].get("503", 0) >= 1, 60, "the bad command to be retried")
         p.produce([track(f"good-{n}", n) for n in range(2, 7)])
         time.sleep(2.0)  # the worker fetches chunk 2; it waits behind chunk 1
+        shrink_dead_letter_topic(kafka_bootstrap, p.topics.by_role("commands_dlq").name)
         p.set_faults(reject_ids=["bad"])  # the next retry is refused for good: dead letter, which fails
         assert p.processes["sender"].wait(timeout=90) != 0
         log = p.log("sender")
@@ -152,5 +171,28 @@ def test_a_partition_stuck_on_5xx_does_not_stop_the_others(kafka_bootstrap, uniq
         assert sorted(stuck_events) == [f"{ULID}{n:04d}" for n in range(rounds)]
         p.wait_for(lambda: p.metric("cioproc_sender_partition_blocked_seconds", "sender", topic=topic) == 0, 30,
                    "the blocked gauge back at 0")
+    finally:
+        p.close()
+
+
+def test_a_dead_letter_over_the_topics_record_size_is_truncated_and_the_worker_goes_on(kafka_bootstrap, unique, tmp_path):
+    """Issue 11 item 6 for the sender: a refused command larger than the dead-letter topic's
+    max.message.bytes is written cut to fit, with its headers and original offset, and a
+    header giving its original size; the worker does not stop and commits past it."""
+    small_dead_letter_topic(kafka_bootstrap, tmp_path, unique, 1)
+    p = Pipeline(kafka_bootstrap, unique, tmp_path, partitions=1)
+    p._must_run = {"sandbox", "sender"}  # a crash fails the test at once
+    try:
+        p.start_sandbox()
+        p.set_faults(reject_ids=["bad"])
+        p.start_worker("sender", role="sender")
+        p.produce([track("bad", 0, pad="x" * 3000)] + [track(f"good-{n}", n) for n in range(1, 4)])
+        p.wait_for(lambda: p.offsets("commands", sender_group(p)) == {0: 4}, 90, "everything committed")
+        [letter] = p.read("commands_dlq")
+        headers = {name: value for name, value in letter.headers}
+        assert len(letter.value) < 2000 and letter.key == b"mp-bad"
+        assert int(headers["cioproc.value.truncated"]) > 3000
+        assert headers["cioproc.source.offset"] == b"0"
+        assert {"good-1", "good-2", "good-3"} <= {e["person"]["id"] for e in p.events()}
     finally:
         p.close()

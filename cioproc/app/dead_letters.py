@@ -31,6 +31,7 @@ VALUE_TRUNCATED = "cioproc.value.truncated"
 MAX_DETAIL_BYTES = 1000
 
 # Upper bounds of what Kafka's record batch format (v2) adds around one record.
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # a topic's max.message.bytes by default
 BATCH_OVERHEAD_BYTES = 61  # the batch header, base offset and length included
 _RECORD_OVERHEAD_BYTES = 5 + 1 + 10 + 5 + 5 + 5 + 5  # length, attributes, deltas, key/value lengths, header count
 _HEADER_OVERHEAD_BYTES = 5 + 5  # key and value lengths

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from cioproc.app.startup import verify_topics
 from cioproc.app.stats import ProcessorStats
 from cioproc.config import ROLES, Config, load_config
 from cioproc.kafka import client_id
-from cioproc.kafka.topics import TopicsFile, load_topics
+from cioproc.kafka.topics import ActualTopic, TopicsFile, load_topics
 from cioproc.observability.metrics import MetricsServer
 
 log = logging.getLogger("cioproc.worker")
@@ -60,15 +60,22 @@ class CioprocApp(BatchApp):
     config: Config
     topics_file: TopicsFile
     processor: Processor | None = None
+    sender: Any = None  # cioproc.app.sender_agent.Sender, for the sender roles
     topics_verified = False  # set when the caller already ran verify_topics
+
+    def use_topic_limits(self, actual: Mapping[str, ActualTopic]) -> None:
+        """The records the workers write must fit the topics' ``max.message.bytes``."""
+        if self.processor is not None:
+            self.processor.use_topic_limits(actual)
+        if self.sender is not None:
+            self.sender.use_topic_limits(actual)
 
     async def on_first_start(self) -> None:
         if not self.topics_verified:
             actual = await verify_topics(
                 self.topics_file, self.role, self.config.kafka.bootstrap_servers, **self.config.kafka.aiokafka_kwargs()
             )
-            if self.processor is not None:
-                self.processor.use_topic_limits(actual)
+            self.use_topic_limits(actual)
         # Faust creates only the last level; once at start-up, so blocking is fine.
         Path(self.conf.datadir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
         await super().on_first_start()
@@ -119,7 +126,7 @@ def create_app(
     if role in ("processor", "all"):
         app.processor = attach_processor(app, config, topics)
     if role in ("sender", "all"):
-        attach_sender(app, config, topics)
+        app.sender = attach_sender(app, config, topics)
     attach_lag_reporter(app)
     return app
 
@@ -174,7 +181,7 @@ def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Proce
     return processor
 
 
-def attach_sender(app: BatchApp, config: Config, topics: TopicsFile) -> None:
+def attach_sender(app: BatchApp, config: Config, topics: TopicsFile) -> Any:
     """Let :mod:`cioproc.app.sender_agent` register the sender on ``app`` (see the module docstring)."""
     try:
         module = importlib.import_module(SENDER_MODULE)
@@ -185,7 +192,7 @@ def attach_sender(app: BatchApp, config: Config, topics: TopicsFile) -> None:
             f"the sender role needs {SENDER_MODULE}, which this installation does not have; "
             f"run the processor alone with --role processor"
         ) from None
-    module.attach(app, config, topics)
+    return module.attach(app, config, topics)
 
 
 class _MetricsService(Service):

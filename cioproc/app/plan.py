@@ -37,7 +37,12 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import orjson
 
-from cioproc.app.dead_letters import dead_letter_headers, fit_dead_letter, record_size
+from cioproc.app.dead_letters import (
+    KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+    dead_letter_headers,
+    fit_dead_letter,
+    record_size,
+)
 from cioproc.app.stats import Counts
 from cioproc.mapping import (
     MapResult,
@@ -58,7 +63,6 @@ EMPTY_RECORD = "empty_record"  # dead-letter reason: a record without a value (a
 INTERNAL_ERROR = "internal_error"  # dead-letter reason: an exception while planning the record
 RECORD_TOO_LARGE = "record_too_large"  # dead-letter reason: a command or forward over its topic's limit
 STATE_TOO_LARGE = "state_too_large"  # dead-letter reason: the user's new state would be over its limit
-KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # a topic's max.message.bytes by default
 
 StateLoader = Callable[[int, bytes], "bytes | None"]  # (partition, MPID key) -> stored state
 Partitioner = Callable[[str, bytes], int]  # (topic, key) -> the partition the key belongs to

@@ -44,14 +44,14 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from faust.types import TP, Message
 
 from cioproc.app.batching import BatchApp
-from cioproc.app.dead_letters import utf8_prefix
+from cioproc.app.dead_letters import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, fit_dead_letter, utf8_prefix
 from cioproc.config import Config
-from cioproc.kafka.topics import TopicsFile
+from cioproc.kafka.topics import ActualTopic, TopicsFile
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, Command, decode_command
 from cioproc.observability import metrics
 from cioproc.sender import Deliverer, SenderConfig
@@ -185,6 +185,7 @@ class Sender:
         self.app = app
         self.sender_config = sender_config
         self.dlq_topic = dlq_topic
+        self.dlq_limit = KAFKA_DEFAULT_MAX_MESSAGE_BYTES  # the dead-letter topic's max.message.bytes
         self.deliverer: Deliverer | None = None
         self.exporter = StatsExporter()
         self._tails: dict[TP, asyncio.Future] = {}  # last delivery task per partition
@@ -378,14 +379,27 @@ class Sender:
             reasons = Counter(reason for _, reason, _, _ in dead)
             log.warning("dead-lettered %d of %d commands: %s", len(dead), len(records), dict(reasons))
 
+    def use_topic_limits(self, actual: Mapping[str, ActualTopic]) -> None:
+        """Take the dead-letter topic's ``max.message.bytes`` from what the cluster reported."""
+        found = actual.get(self.dlq_topic)
+        value = found.config.get("max.message.bytes") if found is not None else None
+        if value is not None and value.isdigit():
+            self.dlq_limit = int(value)
+        log.info("dead letters fitted to %s's max.message.bytes (%d)", self.dlq_topic, self.dlq_limit)
+
     async def _dead_letter(self, dead: list[DeadLetter]) -> None:
+        """Write dead letters, each cut to the topic's record size (headers and the original
+        offset kept, the value truncated), so a large command never makes the write fail."""
         if not dead:
             return
         send = self.app.producer.send
+        limit = self.dlq_limit
         futures = []
         for message, reason, status, error in dead:
-            headers = dead_letter_headers(message, reason, status, error)
-            futures.append(await send(self.dlq_topic, message.key, message.value, None, None, headers))
+            key, value, headers = fit_dead_letter(
+                message.key, message.value, dead_letter_headers(message, reason, status, error), limit
+            )
+            futures.append(await send(self.dlq_topic, key, value, None, None, headers))
             metrics.DLQ_WRITES.labels(topic=self.dlq_topic, reason=utf8_prefix(reason, MAX_HEADER_BYTES)).inc()
         await asyncio.gather(*futures)
 

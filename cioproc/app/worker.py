@@ -40,8 +40,7 @@ def main(role: str = "all") -> int:
         topics = load_topics(config.topics_file)
         app = create_app(role, config, topics)
         actual = _preflight(app.role, config, topics)
-        if app.processor is not None:
-            app.processor.use_topic_limits(actual)  # the records it writes must fit these topics
+        app.use_topic_limits(actual)
         app.topics_verified = True
     except ConfigError as exc:  # e.g. the sender's credentials
         for line in exc.problems:
