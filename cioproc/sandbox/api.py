@@ -93,6 +93,12 @@ class TrackApi:
     def v1_event(self, identifier: str, body: bytes) -> Reply:
         return self._v1(lambda: validation.v1_event(identifier, validation.parse_json(body)))
 
+    def v1_delete(self, identifier: str) -> Reply:
+        return self._v1(lambda: validation.v1_delete(identifier))
+
+    def v1_suppress(self, identifier: str) -> Reply:
+        return self._v1(lambda: validation.v1_delete(identifier, suppress=True))
+
     def v1_merge(self, body: bytes) -> Reply:
         try:
             op = self._checked(validation.v1_merge(validation.parse_json(body)))
