@@ -11,8 +11,17 @@ returns a :class:`ChunkPlan`:
   partition, re-keyed so the worker owning that user's state maps them (an audience message
   naming several users is split per user);
 - ``states``: the final encoded state of every user whose state changed, once per chunk,
-  keyed by (partition, MPID): what goes to the table and its changelog;
+  keyed by (partition, MPID): what goes to the table and its changelog; ``None`` (a
+  tombstone) for a user erased by a data subject request and not seen again after it;
+- ``results``: result records of data subject requests answered here (``not_supported``);
+  erasures are answered by the sender once Customer.io accepted them;
 - ``counts``: inputs, commands, drops and dead letters per reason.
+
+An erasure request (topic ``erasures``, :mod:`cioproc.mapping.erasure`) becomes one
+``erase`` command keyed by the MPID, ordered after the user's earlier commands in the same
+partition of the commands topic; the commands this chunk planned for that user before it
+are dropped (counted ``erased_before_sending``), and the user's state is forgotten, so a
+later batch starts a new person.
 
 A record without a usable key is not an error: the MPID in its value decides where it
 belongs. Only the value decides whether it is dead-lettered. An exception while planning
@@ -22,6 +31,7 @@ taken whole (commands and state) or not at all, so state never claims unsent com
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
@@ -37,6 +47,7 @@ from cioproc.mapping import (
     parse_audience_change,
     parse_batch,
 )
+from cioproc.mapping.erasure import NOT_SUPPORTED, erase_command, parse_subject_request, result_value
 from cioproc.mapping.values import mpid_string
 from cioproc.models.commands import encode_command
 from cioproc.models.settings import MappingSettings
@@ -73,6 +84,8 @@ class PlanTopics:
     audiences: str
     commands: str
     dead_letters: str
+    erasures: str | None = None  # data subject requests (None: not read)
+    erasure_results: str | None = None
 
 
 @dataclass(slots=True)
@@ -91,7 +104,8 @@ class ChunkPlan:
     commands: list[Outgoing] = field(default_factory=list)
     dead_letters: list[Outgoing] = field(default_factory=list)
     forwards: list[Outgoing] = field(default_factory=list)
-    states: dict[tuple[int, bytes], bytes] = field(default_factory=dict)
+    states: dict[tuple[int, bytes], bytes | None] = field(default_factory=dict)  # None: tombstone
+    results: list[Outgoing] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
 
 
@@ -99,6 +113,7 @@ class ChunkPlan:
 class _User:
     loaded: UserState | None  # as stored before this chunk
     state: UserState | None  # after the chunk's records so far
+    erased: bool = False  # an erasure request forgot the user in this chunk
 
 
 class _Planner:
@@ -157,6 +172,36 @@ class _Planner:
         for mpid in elsewhere:
             self.forward(record, mpid.encode(), _audience_message_for(value, mpid))
 
+    def erasure(self, record: InputRecord, now_ms: int) -> None:
+        value = record.value
+        if value is None:
+            return self.dead_letter(record, EMPTY_RECORD, "the record has no value")
+        parsed = parse_subject_request(value, record.key)
+        if type(parsed) is Rejection:
+            return self.dead_letter(record, parsed.reason, parsed.detail)
+        key = parsed.mpid.encode()
+        if not self.belongs_here(record, key):
+            self.forward(record, key, value)
+            return
+        counts = self.plan.counts
+        if not parsed.is_erasure:
+            result = result_value(parsed.request_id, parsed.request_type, NOT_SUPPORTED, now_ms,
+                                  f"only erasure requests are supported, not {parsed.request_type!r}")
+            self.plan.results.append(Outgoing(self.topics.erasure_results, parsed.request_id.encode(), result))
+            counts.drops["subject_request_not_supported"] += 1
+            return
+        user = self.user(record.partition, key)
+        command = erase_command(parsed, user.state, self.settings.erasure_action)
+        commands = self.plan.commands
+        kept = [outgoing for outgoing in commands if outgoing.key != key]
+        if len(kept) != len(commands):  # planned before the erasure, never produced: drop them
+            counts.drops["erased_before_sending"] += len(commands) - len(kept)
+            commands[:] = kept
+        commands.append(Outgoing(self.topics.commands, key, encode_command(command)))
+        counts.commands[command.kind.value] += 1
+        user.state = None
+        user.erased = True
+
     # ---- helpers ----------------------------------------------------------------------
 
     def belongs_here(self, record: InputRecord, key: bytes) -> bool:
@@ -210,6 +255,8 @@ class _Planner:
         for slot, user in self.users.items():
             if user.state is not None and user.state != user.loaded:
                 states[slot] = encode_state(user.state)
+            elif user.state is None and user.erased:
+                states[slot] = None  # a tombstone: the changelog keeps nothing of the user
         return self.plan
 
 
@@ -220,15 +267,19 @@ def plan_chunk(
     load_state: StateLoader,
     partition_for: Partitioner,
     on_state_reset: Callable[[bytes, StateDecodeError], None] | None = None,
+    now_ms: int = 0,
 ) -> ChunkPlan:
-    """Map a chunk of records from the batches and audiences topics (see the module docstring)."""
+    """Map a chunk of records from the batches, audiences and erasures topics (see the module
+    docstring); ``now_ms`` is the time written on request results."""
     planner = _Planner(topics, settings, load_state, partition_for, on_state_reset)
-    batches, audiences = topics.batches, topics.audiences
+    batches, audiences, erasures = topics.batches, topics.audiences, topics.erasures
     for record in records:
         if record.topic == batches:
             step = planner.batch
         elif record.topic == audiences:
             step = planner.audience
+        elif record.topic == erasures and erasures is not None:
+            step = functools.partial(planner.erasure, now_ms=now_ms)
         else:
             raise ValueError(f"record from topic {record.topic!r}, which the processor does not read")
         try:

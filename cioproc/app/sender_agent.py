@@ -18,6 +18,11 @@ the fetch loop waits. A part's task
    in headers, and awaits the broker's acknowledgements,
 3. only then acks the part's records.
 
+An ``erase`` command (a data subject's erasure) is sent as one delete/suppress per
+identifier, in its place in the partition's order; the commands of the same MPID before it
+in the same fetch are not sent at all, and its result goes to the ``erasure_results``
+topic once its steps are settled, before its ack (see :mod:`cioproc.app.erasure_sender`).
+
 So an offset is committed only after every command before it was delivered or
 dead-lettered. While Customer.io rejects the credentials (401/403) ``deliver()`` keeps
 probing and does not return: nothing is acked, committed or dead-lettered until the key
@@ -38,6 +43,7 @@ from typing import Any
 from faust.types import Message
 
 from cioproc.app.batching import BatchApp
+from cioproc.app.erasure_sender import Erasure, erasure_positions, prepare_erasures, settle_erasures
 from cioproc.config import Config
 from cioproc.kafka.topics import TopicsFile
 from cioproc.models.commands import Command, CommandDecodeError, decode_command
@@ -120,15 +126,18 @@ class _Prepared:
     entries: list[bytes] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     dead: list[tuple[Message, str, int | None, str | None]] = field(default_factory=list)
+    erasures: list[Erasure] = field(default_factory=list)  # erase commands and their steps' positions
+    erase_sources: set[int] = field(default_factory=set)  # id() of the erase records
 
 
 class Sender:
     """The batch handler for the commands topic (see the module docstring)."""
 
-    def __init__(self, app: BatchApp, sender_config: SenderConfig, dlq_topic: str):
+    def __init__(self, app: BatchApp, sender_config: SenderConfig, dlq_topic: str, results_topic: str | None = None):
         self.app = app
         self.sender_config = sender_config
         self.dlq_topic = dlq_topic
+        self.results_topic = results_topic  # erasure_results
         self.deliverer: Deliverer | None = None
         self.exporter = StatsExporter()
         self._tails: dict[tuple[str, int], asyncio.Future] = {}  # last delivery task per partition
@@ -190,8 +199,16 @@ class Sender:
 
     def prepare(self, records: list[Message]) -> _Prepared:
         """Decode (and for v2 encode) a chunk's records; undecodable or inexpressible ones are
-        set aside for the dead-letter topic."""
+        set aside for the dead-letter topic. A chunk with erasures takes
+        :func:`cioproc.app.erasure_sender.prepare_erasures`."""
         chunk = _Prepared(records, time.monotonic())
+        erasing = erasure_positions(records)
+        if erasing:
+            return prepare_erasures(self, chunk, erasing)
+        return self.add_records(chunk, records)
+
+    def add_records(self, chunk: _Prepared, records: list[Message]) -> _Prepared:
+        """Decode (and for v2 encode) records onto ``chunk`` (none of them an erase)."""
         if self.sender_config.transport != "v2":
             for message in records:
                 try:
@@ -199,7 +216,7 @@ class Sender:
                     chunk.sources.append(message)
                 except CommandDecodeError as exc:
                     chunk.dead.append((message, "undecodable_command", None, str(exc)))
-            chunk.kinds = [command.kind.value for command in chunk.commands]
+            chunk.kinds.extend(command.kind.value for command in chunk.commands[len(chunk.kinds):])
             return chunk
         append_kind, append_mpid, append_entry, append_source = (
             chunk.kinds.append, chunk.mpids.append, chunk.entries.append, chunk.sources.append
@@ -234,12 +251,15 @@ class Sender:
             self.exporter.export(deliverer)
         dead = chunk.dead
         delivered: Counter[str] = Counter()
+        erase_sources = chunk.erase_sources
         for kind, message, outcome in zip(chunk.kinds, chunk.sources, outcomes):
             if outcome.delivered:
                 delivered[kind] += 1
-            else:
+            elif id(message) not in erase_sources:  # an erase's failed steps: one dead letter, below
                 dead.append((message, outcome.reason or "rejected", outcome.http_status, outcome.error))
+        results = settle_erasures(chunk, outcomes, dead) if chunk.erasures else []
         await self._dead_letter(dead)  # raises if the producer gave up: these records stay unacked
+        await self._write_results(results)  # likewise: a request's result is written before its ack
         records = chunk.records
         ack = self.app.consumer.ack
         for message in records:
@@ -250,6 +270,18 @@ class Sender:
         if dead:
             reasons = Counter(reason for _, reason, _, _ in dead)
             log.warning("dead-lettered %d of %d commands: %s", len(dead), len(records), dict(reasons))
+
+    async def _write_results(self, results: list[tuple[bytes, bytes, str]]) -> None:
+        """Produce erasure results ``(key, value, status)`` and await their acknowledgements."""
+        if not results:
+            return
+        if self.results_topic is None:
+            raise RuntimeError("erasure results to write, but no erasure_results topic")
+        send = self.app.producer.send
+        futures = [await send(self.results_topic, key, value, None, None, None) for key, value, _ in results]
+        await asyncio.gather(*futures)
+        for _, _, status in results:
+            metrics.ERASURE_RESULTS.labels(status=status).inc()
 
     async def _dead_letter(self, dead: list[tuple[Message, str, int | None, str | None]]) -> None:
         if not dead:
@@ -266,7 +298,9 @@ class Sender:
 def attach(app: BatchApp, config: Config, topics: TopicsFile) -> Sender:
     """Route the commands topic to a :class:`Sender` on ``app``; ConfigError without credentials."""
     config.require_sender_credentials()
-    sender = Sender(app, SenderConfig.from_config(config), topics.by_role("commands_dlq").name)
+    sender = Sender(
+        app, SenderConfig.from_config(config), topics.by_role("commands_dlq").name, topics.by_role("erasure_results").name
+    )
     topic = app.topic(topics.by_role("commands").name, key_type=bytes, value_type=bytes, acks=True)
     app.route_batches(topic, sender)
 

@@ -7,7 +7,14 @@ A command addresses one Customer.io person by one identifier (`id` or `email`) a
 - ``track``: a custom event (``name``, ``event_id``, ``attributes`` = event data);
 - ``screen``: a screen view (``name`` = screen name, ``event_id``, ``attributes``);
 - ``unsubscribe``: set ``unsubscribed: true`` on the person, keeping the profile;
-- ``merge``: merge ``secondary`` (an identifier) into this command's identifier (the primary).
+- ``merge``: merge ``secondary`` (an identifier) into this command's identifier (the primary);
+- ``erase``: a data subject's erasure (:mod:`cioproc.mapping.erasure`): ``name`` is the
+  action (``delete`` or ``suppress``), ``event_id`` the subject request id, and
+  ``attributes["identifiers"]`` every ``[id_type, id_value]`` to delete the person by. The
+  sender turns it into one ``delete`` / ``suppress`` per identifier and writes the
+  request's result once they are settled; it is never sent as it is.
+- ``delete`` / ``suppress``: delete the person (and with ``suppress`` block its
+  identifiers); the steps of an ``erase``, made by the sender.
 
 Encoding: msgpack array ``[version, kind, mpid, id_type, id_value, timestamp, attributes,
 name, event_id, secondary]``; ``secondary`` is ``[id_type, id_value]`` or nil.
@@ -30,6 +37,9 @@ class CommandKind(str, Enum):
     SCREEN = "screen"
     UNSUBSCRIBE = "unsubscribe"
     MERGE = "merge"
+    ERASE = "erase"
+    DELETE = "delete"
+    SUPPRESS = "suppress"
 
 
 class CommandDecodeError(ValueError):

@@ -24,3 +24,4 @@ class MappingSettings:
     audience_attribute_per_segment: bool = False
     transport: str = "v2"  # CIO_TRANSPORT: "v1" events may carry up to 100,000 bytes of data
     merge_people: bool = False  # merge Customer.io people on a genuinely newer identifier change
+    erasure_action: str = "delete"  # CIO_ERASURE_ACTION: "delete", or "suppress" (delete and block the identifiers)
