@@ -229,26 +229,29 @@ def test_an_erasure_tombstones_the_state_and_sends_one_erase_by_the_known_identi
     assert plan.counts.commands["erase"] == 1 and not plan.results and not plan.dead_letters
 
 
-def test_commands_planned_before_an_erasure_in_the_chunk_are_dropped_and_later_ones_start_a_new_person():
+def test_an_erasure_drops_every_command_its_chunk_planned_for_the_user_and_a_later_chunk_starts_a_new_person():
+    store: dict = {}
     records = [
         rec(TOPICS.batches, 42, batch_value(42, "m1"), 0),
         rec(TOPICS.batches, 7, batch_value(7, "m1"), 1),
         rec(TOPICS.erasures, 42, request(identities=[]), 0),
-        rec(TOPICS.batches, 42, batch_value(42, "m2"), 2),
+        rec(TOPICS.batches, 42, batch_value(42, "m2"), 2),  # same fetch: Kafka orders nothing across topics
     ]
-    plan = run(records)
-    kinds = [(out.key, decode_command(out.value).kind.value) for out in plan.commands]
-    fresh = map_batch(parse_batch(batch_value(42, "m2"), 1_700_000_000_000), None, MappingSettings())
+    plan = run(records, store)
     mpid7 = map_batch(parse_batch(batch_value(7, "m1"), 1_700_000_000_000), None, MappingSettings())
-    assert kinds == (
-        [(b"7", c.kind.value) for c in mpid7.commands]
-        + [(b"42", "erase")]
-        + [(b"42", c.kind.value) for c in fresh.commands]
-    )
-    assert plan.counts.drops["erased_before_sending"] == len(fresh.commands)  # the first batch's, as many
-    erase = decode_command(plan.commands[len(mpid7.commands)].value)
+    first = map_batch(parse_batch(batch_value(42, "m1"), 1_700_000_000_000), None, MappingSettings())
+    second = map_batch(parse_batch(batch_value(42, "m2"), 1_700_000_000_000), first.state, MappingSettings())
+    kinds = [(out.key, decode_command(out.value).kind.value) for out in plan.commands]
+    assert kinds == [(b"7", c.kind.value) for c in mpid7.commands] + [(b"42", "erase")]
+    assert plan.counts.drops["erased_before_sending"] == len(first.commands) + len(second.commands)
+    erase = decode_command(plan.commands[-1].value)
     assert erase.attributes["identifiers"] == [["id", "c-42"], ["email", "u42@example.com"]]  # known in-chunk
-    assert decode_state(plan.states[(partition_for("", b"42"), b"42")]) == fresh.state  # a new person
+    slot = (partition_for("", b"42"), b"42")
+    assert plan.states[slot] is None and slot not in store
+    later = run([rec(TOPICS.batches, 42, batch_value(42, "m3"), 3)], store)
+    fresh = map_batch(parse_batch(batch_value(42, "m3"), 1_700_000_000_000), None, MappingSettings())
+    assert [decode_command(out.value) for out in later.commands] == fresh.commands  # a new person
+    assert decode_state(store[slot]) == fresh.state
 
 
 def test_an_erasure_of_an_unknown_or_unreadable_user_still_writes_a_tombstone():

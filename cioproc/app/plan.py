@@ -21,7 +21,9 @@ An erasure request (topic ``erasures``, :mod:`cioproc.mapping.erasure`) becomes 
 ``erase`` command keyed by the MPID, ordered after the user's earlier commands in the same
 partition of the commands topic; the commands this chunk planned for that user before it
 are dropped (counted ``erased_before_sending``), and the user's state is forgotten, so a
-later batch starts a new person.
+later batch starts a new person. A chunk's erasures are planned after its batches and
+audience changes (Kafka orders nothing across topics; this way an erasure covers every
+batch of the fetch it arrives in).
 
 A record without a usable key is not an error: the MPID in its value decides where it
 belongs. Only the value decides whether it is dead-lettered. An exception while planning
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import orjson
 
@@ -273,7 +275,7 @@ def plan_chunk(
     docstring); ``now_ms`` is the time written on request results."""
     planner = _Planner(topics, settings, load_state, partition_for, on_state_reset)
     batches, audiences, erasures = topics.batches, topics.audiences, topics.erasures
-    for record in records:
+    for record in _erasures_last(records, erasures):
         if record.topic == batches:
             step = planner.batch
         elif record.topic == audiences:
@@ -289,6 +291,17 @@ def plan_chunk(
         except Exception as exc:  # a bug must not stop the stream: this record goes to the DLQ
             planner.dead_letter(record, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
     return planner.finish()
+
+
+def _erasures_last(records: Iterable[InputRecord], erasures: str | None) -> Iterator[InputRecord]:
+    """The chunk's records in order, its erasure requests after all the others (in their order)."""
+    requests: list[InputRecord] = []
+    for record in records:
+        if erasures is not None and record.topic == erasures:
+            requests.append(record)
+        else:
+            yield record
+    yield from requests
 
 
 def _timestamp_ms(record: InputRecord) -> int | None:
