@@ -456,3 +456,38 @@ def test_erasure_results_are_completed_only_when_every_step_was_delivered():
     assert [(key, status) for key, _, status in results] == [(b"r-1", "failed"), (b"r-2", "completed"), (b"r-3", "completed")]
     assert orjson.loads(results[0][1])["reason"] == "rejected (HTTP 400)"
     assert [(m.offset, reason) for m, reason, _, _ in dead] == [(0, "rejected")]  # the erase record, once
+
+
+# ---- the generator ----------------------------------------------------------------------------
+
+
+def test_the_generator_emits_erasures_of_identified_users_last_and_reproducibly():
+    from cioproc.generate import Summary, generate
+
+    summary = Summary()
+    records = list(generate(users=60, events=600, seed=3, now_ms=NOW_MS, summary=summary, erasures=4))
+    requests = [r for r in records if r.topic_role == "erasures"]
+    assert len(requests) == 4 == summary.erasure_requests and records[-4:] == requests
+    batch_mpids = {r.key for r in records if r.topic_role == "batches"}
+    for record in requests:
+        parsed = parse_subject_request(orjson.dumps(record.value), record.key.encode())
+        assert isinstance(parsed, SubjectRequest) and parsed.is_erasure and parsed.identifiers
+        assert record.key in batch_mpids
+    assert len({r.value["subject_request_id"] for r in requests}) == 4
+    again = [r for r in generate(users=60, events=600, seed=3, now_ms=NOW_MS, erasures=4) if r.topic_role == "erasures"]
+    assert again == requests
+    assert [r for r in generate(users=60, events=600, seed=3, now_ms=NOW_MS)] == records[:-4]
+
+
+def test_a_dead_lettered_request_is_re_driven_to_the_erasures_topic():
+    from pathlib import Path
+
+    from cioproc.app.dead_letters import dead_letter_headers
+    from cioproc.kafka.topics import load_topics
+    from cioproc.replay import redrive_sources, redrive_target
+
+    topics = load_topics(Path(__file__).resolve().parents[1] / "topics.yaml")
+    allowed = redrive_sources(topics, "batches")
+    headers = dead_letter_headers(INVALID_REQUEST, "bad", "mparticle.dsr", 0, 5)
+    assert redrive_target(headers, allowed, allowed[0]) == "mparticle.dsr"
+    assert redrive_sources(topics, "commands") == ("cio.commands",)
