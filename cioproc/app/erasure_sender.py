@@ -11,7 +11,8 @@ every command produced after it. In a chunk (one partition's part of a fetch) th
    (:func:`cioproc.mapping.erasure.erase_steps`), in the user's lane, so after the user's
    earlier commands of previous chunks (delivered before this chunk started) and before
    the user's later commands;
-3. once the steps are settled, writes the request's result to ``erasure_results``:
+3. once the steps are settled, writes the request's result to ``erasure_results``
+   (and counts the erase once in ``cioproc_commands_delivered{type="erase"}``):
    ``completed`` when Customer.io accepted every step, else ``failed`` with the reasons (and
    the erase record goes to the commands dead-letter topic, from where it can be replayed).
    Results and dead letters are acknowledged before the chunk is acked.

@@ -253,11 +253,16 @@ class Sender:
         delivered: Counter[str] = Counter()
         erase_sources = chunk.erase_sources
         for kind, message, outcome in zip(chunk.kinds, chunk.sources, outcomes):
+            if erase_sources and id(message) in erase_sources:
+                continue  # an erase's steps: it is counted, and dead-lettered, once below
             if outcome.delivered:
                 delivered[kind] += 1
-            elif id(message) not in erase_sources:  # an erase's failed steps: one dead letter, below
+            else:
                 dead.append((message, outcome.reason or "rejected", outcome.http_status, outcome.error))
         results = settle_erasures(chunk, outcomes, dead) if chunk.erasures else []
+        completed = sum(1 for _, _, status in results if status == "completed")
+        if completed:
+            delivered["erase"] += completed
         await self._dead_letter(dead)  # raises if the producer gave up: these records stay unacked
         await self._write_results(results)  # likewise: a request's result is written before its ack
         records = chunk.records
