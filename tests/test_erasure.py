@@ -491,3 +491,39 @@ def test_a_dead_lettered_request_is_re_driven_to_the_erasures_topic():
     headers = dead_letter_headers(INVALID_REQUEST, "bad", "mparticle.dsr", 0, 5)
     assert redrive_target(headers, allowed, allowed[0]) == "mparticle.dsr"
     assert redrive_sources(topics, "commands") == ("cio.commands",)
+
+
+@pytest.mark.parametrize("transport", ["v2", "v1"])
+@pytest.mark.parametrize("action", [CommandKind.DELETE, CommandKind.SUPPRESS])
+async def test_the_deliverer_deletes_and_suppresses_through_the_sandbox_over_http(transport, action):
+    from test_sender_sandbox import Running, config
+
+    from cioproc.sandbox.config import SandboxConfig
+    from cioproc.sandbox.server import serve
+    from cioproc.sender import Deliverer
+    from aiohttp import ClientSession
+
+    runner, port = await serve(SandboxConfig(port=0))
+    try:
+        async with ClientSession() as session:
+            sandbox = Running(runner, port, session)
+            commands = [
+                Command(CommandKind.IDENTIFY, "42", "id", "c/42", 0, {"email": "ann@example.com"}),
+                Command(CommandKind.IDENTIFY, "7", "id", "c-7", 0, {"plan": "free"}),
+                Command(action, "42", "id", "c/42", 0),
+                Command(action, "42", "email", "ann@example.com", 0),  # already gone: still accepted
+            ]
+            async with Deliverer(config(sandbox, transport=transport)) as deliverer:
+                outcomes = await deliverer.deliver(commands)
+            assert all(o.delivered for o in outcomes)
+            people, _ = await sandbox.workspace()
+            assert [p["id"] for p in people] == ["c-7"]
+            stats = await sandbox.get("stats")
+            endpoint = {"v1": {CommandKind.DELETE: "v1_delete", CommandKind.SUPPRESS: "v1_suppress"}[action],
+                        "v2": "v2_batch"}[transport]
+            assert endpoint in stats["by_endpoint"]
+            suppressed = (await sandbox.get("suppressions"))["suppressions"]
+            expected = [{"email": "ann@example.com"}, {"id": "c/42"}] if action is CommandKind.SUPPRESS else []
+            assert suppressed == expected
+    finally:
+        await runner.cleanup()
