@@ -270,7 +270,7 @@ def test_other_request_types_get_a_not_supported_result_and_change_nothing():
     plan = run([rec(TOPICS.erasures, 42, request(request_id="r-9", kind="access"))], store)
     assert store == before and not plan.commands and not plan.states
     (result,) = plan.results
-    assert result.topic == TOPICS.erasure_results and result.key == b"r-9"
+    assert result.topic == TOPICS.erasure_results and result.key == b"42"
     body = orjson.loads(result.value)
     assert body["status"] == "not_supported" and body["subject_request_id"] == "r-9" and "access" in body["reason"]
     assert plan.counts.drops["subject_request_not_supported"] == 1
@@ -453,7 +453,8 @@ def test_erasure_results_are_completed_only_when_every_step_was_delivered():
     outcomes = [Outcome("delivered", 200), Outcome("dead_letter", 400, "no", "rejected"), Outcome("delivered", 200)]
     dead: list = []
     results = settle_erasures(chunk, outcomes, dead)
-    assert [(key, status) for key, _, status in results] == [(b"r-1", "failed"), (b"r-2", "completed"), (b"r-3", "completed")]
+    assert [(key, status) for key, _, status in results] == [(b"1", "failed"), (b"2", "completed"), (b"3", "completed")]
+    assert [orjson.loads(value)["subject_request_id"] for _, value, _ in results] == ["r-1", "r-2", "r-3"]
     assert orjson.loads(results[0][1])["reason"] == "rejected (HTTP 400)"
     assert [(m.offset, reason) for m, reason, _, _ in dead] == [(0, "rejected")]  # the erase record, once
 

@@ -43,7 +43,11 @@ def dsr(mpid: int, request_id: str, kind: str = "erasure") -> tuple[str, str, by
 
 
 def results(pipeline: Pipeline) -> dict[str, dict]:
-    return {orjson.loads(r.value)["subject_request_id"]: orjson.loads(r.value) for r in pipeline.read("erasure_results")}
+    """Results by request id, each with the MPID it is keyed by."""
+    return {
+        orjson.loads(r.value)["subject_request_id"]: {**orjson.loads(r.value), "key": r.key}
+        for r in pipeline.read("erasure_results")
+    }
 
 
 def changelog(pipeline: Pipeline) -> dict[bytes, bytes]:
@@ -90,13 +94,13 @@ def test_an_erasure_deletes_the_person_tombstones_the_state_and_drops_earlier_co
     pipeline.produce([dsr(42, "r-erase"), dsr(7, "r-access", kind="access"), ("erasures", "7", b"{not json")])
     pipeline.wait_for(lambda: any(c.kind is CommandKind.ERASE for c in commands_of(pipeline, "42")), 60, "the erase")
     pipeline.wait_for(lambda: "r-access" in results(pipeline), 60, "the access request's result")
-    assert results(pipeline)["r-access"]["status"] == "not_supported"
+    assert results(pipeline)["r-access"]["status"] == "not_supported" and results(pipeline)["r-access"]["key"] == b"7"
     assert "r-erase" not in results(pipeline)  # completed means done in Customer.io: not yet
     pipeline.start_worker("sender", role="sender")
     pipeline.wait_for(lambda: "r-erase" in results(pipeline), 90, "the erasure's result")
 
     done = results(pipeline)["r-erase"]
-    assert done["status"] == "completed" and done["time"].endswith("Z")
+    assert done["status"] == "completed" and done["time"].endswith("Z") and done["key"] == b"42"
     assert person(pipeline, "c-42") is None  # deleted, and nothing produced before re-created it
     assert not any(p["email"] == "u42@example.com" for p in pipeline.people())
     assert [e["name"] for e in pipeline.events()] == ["SignedUp"]  # 7's only

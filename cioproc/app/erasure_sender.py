@@ -122,8 +122,8 @@ def prepare_erasures(sender: Sender, chunk: _Prepared, erasing: dict[int, Comman
 def settle_erasures(
     chunk: _Prepared, outcomes: Sequence[Any], dead: list[tuple[Message, str, int | None, str | None]]
 ) -> list[tuple[bytes, bytes, str]]:
-    """The result records ``(key, value, status)`` of the chunk's erases; a failed erase's
-    record is added to ``dead`` once."""
+    """The result records ``(MPID key, value, status)`` of the chunk's erases; a failed
+    erase's record is added to ``dead`` once."""
     now_ms = int(time.time() * 1000)
     results: list[tuple[bytes, bytes, str]] = []
     for erasure in chunk.erasures:
@@ -133,5 +133,5 @@ def settle_erasures(
         if failed:
             first = failed[0]
             dead.append((erasure.message, first.reason or "rejected", first.http_status, first.error))
-        results.append((str(erasure.command.event_id).encode(), value, "failed" if failed else "completed"))
+        results.append((erasure.command.mpid.encode(), value, "failed" if failed else "completed"))
     return results

@@ -189,7 +189,7 @@ class _Planner:
         if not parsed.is_erasure:
             result = result_value(parsed.request_id, parsed.request_type, NOT_SUPPORTED, now_ms,
                                   f"only erasure requests are supported, not {parsed.request_type!r}")
-            self.plan.results.append(Outgoing(self.topics.erasure_results, parsed.request_id.encode(), result))
+            self.plan.results.append(Outgoing(self.topics.erasure_results, key, result))
             counts.drops["subject_request_not_supported"] += 1
             return
         user = self.user(record.partition, key)

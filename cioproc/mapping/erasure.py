@@ -173,7 +173,7 @@ def erase_steps(command: Command) -> list[Command]:
 def result_value(
     request_id: str, request_type: str, status: str, at_ms: int, reason: str | None = None
 ) -> bytes:
-    """A result record for ``erasure_results`` (JSON; keyed by the request id, no personal data)."""
+    """A result record for ``erasure_results`` (JSON, keyed by the MPID; no identities in it)."""
     body: dict[str, Any] = {
         "subject_request_id": request_id,
         "subject_request_type": request_type,
