@@ -528,3 +528,35 @@ async def test_the_deliverer_deletes_and_suppresses_through_the_sandbox_over_htt
             assert suppressed == expected
     finally:
         await runner.cleanup()
+
+
+def test_the_erasures_topic_is_declared_and_co_partitioned_with_the_batches():
+    from pathlib import Path
+
+    import yaml
+
+    from cioproc.app.startup import topic_problems
+    from cioproc.kafka.topics import ActualTopic, TopicsFileError, load_topics, parse_topics
+
+    path = Path(__file__).resolve().parents[1] / "topics.yaml"
+    topics = load_topics(path)
+    assert (topics.by_role("erasures").name, topics.by_role("erasure_results").name) == ("mparticle.dsr", "mparticle.dsr.results")
+    assert topics.by_role("erasures").partitions == topics.by_role("batches").partitions
+    changelog = topics.by_role("table_changelog").config
+    assert {"segment.ms", "max.compaction.lag.ms", "delete.retention.ms"} <= set(changelog)
+    doc = yaml.safe_load(path.read_text())
+    for topic in doc["topics"]:
+        if topic["role"] == "erasures":
+            topic["partitions"] += 1
+    with pytest.raises(TopicsFileError, match="'mparticle.dsr': field 'partitions' must equal the batches topic's"):
+        parse_topics(doc)
+    without = {"topics": [t for t in doc["topics"] if t["role"] != "erasure_results"]}
+    with pytest.raises(TopicsFileError, match="no topic declares role 'erasure_results'"):
+        parse_topics(without)
+    actual = {t.name: ActualTopic(t.name, t.partitions, t.replication_factor, t.config) for t in topics.topics}
+    actual["mparticle.dsr"] = ActualTopic("mparticle.dsr", 3, 1, topics.by_role("erasures").config)
+    fatal, _ = topic_problems(topics, "processor", actual)
+    assert fatal and "mparticle.dsr" in fatal[0]
+    del actual["mparticle.dsr.results"]
+    fatal, _ = topic_problems(topics, "sender", actual)
+    assert fatal and "mparticle.dsr.results" in fatal[0]
