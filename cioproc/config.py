@@ -44,6 +44,7 @@ VARIABLES: dict[str, str | None] = {
     "CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT": "false",
     "CIO_MERGE_PEOPLE": "false",
     "CIO_FORWARD_DEVICES": "false",
+    "CIO_ERASURE_ACTION": "delete",
     "CIO_TRANSPORT": "v2",
     "CIO_MAX_REQUESTS_PER_SECOND": "100",
     "CIO_MAX_CONCURRENCY": "8",
@@ -184,6 +185,7 @@ class Config:
             "CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT": m.audience_attribute_per_segment,
             "CIO_MERGE_PEOPLE": m.merge_people,
             "CIO_FORWARD_DEVICES": m.forward_devices,
+            "CIO_ERASURE_ACTION": m.erasure_action,
             "CIO_TRANSPORT": self.transport,
             "CIO_MAX_REQUESTS_PER_SECOND": self.max_requests_per_second,
             "CIO_MAX_CONCURRENCY": self.max_concurrency,
@@ -307,6 +309,12 @@ def parse_config(env: Mapping[str, str]) -> Config:
     if transport not in ("v1", "v2"):
         problems.append(f"CIO_TRANSPORT={env.get('CIO_TRANSPORT')!r} must be v2 (batch API) or v1 (one request per command)")
         transport = "v2"
+    erasure_action = (get("CIO_ERASURE_ACTION") or "").lower()
+    if erasure_action not in ("delete", "suppress"):
+        problems.append(
+            f"CIO_ERASURE_ACTION={env.get('CIO_ERASURE_ACTION')!r} must be delete or suppress (delete and block the identifiers)"
+        )
+        erasure_action = "delete"
     mapping = MappingSettings(
         user_id_type=user_id_type,
         include_user_attributes=boolean("CIO_INCLUDE_USER_ATTRIBUTES"),
@@ -315,6 +323,7 @@ def parse_config(env: Mapping[str, str]) -> Config:
         transport=transport,
         merge_people=boolean("CIO_MERGE_PEOPLE"),
         forward_devices=boolean("CIO_FORWARD_DEVICES"),
+        erasure_action=erasure_action,
     )
     rps = number("CIO_MAX_REQUESTS_PER_SECOND", float, 0.1)
     concurrency = number("CIO_MAX_CONCURRENCY", int, 1)

@@ -3,7 +3,8 @@
 It starts its own Kafka (a fresh one under ``.cioproc/demo`` unless ``--keep-data``),
 applies topics.yaml, starts the Customer.io sandbox and one worker (processor + sender),
 generates and produces a synthetic data set, shows progress while the pipeline drains,
-then prints what went in, what came out and what the sandbox holds. Everything it started
+then sends a few data subject erasures of generated users and waits for their results,
+and prints what went in, what came out and what the sandbox holds. Everything it started
 is stopped at the end, also on Ctrl-C, unless ``--keep-running``.
 """
 
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push-share", type=float, default=0.5,
                    help="share of iOS and Android devices that register for push (default %(default)s); "
                    "the demo forwards them as devices (CIO_FORWARD_DEVICES=true) unless that is set to false")
+    p.add_argument("--erasures", type=int, default=3,
+                   help="erasure requests sent once the data is delivered (default %(default)s)")
     p.add_argument("--kafka-port", type=int, default=9192, help="port of the demo's own broker (default %(default)s)")
     p.add_argument("--sandbox-port", type=int, default=0, help="sandbox port (default: a free one)")
     p.add_argument("--metrics-port", type=int, default=0, help="worker metrics port (default: a free one)")
@@ -225,8 +228,11 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
 
     print(f"generate: {args.users} users, {args.events} events (seed {args.seed})", file=sys.stderr)
     summary_in = Summary()
-    records = list(generate(users=args.users, events=args.events, seed=args.seed,
-                            now_ms=int(time.time() * 1000), summary=summary_in, push_share=args.push_share))
+    generated = list(generate(users=args.users, events=args.events, seed=args.seed,
+                              now_ms=int(time.time() * 1000), summary=summary_in, push_share=args.push_share,
+                              erasures=max(0, args.erasures)))
+    records = [r for r in generated if r.topic_role != "erasures"]
+    requests = [r for r in generated if r.topic_role == "erasures"]
     batches = sum(1 for r in records if r.topic_role == "batches")
     audience_messages = len(records) - batches
     t0 = time.monotonic()
@@ -237,10 +243,17 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
     drained_at = _drain(args, worker, metrics_url, batches, logs, topics.by_role("commands_dlq").name)
     complete = drained_at is not None
     elapsed = (drained_at or time.monotonic()) - t0
+    before = _workspace(sandbox_url, admin_token)
+    if complete and requests:
+        asyncio.run(_produce(requests, broker.bootstrap, topics))
+        print(f"erasures: {len(requests)} requests", file=sys.stderr)
+        complete = _drain(args, worker, metrics_url, batches, logs, topics.by_role("commands_dlq").name,
+                          results=len(requests)) is not None
     samples = scrape(metrics_url)
     stats = http_json(f"{sandbox_url}/_sandbox/stats", token=admin_token)
     people = http_json(f"{sandbox_url}/_sandbox/people", token=admin_token)["people"]
     events = http_json(f"{sandbox_url}/_sandbox/events", token=admin_token)["events"]
+    after = _workspace(sandbox_url, admin_token)
     events_in = total(samples, "cioproc_events_in_total")
     return {
         "complete": complete,
@@ -274,8 +287,22 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
             "devices": sum(len(p.get("devices", ())) for p in people),
             "people_with_devices": sum(1 for p in people if p.get("devices")),
         },
+        "erasures": {
+            "requested": len(requests),
+            "results": {k: int(v) for k, v in by_label(samples, "cioproc_erasure_results_total", "status").items()},
+            "people_removed": before["people"] - after["people"],
+            "events_removed": before["events"] - after["events"],
+            "sandbox_before": before,
+        },
         "examples": _examples(people),
     }
+
+
+def _workspace(sandbox_url: str, token: str) -> dict[str, int]:
+    """People, unsubscribed people and events the sandbox holds."""
+    people = http_json(f"{sandbox_url}/_sandbox/people", token=token)["people"]
+    events = http_json(f"{sandbox_url}/_sandbox/events", token=token)["events"]
+    return {"people": len(people), "unsubscribed": sum(1 for p in people if p.get("unsubscribed")), "events": len(events)}
 
 
 async def _produce(records: list, bootstrap: str, topics: Any) -> int:
@@ -298,10 +325,12 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30)
 
 
 def _drain(
-    args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str, batches: int, logs: Path, dlq_topic: str
+    args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str, batches: int, logs: Path, dlq_topic: str,
+    results: int = 0,
 ) -> float | None:
-    """Show progress until every batch is processed and every command delivered or dead-lettered;
-    the monotonic time it first was, or None if it never was."""
+    """Show progress until every batch is processed, every command delivered, dead-lettered or
+    dropped by an erasure, and ``results`` erasure results written; the monotonic time it
+    first was, or None if it never was."""
     deadline = time.monotonic() + args.timeout
     tty = sys.stderr.isatty()
     last_line = ""
@@ -313,8 +342,10 @@ def _drain(
         samples = scrape(metrics_url)
         done_in = total(samples, "cioproc_batches_in_total")
         out = total(samples, "cioproc_commands_out_total")
-        settled = total(samples, "cioproc_commands_delivered_total") + total(
-            samples, "cioproc_dlq_writes_total", topic=dlq_topic
+        settled = (
+            total(samples, "cioproc_commands_delivered_total")
+            + total(samples, "cioproc_dlq_writes_total", topic=dlq_topic)
+            + total(samples, "cioproc_drops_total", reason="erased_before_delivery")
         )
         line = progress_bar(done_in, batches, "processed") + "  " + progress_bar(settled, out, "delivered").lstrip("\r")
         if tty:
@@ -322,7 +353,8 @@ def _drain(
         elif line != last_line and int(time.monotonic()) % 5 == 0:
             print(line.strip(), file=sys.stderr, flush=True)
         last_line = line
-        if samples and done_in >= batches and out > 0 and settled >= out:
+        answered = total(samples, "cioproc_erasure_results_total")
+        if samples and done_in >= batches and out > 0 and settled >= out and answered >= results:
             stable_since = stable_since or time.monotonic()
             if time.monotonic() - stable_since > 2.0:  # nothing new arrives: the pipeline drained
                 print(line if not tty else "", file=sys.stderr)
@@ -366,6 +398,9 @@ def print_summary(s: dict[str, Any]) -> None:
           f"{sb['events']} events, {sb['requests']} requests")
     print(f"  push devices:                    {sb['devices']} on {sb['people_with_devices']} people "
           f"({s['generated']['push_registrations']} push registrations generated)")
+    er = s["erasures"]
+    print(f"  erasures:                        {er['requested']} requested, results {er['results'] or '{}'}; "
+          f"{er['people_removed']} people and {er['events_removed']} events removed from the sandbox")
     print("  example profiles:")
     for person in s["examples"]:
         print("    " + json.dumps(person, sort_keys=True)[:400])

@@ -576,15 +576,19 @@ def _print_plan(plan: ResetResult, what: str) -> None:
              else "; dry run: nothing changed, add --execute to set these offsets"))
 
 
+def redrive_sources(topics: TopicsFile, source: str) -> tuple[str, ...]:
+    """The topics a dead letter of ``source`` ("batches" or "commands") may go back to; the first is the default."""
+    if source == "batches":  # the batches DLQ takes the processor's dead letters of all its inputs
+        return tuple(topics.by_role(role).name for role in ("batches", "audiences", "erasures"))
+    return (topics.by_role("commands").name,)
+
+
 def _redrive(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, client: dict[str, Any], app_id: str) -> int:
     if args.limit is not None and args.limit < 1:
         print("error: --limit must be at least 1", file=sys.stderr)
         return 2
     dlq = topics.by_role(f"{args.source}_dlq").name
-    if args.source == "batches":
-        allowed = (topics.by_role("batches").name, topics.by_role("audiences").name)
-    else:
-        allowed = (topics.by_role("commands").name,)
+    allowed = redrive_sources(topics, args.source)
     group = args.group or consumer_group("dlq-redrive", app_id)
     from cioproc.ops.progress import Progress
 

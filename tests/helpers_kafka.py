@@ -36,7 +36,7 @@ def write_topics_file(
             topic["name"] = f"{app_id}-users-changelog"
         else:
             topic["name"] = f"{topic['name']}.{unique}"
-        if topic["role"] in ("batches", "audiences", "commands", "table_changelog"):
+        if topic["role"] in ("batches", "audiences", "commands", "table_changelog", "erasures"):
             topic["partitions"] = partitions
     path = directory / f"topics-{unique}.yaml"
     path.write_text(yaml.safe_dump(doc))

@@ -40,11 +40,20 @@ def test_small_demo_summary_matches_the_sandbox_workspace(kafka_bootstrap, tmp_p
     assert s["delivered"]["track"] == forwardable["custom_event"]
     assert s["delivered"]["screen"] == forwardable["screen_view"]
     # What the sandbox holds agrees with what the summary says was delivered.
+    before = s["erasures"]["sandbox_before"]  # before the erasures
+    assert before["events"] == s["delivered"]["track"] + s["delivered"]["screen"]
+    assert before["unsubscribed"] == s["delivered"]["unsubscribe"]
+    assert 0 < before["people"] <= s["users"]
     sandbox = s["sandbox"]
-    assert sandbox["events"] == s["delivered"]["track"] + s["delivered"]["screen"]
-    assert sandbox["unsubscribed"] == s["delivered"]["unsubscribe"]
-    assert 0 < sandbox["people"] <= s["users"]
     assert sandbox["requests"] == sum(s["http_responses"].values())
+    # The demo's erasures: each completed and removed its person (two when the user had an
+    # e-mail person and, later, a customer-id person), with their events.
+    erasures = s["erasures"]
+    assert erasures["requested"] == 3 and erasures["results"] == {"completed": 3}
+    assert s["commands_out"]["erase"] == s["delivered"]["erase"] == 3
+    assert 3 <= erasures["people_removed"] <= 6 and sandbox["people"] == before["people"] - erasures["people_removed"]
+    assert erasures["events_removed"] > 0 and sandbox["events"] == before["events"] - erasures["events_removed"]
+    assert "erasures:" in result.stdout
     assert len(s["examples"]) == 3 and all(p["attributes"] for p in s["examples"])
     # The summary prints the end-to-end latency quantiles from the worker's histogram.
     latency = s["latency_s"]

@@ -183,7 +183,8 @@ async def test_unreachable_broker_is_a_clear_error():
         {"topics": [
             {"name": n, "role": r, "partitions": 1, "replication_factor": 1}
             for n, r in [("b", "batches"), ("a", "audiences"), ("c", "commands"), ("bd", "batches_dlq"),
-                         ("cd", "commands_dlq"), ("t", "table_changelog")]
+                         ("cd", "commands_dlq"), ("t", "table_changelog"), ("e", "erasures"),
+                         ("er", "erasure_results")]
         ]}
     )  # fmt: skip
     with pytest.raises(ProduceError) as error:

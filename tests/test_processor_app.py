@@ -37,7 +37,7 @@ def config(tmp_path, **env):
 
 def test_processor_role_routes_both_inputs_to_one_processor_and_declares_the_users_table(tmp_path, topics):
     app = create_app("processor", config(tmp_path), topics, app_id="unit")
-    assert set(app.batch_routes) == {"mparticle.batches", "mparticle.audiences"}
+    assert set(app.batch_routes) == {"mparticle.batches", "mparticle.audiences", "mparticle.dsr"}
     assert len(set(app.batch_routes.values())) == 1 and isinstance(app.processor, Processor)
     table = app.tables["users"]
     assert table.changelog_topic.get_topic_name() == "unit-users-changelog"

@@ -147,3 +147,14 @@ def test_a_token_whose_holder_is_gone_can_be_added_to_someone_else():
     del ws.people[owner]  # as a deletion of the person would
     assert v2(ws, add("tok-1", {"id": "u2"})) == "applied"
     assert devices(ws) == {"u2": [{"token": "tok-1", "platform": "ios", "last_used": 1_700_000_000}]}
+
+
+def test_deleting_a_person_forgets_which_tokens_it_held():
+    """An erasure's delete (issue 17 item 5) removes the person's devices with it: no token
+    stays owned by a person who no longer exists."""
+    ws = Workspace()
+    v2(ws, add("tok-1", {"id": "u1"}))
+    assert v2(ws, entry("delete", {"id": "u1"})) == "applied"
+    assert ws._device_owner == {} and devices(ws) == {}
+    assert v2(ws, add("tok-1", {"id": "u2"})) == "applied"
+    assert not any(a["type"] == "device_moved" for a in ws.activity)

@@ -172,8 +172,8 @@ def test_batch_entries_are_validated_one_by_one() -> None:
     [
         ({"identifiers": {"id": "u1"}, "action": "identify"}, "type", "invalid"),
         (person("identify") | {"type": "object"}, "type", "unsupported"),
-        (person("delete"), "action", "unsupported"),
         (person("add_device"), "device", "required"),
+        (person("unsuppress"), "action", "unsupported"),
         (person("fly"), "action", "invalid"),
         (person("identify") | {"identifiers": {"id": "u1", "email": "a@x.io"}}, "identifiers", "invalid"),
         (person("identify") | {"identifiers": {}}, "identifiers", "invalid"),
@@ -236,7 +236,7 @@ identifiers = st.dictionaries(st.sampled_from(["id", "email", "cio_id", "phone",
 entries = st.one_of(
     json_values,
     st.fixed_dictionaries(
-        {"type": st.sampled_from(["person", "object", "x"]), "action": st.sampled_from(["identify", "event", "screen", "page", "merge", "delete", "x"])},
+        {"type": st.sampled_from(["person", "object", "x"]), "action": st.sampled_from(["identify", "event", "screen", "page", "merge", "delete", "suppress", "x"])},
         optional={"identifiers": identifiers, "attributes": st.dictionaries(st.sampled_from(["a", "email", "id", "unsubscribed", "_update"]), json_values, max_size=4),
                   "name": scalars, "id": scalars, "timestamp": scalars, "primary": identifiers, "secondary": identifiers},
     ),

@@ -99,9 +99,9 @@ def test_unreadable_and_invalid_yaml(tmp_path):
 
 def test_drift_names_each_difference_and_accepts_a_match():
     spec = load_topics(REPO / "topics.yaml").by_role("table_changelog")
-    same = ActualTopic(spec.name, spec.partitions, spec.replication_factor, {"cleanup.policy": "compact", "x": "y"})
+    same = ActualTopic(spec.name, spec.partitions, spec.replication_factor, {**spec.config, "x": "y"})
     assert drift(spec, same) == []
-    other = ActualTopic(spec.name, spec.partitions + 1, 3, {"cleanup.policy": "delete"})
+    other = ActualTopic(spec.name, spec.partitions + 1, 3, {**spec.config, "cleanup.policy": "delete"})
     problems = drift(spec, other)
     assert len(problems) == 3
     assert "partitions is 9 in the cluster, 8" in problems[0]

@@ -155,7 +155,7 @@ def group_id(role: str, app_id: str) -> str:
 
 
 def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Processor:
-    """The users table and the processor for the batches and audiences topics."""
+    """The users table and the processor for the batches, audiences and erasures topics."""
     changelog = topics.by_role("table_changelog")
     table = app.Table(
         TABLE_NAME,
@@ -168,7 +168,7 @@ def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Proce
     )
     stats = ProcessorStats(topics.by_role("batches_dlq").name)  # the dead-letter metrics' topic label
     processor = Processor(app, table, topics, config.mapping, stats)
-    for role in ("batches", "audiences"):
+    for role in ("batches", "audiences", "erasures"):
         topic = app.topic(topics.by_role(role).name, key_type=bytes, value_type=bytes, acks=True)
         app.route_batches(topic, processor)
 

@@ -11,8 +11,19 @@ returns a :class:`ChunkPlan`:
   partition, re-keyed so the worker owning that user's state maps them (an audience message
   naming several users is split per user);
 - ``states``: the final encoded state of every user whose state changed, once per chunk,
-  keyed by (partition, MPID): what goes to the table and its changelog;
+  keyed by (partition, MPID): what goes to the table and its changelog; ``None`` (a
+  tombstone) for a user erased by a data subject request and not seen again after it;
+- ``results``: result records of data subject requests answered here (``not_supported``);
+  erasures are answered by the sender once Customer.io accepted them;
 - ``counts``: inputs, commands, drops and dead letters per reason.
+
+An erasure request (topic ``erasures``, :mod:`cioproc.mapping.erasure`) becomes one
+``erase`` command keyed by the MPID, ordered after the user's earlier commands in the same
+partition of the commands topic; the commands this chunk planned for that user before it
+are dropped (counted ``erased_before_sending``), and the user's state is forgotten, so a
+later batch starts a new person. A chunk's erasures are planned after its batches and
+audience changes (Kafka orders nothing across topics; this way an erasure covers every
+batch of the fetch it arrives in).
 
 A record without a usable key is not an error: the MPID in its value decides where it
 belongs. Only the value decides whether it is dead-lettered. An exception while planning
@@ -32,8 +43,9 @@ before the state was capped) is mapped afresh, as an unreadable one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import orjson
 
@@ -52,6 +64,7 @@ from cioproc.mapping import (
     parse_audience_change,
     parse_batch,
 )
+from cioproc.mapping.erasure import NOT_SUPPORTED, erase_command, parse_subject_request, result_value
 from cioproc.mapping.values import mpid_string
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, encode_command
 from cioproc.models.settings import MappingSettings
@@ -102,6 +115,8 @@ class PlanTopics:
     commands: str
     dead_letters: str
     changelog: str = ""  # the users table's changelog (here only for its record limit)
+    erasures: str | None = None  # data subject requests (None: not read)
+    erasure_results: str | None = None
 
 
 @dataclass(slots=True)
@@ -120,7 +135,8 @@ class ChunkPlan:
     commands: list[Outgoing] = field(default_factory=list)
     dead_letters: list[Outgoing] = field(default_factory=list)
     forwards: list[Outgoing] = field(default_factory=list)
-    states: dict[tuple[int, bytes], bytes] = field(default_factory=dict)
+    states: dict[tuple[int, bytes], bytes | None] = field(default_factory=dict)  # None: tombstone
+    results: list[Outgoing] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
 
 
@@ -129,6 +145,7 @@ class _User:
     loaded: UserState | None  # as stored before this chunk
     state: UserState | None  # after the chunk's records so far
     encoded: bytes | None = None  # ``state`` encoded, set when a record changes it
+    erased: bool = False  # an erasure request forgot the user in this chunk
 
 
 class _Planner:
@@ -201,6 +218,36 @@ class _Planner:
         self.apply(results, record)
         self.forward(record, forwards)
         self.plan.counts.audience_profiles += len(results)
+
+    def erasure(self, record: InputRecord, now_ms: int) -> None:
+        value = record.value
+        if value is None:
+            return self.dead_letter(record, EMPTY_RECORD, "the record has no value")
+        parsed = parse_subject_request(value, record.key)
+        if type(parsed) is Rejection:
+            return self.dead_letter(record, parsed.reason, parsed.detail)
+        key = parsed.mpid.encode()
+        if not self.belongs_here(record, key):
+            self.forward(record, [self.forwarded(record, key, value)])
+            return
+        counts = self.plan.counts
+        if not parsed.is_erasure:
+            result = result_value(parsed.request_id, parsed.request_type, NOT_SUPPORTED, now_ms,
+                                  f"only erasure requests are supported, not {parsed.request_type!r}")
+            self.plan.results.append(Outgoing(self.topics.erasure_results, key, result))
+            counts.drops["subject_request_not_supported"] += 1
+            return
+        user = self.user(record.partition, key)
+        command = erase_command(parsed, user.state, self.settings.erasure_action)
+        commands = self.plan.commands
+        kept = [outgoing for outgoing in commands if outgoing.key != key]
+        if len(kept) != len(commands):  # planned before the erasure, never produced: drop them
+            counts.drops["erased_before_sending"] += len(commands) - len(kept)
+            commands[:] = kept
+        commands.append(Outgoing(self.topics.commands, key, encode_command(command)))
+        counts.commands[command.kind.value] += 1
+        user.state = user.encoded = None
+        user.erased = True
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -294,6 +341,8 @@ class _Planner:
         for slot, user in self.users.items():
             if user.state is not None and user.state != user.loaded:
                 states[slot] = user.encoded if user.encoded is not None else encode_state(user.state)
+            elif user.state is None and user.erased:
+                states[slot] = None  # a tombstone: the changelog keeps nothing of the user
         return self.plan
 
 
@@ -305,18 +354,23 @@ def plan_chunk(
     partition_for: Partitioner,
     on_state_reset: Callable[[bytes, StateDecodeError], None] | None = None,
     max_record_bytes: Mapping[str, int] | None = None,
+    now_ms: int = 0,
 ) -> ChunkPlan:
-    """Map a chunk of records from the batches and audiences topics (see the module docstring).
+    """Map a chunk of records from the batches, audiences and erasures topics (see the module
+    docstring).
 
-    ``max_record_bytes``: each written topic's ``max.message.bytes`` (by topic name).
+    ``max_record_bytes``: each written topic's ``max.message.bytes`` (by topic name);
+    ``now_ms``: the time written on request results.
     """
     planner = _Planner(topics, settings, load_state, partition_for, on_state_reset, max_record_bytes)
-    batches, audiences = topics.batches, topics.audiences
-    for record in records:
+    batches, audiences, erasures = topics.batches, topics.audiences, topics.erasures
+    for record in _erasures_last(records, erasures):
         if record.topic == batches:
             step = planner.batch
         elif record.topic == audiences:
             step = planner.audience
+        elif record.topic == erasures and erasures is not None:
+            step = functools.partial(planner.erasure, now_ms=now_ms)
         else:
             raise ValueError(f"record from topic {record.topic!r}, which the processor does not read")
         try:
@@ -328,6 +382,17 @@ def plan_chunk(
         except Exception as exc:  # a bug must not stop the stream: this record goes to the DLQ
             planner.dead_letter(record, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
     return planner.finish()
+
+
+def _erasures_last(records: Iterable[InputRecord], erasures: str | None) -> Iterator[InputRecord]:
+    """The chunk's records in order, its erasure requests after all the others (in their order)."""
+    requests: list[InputRecord] = []
+    for record in records:
+        if erasures is not None and record.topic == erasures:
+            requests.append(record)
+        else:
+            yield record
+    yield from requests
 
 
 def _timestamp_ms(record: InputRecord) -> int | None:

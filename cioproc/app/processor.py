@@ -11,7 +11,8 @@ For a chunk the processor
    (aiokafka's ``create_batch``/``send_batch``: no per-record future or partitioner call),
    then awaits all their broker acknowledgements (``acks=all``),
 4. only then produces the changed states to the table's changelog (with the input
-   partition: the table is co-partitioned with its inputs) and awaits those,
+   partition: the table is co-partitioned with its inputs; an erased user's is a
+   tombstone) and awaits those,
 5. writes the states to the local store, and acks the chunk's records with Faust.
 
 How "an input offset is committed only after its commands and table update are
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Mapping
 
 from aiokafka.partitioner import murmur2
@@ -76,7 +78,7 @@ def key_partition(key: bytes, partitions: int) -> int:
 
 
 class Processor:
-    """The batch handler for the batches and audiences topics (see the module docstring)."""
+    """The batch handler for the batches, audiences and erasures topics (see the module docstring)."""
 
     def __init__(self, app: BatchApp, table: Any, topics: TopicsFile, settings: MappingSettings, stats: ProcessorStats):
         self.app = app
@@ -88,12 +90,15 @@ class Processor:
             commands=topics.by_role("commands").name,
             dead_letters=topics.by_role("batches_dlq").name,
             changelog=topics.by_role("table_changelog").name,
+            erasures=topics.by_role("erasures").name,
+            erasure_results=topics.by_role("erasure_results").name,
         )
         self.changelog_topic = self.topics.changelog
         self.max_record_bytes: dict[str, int] = {}  # topic -> max.message.bytes; Kafka's default if absent
         self.partitions = {
             self.topics.batches: topics.by_role("batches").partitions,
             self.topics.audiences: topics.by_role("audiences").partitions,
+            self.topics.erasures: topics.by_role("erasures").partitions,
         }
         self.store = TableStore(table, self.changelog_topic)
         self.failed = False  # set for good when a chunk could not be written: nothing later is acked
@@ -121,8 +126,8 @@ class Processor:
             return
         try:
             plan = plan_chunk(records, self.topics, self.settings, self.store.get, self.partition_for, _state_reset,
-                              self.max_record_bytes)
-            await self._send(plan.commands + plan.dead_letters + plan.forwards)
+                              self.max_record_bytes, now_ms=int(time.time() * 1000))
+            await self._send(plan.commands + plan.dead_letters + plan.forwards + plan.results)
             offsets = await self._send_states(plan)
         except Exception as exc:  # the producer gave up, or the store: stop before anything later is acked
             self.failed = True

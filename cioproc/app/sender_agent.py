@@ -21,6 +21,11 @@ the worker is paused does the fetch loop wait. A part's task
    in headers, and awaits the broker's acknowledgements,
 3. only then acks the part's records.
 
+An ``erase`` command (a data subject's erasure) is sent as one delete/suppress per
+identifier, in its place in the partition's order; the commands of the same MPID before it
+in the same fetch are not sent at all, and its result goes to the ``erasure_results``
+topic once its steps are settled, before its ack (see :mod:`cioproc.app.erasure_sender`).
+
 So an offset is committed only after every command before it was delivered or
 dead-lettered. A part that fails (the dead-letter write refused, anything unexpected)
 latches its partition: no later part of that partition is delivered or acked (their records
@@ -50,6 +55,7 @@ from faust.types import TP, Message
 
 from cioproc.app.batching import BatchApp
 from cioproc.app.dead_letters import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, fit_dead_letter, utf8_prefix
+from cioproc.app.erasure_sender import Erasure, erasure_positions, prepare_erasures, settle_erasures
 from cioproc.config import Config
 from cioproc.kafka.topics import ActualTopic, TopicsFile
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, Command, decode_command
@@ -176,16 +182,20 @@ class _Prepared:
     entries: list[bytes] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    erasures: list[Erasure] = field(default_factory=list)  # erase commands and their steps' positions
+    erase_sources: set[int] = field(default_factory=set)  # id() of the erase records
+    results: list[tuple[bytes, bytes, str]] = field(default_factory=list)  # erasure results (key, value, status)
 
 
 class Sender:
     """The batch handler for the commands topic (see the module docstring)."""
 
-    def __init__(self, app: BatchApp, sender_config: SenderConfig, dlq_topic: str):
+    def __init__(self, app: BatchApp, sender_config: SenderConfig, dlq_topic: str, results_topic: str | None = None):
         self.app = app
         self.sender_config = sender_config
         self.dlq_topic = dlq_topic
         self.dlq_limit = KAFKA_DEFAULT_MAX_MESSAGE_BYTES  # the dead-letter topic's max.message.bytes
+        self.results_topic = results_topic  # erasure_results
         self.deliverer: Deliverer | None = None
         self.exporter = StatsExporter()
         self._tails: dict[TP, asyncio.Future] = {}  # last delivery task per partition
@@ -305,8 +315,16 @@ class Sender:
 
     def prepare(self, records: list[Message]) -> _Prepared:
         """Decode (and for v2 encode) a chunk's records; any record that cannot become a request
-        is set aside for the dead-letter topic, never raised."""
+        is set aside for the dead-letter topic, never raised. A chunk with erasures takes
+        :func:`cioproc.app.erasure_sender.prepare_erasures`."""
         chunk = _Prepared(records, time.monotonic())
+        erasing = erasure_positions(records)
+        if erasing:
+            return prepare_erasures(self, chunk, erasing)
+        return self.add_records(chunk, records)
+
+    def add_records(self, chunk: _Prepared, records: list[Message]) -> _Prepared:
+        """Decode (and for v2 encode) records onto ``chunk`` (none of them an erase)."""
         if self.sender_config.transport != "v2":
             for message in records:
                 try:
@@ -314,7 +332,7 @@ class Sender:
                     chunk.sources.append(message)
                 except Exception as exc:  # CommandDecodeError, or anything else these bytes provoke
                     chunk.dead.append((message, "undecodable_command", None, str(exc)))
-            chunk.kinds = [command.kind.value for command in chunk.commands]
+            chunk.kinds.extend(command.kind.value for command in chunk.commands[len(chunk.kinds):])
             return chunk
         append_kind, append_mpid, append_entry, append_source = (
             chunk.kinds.append, chunk.mpids.append, chunk.entries.append, chunk.sources.append
@@ -352,7 +370,10 @@ class Sender:
         delivered: Counter[str] = Counter()
         accepted_at = time.time()
         end_to_end = metrics.END_TO_END_LATENCY.observe
+        erase_sources = chunk.erase_sources
         for kind, message, outcome in zip(chunk.kinds, chunk.sources, outcomes):
+            if erase_sources and id(message) in erase_sources:
+                continue  # an erase's steps: it is counted, and dead-lettered, once below
             if outcome.delivered:
                 delivered[kind] += 1
                 written = input_timestamp(message)
@@ -362,12 +383,19 @@ class Sender:
                 reason = utf8_prefix(outcome.reason or "rejected", MAX_HEADER_BYTES)
                 error = utf8_prefix(outcome.error, MAX_HEADER_BYTES) if outcome.error else outcome.error
                 dead.append((message, reason, outcome.http_status, error))
+        if chunk.erasures:
+            chunk.results = settle_erasures(chunk, outcomes, dead)
+            completed = sum(1 for _, _, status in chunk.results if status == "completed")
+            if completed:
+                delivered["erase"] += completed
         return dead, delivered
 
     async def deliver_prepared(self, chunk: _Prepared) -> None:
-        """Deliver a prepared chunk, dead-letter what is refused, then ack every record."""
+        """Deliver a prepared chunk, dead-letter what is refused, write erasure results, then
+        ack every record."""
         dead, delivered = await self.settle(chunk)
         await self._dead_letter(dead)  # raises if the producer gave up: these records stay unacked
+        await self._write_results(chunk.results)  # likewise: a request's result is written before its ack
         records = chunk.records
         ack = self.app.consumer.ack
         for message in records:
@@ -378,6 +406,18 @@ class Sender:
         if dead:
             reasons = Counter(reason for _, reason, _, _ in dead)
             log.warning("dead-lettered %d of %d commands: %s", len(dead), len(records), dict(reasons))
+
+    async def _write_results(self, results: list[tuple[bytes, bytes, str]]) -> None:
+        """Produce erasure results ``(key, value, status)`` and await their acknowledgements."""
+        if not results:
+            return
+        if self.results_topic is None:
+            raise RuntimeError("erasure results to write, but no erasure_results topic")
+        send = self.app.producer.send
+        futures = [await send(self.results_topic, key, value, None, None, None) for key, value, _ in results]
+        await asyncio.gather(*futures)
+        for _, _, status in results:
+            metrics.ERASURE_RESULTS.labels(status=status).inc()
 
     def use_topic_limits(self, actual: Mapping[str, ActualTopic]) -> None:
         """Take the dead-letter topic's ``max.message.bytes`` from what the cluster reported."""
@@ -407,7 +447,9 @@ class Sender:
 def attach(app: BatchApp, config: Config, topics: TopicsFile) -> Sender:
     """Route the commands topic to a :class:`Sender` on ``app``; ConfigError without credentials."""
     config.require_sender_credentials()
-    sender = Sender(app, SenderConfig.from_config(config), topics.by_role("commands_dlq").name)
+    sender = Sender(
+        app, SenderConfig.from_config(config), topics.by_role("commands_dlq").name, topics.by_role("erasure_results").name
+    )
     topic = app.topic(topics.by_role("commands").name, key_type=bytes, value_type=bytes, acks=True)
     app.route_batches(topic, sender)
 

@@ -21,11 +21,11 @@ from cioproc.kafka.topics import ActualTopic, TopicsFile, drift
 log = logging.getLogger("cioproc.worker")
 
 ROLE_TOPICS = {
-    "processor": ("batches", "audiences", "commands", "batches_dlq", "table_changelog"),
-    "sender": ("commands", "commands_dlq"),
+    "processor": ("batches", "audiences", "commands", "batches_dlq", "table_changelog", "erasures", "erasure_results"),
+    "sender": ("commands", "commands_dlq", "erasure_results"),
 }
 ROLE_TOPICS["all"] = tuple(dict.fromkeys(ROLE_TOPICS["processor"] + ROLE_TOPICS["sender"]))
-COPARTITIONED = ("batches", "audiences", "table_changelog")
+COPARTITIONED = ("batches", "audiences", "table_changelog", "erasures")
 
 
 def topic_problems(topics: TopicsFile, role: str, actual: dict[str, ActualTopic]) -> tuple[list[str], list[str]]:

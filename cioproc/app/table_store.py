@@ -53,12 +53,17 @@ class TableStore:
             return value
         raise TypeError(f"unsupported table store {type(store).__name__}")
 
-    def put(self, states: Mapping[tuple[int, bytes], bytes], changelog_offsets: Mapping[int, int]) -> None:
-        """Store states whose changelog records are acknowledged at ``changelog_offsets`` (per partition)."""
+    def put(self, states: Mapping[tuple[int, bytes], bytes | None], changelog_offsets: Mapping[int, int]) -> None:
+        """Store states whose changelog records are acknowledged at ``changelog_offsets`` (per
+        partition); a ``None`` state (a tombstone) deletes the key."""
         store = self.store
         if isinstance(store, MemoryStore):
             data, partitions = store.data, memory_store_partitions(store)
             for (partition, key), value in states.items():
+                if value is None:
+                    data.pop(key, None)
+                    partitions.pop(key, None)
+                    continue
                 data[key] = value
                 partitions[key] = partition
             for partition, offset in changelog_offsets.items():  # cioproc's memory store keeps these
@@ -67,7 +72,10 @@ class TableStore:
         if RocksDBStore is not None and isinstance(store, RocksDBStore):
             batches: dict[int, Any] = defaultdict(lambda: rocksdict.WriteBatch(raw_mode=True))
             for (partition, key), value in states.items():
-                batches[partition].put(key, value)
+                if value is None:
+                    batches[partition].delete(key)
+                else:
+                    batches[partition].put(key, value)
             for partition, batch in batches.items():
                 rocksdb_partition_db(store, partition).write(batch)
             for partition, offset in changelog_offsets.items():

@@ -53,6 +53,8 @@ def generate_main(argv: list[str]) -> int:
     parser.add_argument("--users", type=_positive, default=10_000, help="number of users (default 10000)")
     parser.add_argument("--events", type=_non_negative, default=100_000, help="exact number of events (default 100000)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--erasures", type=_non_negative, default=0,
+                        help="also this many data subject erasure requests of generated users, last (default 0)")
     parser.add_argument(
         "--now-ms", type=int, default=None, help="reference time in Unix ms; events fall in the 48 hours before it "
         "(default: the current time; set it for byte-identical output)"
@@ -78,7 +80,7 @@ def generate_main(argv: list[str]) -> int:
     now_ms = args.now_ms if args.now_ms is not None else int(time.time() * 1000)
     summary = Summary()
     records = generate(args.users, args.events, args.seed, now_ms=now_ms, summary=summary,
-                       push_share=args.push_share)
+                       push_share=args.push_share, erasures=args.erasures)
     started = time.monotonic()
     if args.produce:
         status = _produce_to_kafka(records, args, Counter())

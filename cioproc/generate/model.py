@@ -6,14 +6,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-INPUT_ROLES = ("batches", "audiences")
+INPUT_ROLES = ("batches", "audiences", "erasures")
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
     """One Kafka message to be: ``topic_role`` names the topic by its role in topics.yaml."""
 
-    topic_role: str  # "batches" or "audiences"
+    topic_role: str  # "batches", "audiences" or "erasures"
     key: str  # the MPID as a decimal string
     value: dict[str, Any]
 
@@ -50,6 +50,7 @@ class Summary:
     multi_profile_audience_messages: int = 0
     audience_profiles_without_raw_identity: int = 0
     audience_actions: Counter[str] = field(default_factory=Counter)
+    erasure_requests: int = 0  # data subject erasures, after every batch
     first_event_ms: int | None = None
     last_event_ms: int | None = None
 

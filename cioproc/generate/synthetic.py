@@ -35,7 +35,9 @@ What the data contains, on purpose (the processor must handle each):
   ``schema_version`` and ``unique_id`` and sometimes carry the MPID as a string;
 * ``opt_out`` events (``is_opted_out`` true; for some users false again later);
 * ``audience_membership_change_request`` messages with add and delete actions, several
-  profiles in some messages, keyed by the first profile's MPID.
+  profiles in some messages, keyed by the first profile's MPID;
+* with ``erasures``: that many data subject erasure requests of identified users, after
+  every batch (:mod:`~cioproc.generate.erasures`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from collections.abc import Iterator
 
 from cioproc.generate.audiences import count_audience, plan_audiences
 from cioproc.generate.batches import user_batches
+from cioproc.generate.erasures import plan_erasures
 from cioproc.generate.model import INPUT_ROLES, Record, Summary, normalise_event_name
 from cioproc.generate.plan import plan_users
 
@@ -61,6 +64,7 @@ def generate(
     now_ms: int = DEFAULT_NOW_MS,
     summary: Summary | None = None,
     push_share: float = 0.0,
+    erasures: int = 0,
 ) -> Iterator[Record]:
     """Yield the batches of up to ``users`` users holding exactly ``events`` events, and audience changes.
 
@@ -74,15 +78,17 @@ def generate(
         raise ValueError("users must be at least 1")
     if events < 0:
         raise ValueError("events must not be negative")
+    if erasures < 0:
+        raise ValueError("erasures must not be negative")
     summary = summary if summary is not None else Summary()
     summary.users_requested = users
     if not 0.0 <= push_share <= 1.0:
         raise ValueError("push_share must be between 0 and 1")
-    return _merge(users, events, seed, now_ms, summary, push_share)
+    return _merge(users, events, seed, now_ms, summary, push_share, erasures)
 
 
 def _merge(
-    users: int, events: int, seed: int, now_ms: int, summary: Summary, push_share: float = 0.0
+    users: int, events: int, seed: int, now_ms: int, summary: Summary, push_share: float = 0.0, erasures: int = 0
 ) -> Iterator[Record]:
     plans = plan_users(users, events, seed, now_ms)
     for plan in plans:
@@ -121,3 +127,6 @@ def _merge(
             heapq.heappush(heap, (starts[taken[source]], source))
         else:
             streams[source] = None  # type: ignore[call-overload]  # free the finished user
+    for record in plan_erasures(plans, erasures, seed, now_ms) if erasures else ():
+        summary.erasure_requests += 1
+        yield record

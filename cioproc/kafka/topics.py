@@ -23,6 +23,8 @@ ROLES = (
     "batches_dlq",  # mparticle.batches.dlq: input that could not be decoded or mapped
     "commands_dlq",  # cio.commands.dlq: commands Customer.io refused for good
     "table_changelog",  # the user table's changelog (name fixed by Faust: <app id>-users-changelog)
+    "erasures",  # mparticle.dsr: data subject requests (OpenDSR JSON), keyed by MPID
+    "erasure_results",  # mparticle.dsr.results: one result per request, keyed by request id
 )
 TOPIC_KEYS = {"name", "role", "partitions", "replication_factor", "config", "description"}
 REQUIRED_KEYS = ("name", "role", "partitions", "replication_factor")
@@ -139,12 +141,12 @@ def _check_unique(specs: list[TopicSpec], path: Path) -> None:
     if missing:
         raise TopicsFileError(f"{path}: no topic declares role '{missing[0]}'")
     by_role = {s.role: s for s in specs}
-    keyed = [by_role[r] for r in ("batches", "audiences", "table_changelog")]
-    if len({s.partitions for s in keyed}) != 1:
-        raise TopicsFileError(
-            f"{path}: topic '{by_role['audiences'].name}': field 'partitions' must equal the batches topic's and "
-            f"the table changelog's (they are co-partitioned by MPID)"
-        )
+    for role in ("audiences", "erasures", "table_changelog"):
+        if by_role[role].partitions != by_role["batches"].partitions:
+            raise TopicsFileError(
+                f"{path}: topic '{by_role[role].name}': field 'partitions' must equal the batches topic's "
+                f"(the batches, audiences and erasures topics and the table changelog are co-partitioned by MPID)"
+            )
 
 
 def _valid_topic_name(name: str) -> bool:

@@ -11,6 +11,13 @@ A command addresses one Customer.io person by one identifier (`id` or `email`) a
 - ``add_device``: add (or update) the push device ``name`` (its token) on the person, with
   ``attributes = {"platform": "ios" | "android"}`` and ``timestamp`` as its ``last_used``;
 - ``delete_device``: remove the push device ``name`` (its token) from the person.
+- ``erase``: a data subject's erasure (:mod:`cioproc.mapping.erasure`): ``name`` is the
+  action (``delete`` or ``suppress``), ``event_id`` the subject request id, and
+  ``attributes["identifiers"]`` every ``[id_type, id_value]`` to delete the person by. The
+  sender turns it into one ``delete`` / ``suppress`` per identifier and writes the
+  request's result once they are settled; it is never sent as it is.
+- ``delete`` / ``suppress``: delete the person (and with ``suppress`` block its
+  identifiers); the steps of an ``erase``, made by the sender.
 
 Encoding: msgpack array ``[version, kind, mpid, id_type, id_value, timestamp, attributes,
 name, event_id, secondary]``; ``secondary`` is ``[id_type, id_value]`` or nil. The device
@@ -39,6 +46,9 @@ class CommandKind(str, Enum):
     MERGE = "merge"
     ADD_DEVICE = "add_device"
     DELETE_DEVICE = "delete_device"
+    ERASE = "erase"
+    DELETE = "delete"
+    SUPPRESS = "suppress"
 
 
 _KINDS = frozenset(kind.value for kind in CommandKind)

@@ -25,3 +25,4 @@ class MappingSettings:
     transport: str = "v2"  # CIO_TRANSPORT: "v1" events may carry up to 100,000 bytes of data
     merge_people: bool = False  # merge Customer.io people on a genuinely newer identifier change
     forward_devices: bool = False  # CIO_FORWARD_DEVICES: push tokens -> Customer.io devices
+    erasure_action: str = "delete"  # CIO_ERASURE_ACTION: "delete", or "suppress" (delete and block the identifiers)

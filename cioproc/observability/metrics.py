@@ -61,6 +61,9 @@ END_TO_END_LATENCY = Histogram(
     registry=REGISTRY,
 )
 HTTP_RETRIES = Counter("cioproc_http_retries", "Track API requests retried", registry=REGISTRY)
+ERASURE_RESULTS = Counter(
+    "cioproc_erasure_results", "data subject request results written by the sender", ["status"], registry=REGISTRY
+)
 DELIVERED = Counter("cioproc_commands_delivered", "commands Customer.io accepted", ["type"], registry=REGISTRY)
 DELIVERY_LATENCY = Histogram(
     "cioproc_delivery_latency_seconds",

@@ -98,6 +98,11 @@ class TrackApi:
 
     def v1_delete_device(self, identifier: str, token: str) -> Reply:
         return self._v1(lambda: validation.v1_delete_device(identifier, token))
+    def v1_delete(self, identifier: str) -> Reply:
+        return self._v1(lambda: validation.v1_delete(identifier))
+
+    def v1_suppress(self, identifier: str) -> Reply:
+        return self._v1(lambda: validation.v1_delete(identifier, suppress=True))
 
     def v1_merge(self, body: bytes) -> Reply:
         try:

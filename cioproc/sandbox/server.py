@@ -175,6 +175,10 @@ async def _events(request: web.Request) -> web.Response:
     return _json({"events": request.app[SANDBOX].workspace.events_view(with_cio_id=with_cio_id)})
 
 
+async def _suppressions(request: web.Request) -> web.Response:
+    return _json({"suppressions": request.app[SANDBOX].workspace.suppressions_view()})
+
+
 async def _stats(request: web.Request) -> web.Response:
     return _json(request.app[SANDBOX].stats())
 
@@ -227,6 +231,14 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
         "/api/v1/customers/{identifier}/events",
         _track("v1_event", lambda api, r, b: api.v1_event(r.match_info["identifier"], b)),
     )
+    app.router.add_delete(
+        "/api/v1/customers/{identifier}",
+        _track("v1_delete", lambda api, r, b: api.v1_delete(r.match_info["identifier"])),
+    )
+    app.router.add_post(
+        "/api/v1/customers/{identifier}/suppress",
+        _track("v1_suppress", lambda api, r, b: api.v1_suppress(r.match_info["identifier"])),
+    )
     app.router.add_post("/api/v1/merge_customers", _track("v1_merge", lambda api, r, b: api.v1_merge(b)))
     app.router.add_put(
         "/api/v1/customers/{identifier}/devices",
@@ -244,6 +256,7 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     app.router.add_get("/api/v1/accounts/region", _track("region", _region))
     app.router.add_get("/_sandbox/people", _people)
     app.router.add_get("/_sandbox/events", _events)
+    app.router.add_get("/_sandbox/suppressions", _suppressions)
     app.router.add_get("/_sandbox/stats", _stats)
     app.router.add_get("/_sandbox/activity", _activity)
     app.router.add_post("/_sandbox/reset", _reset)

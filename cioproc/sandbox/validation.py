@@ -21,6 +21,7 @@ from cioproc.sandbox.workspace import (
     CIO_ID,
     EMAIL,
     ID,
+    DeleteOp,
     DeviceOp,
     EventOp,
     Identifier,
@@ -43,15 +44,11 @@ ULID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")
 # Reserved keys of a v1 identify body that are not attributes of the person.
 V1_CONTROL_KEYS = frozenset({"_update", "_timestamp", "cio_relationships"})
 V1_OBJECT_KEYS = frozenset({"cio_relationships", "cio_subscription_preferences"})
-V2_PERSON_ACTIONS = frozenset({"identify", "event", "screen", "page", "merge"})
+V2_PERSON_ACTIONS = frozenset({"identify", "event", "screen", "page", "merge", "delete", "suppress"})
 V2_UNSUPPORTED_PERSON_ACTIONS = frozenset(
     {
-        "delete",
         "add_relationships",
         "delete_relationships",
-        "add_device",
-        "delete_device",
-        "suppress",
         "unsuppress",
     }
 )
@@ -257,6 +254,15 @@ def v1_event(raw_path: str, body: Any) -> EventOp:
     return EventOp(target, name, event_type, body.get("id"), body.get("timestamp"), body.get("data") or {})
 
 
+def v1_delete(raw_path: str, suppress: bool = False) -> DeleteOp:
+    """``DELETE /api/v1/customers/{identifier}`` or ``POST .../{identifier}/suppress`` (no body)."""
+    target = path_identifier(raw_path)
+    errors = check_identifier(target, "identifier")
+    if errors:
+        raise InvalidRequest(errors)
+    return DeleteOp(target, suppress=suppress)
+
+
 def _one_identifier(value: Any, field: str, kinds: tuple[str, ...]) -> Identifier:
     if not isinstance(value, dict):
         raise InvalidRequest([EntryError(field, "invalid", f"{field} must be an object with exactly one identifier")])
@@ -362,6 +368,8 @@ def v2_entry(entry: Any) -> Operation:
             _one_identifier(entry.get("secondary"), "secondary", kinds),
         )
     target = _one_identifier(entry.get("identifiers"), "identifiers", (ID, EMAIL, CIO_ID))
+    if action in ("delete", "suppress"):  # person_delete / person_suppress: identifiers only
+        return DeleteOp(target, suppress=action == "suppress")
     attributes = entry.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
         raise InvalidRequest([EntryError("attributes", "invalid", "attributes must be an object")])

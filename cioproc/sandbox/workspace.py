@@ -19,6 +19,16 @@ OpenAPI file's descriptions of identify, events and merge_customers):
   seen before is ignored. An event for an unknown id or email creates that person (the
   Track API records events for identifiers it has not seen; the OpenAPI file does not say
   otherwise); an unknown ``cio_id`` drops the event.
+- Delete (v1 ``DELETE /api/v1/customers/{id}``, v2 action ``delete``): the person and all
+  their information (events) are removed; an unknown person is no error (nothing happens).
+  Later calls with the same identifier create a new person.
+- Suppress (v1 ``POST .../suppress``, v2 ``suppress``): the person is deleted and the
+  identifier named, and the person's ``id`` and ``email`` when both are set, are
+  suppressed: any later call naming a suppressed identifier (as target, in an identify
+  body, or on either side of a merge) is accepted and ignored (a ``suppressed`` entry in the
+  activity log). An identifier of no one is suppressed too (the OpenAPI file says the call
+  prevents "the person's identifier(s) from being re-added"; the sandbox takes the
+  stricter reading).
 - Merge: the primary must exist, else nothing happens. Attributes the primary does not
   have (or has empty) and identifiers it lacks come from the secondary; all events and
   devices move to the primary; the secondary is deleted.
@@ -101,7 +111,15 @@ class DeviceOp:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-Operation = IdentifyOp | EventOp | MergeOp | DeviceOp
+@dataclass(frozen=True, slots=True)
+class DeleteOp:
+    """Delete the person ``target``; with ``suppress`` also block its identifiers."""
+
+    target: Identifier
+    suppress: bool = False
+
+
+Operation = IdentifyOp | EventOp | MergeOp | DeviceOp | DeleteOp
 
 
 @dataclass(slots=True)
@@ -142,6 +160,10 @@ def is_unsubscribed(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 1
 
 
+def _folded(kind: str, value: str) -> str:
+    return value.lower() if kind == EMAIL else value
+
+
 def _same(kind: str, a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -170,6 +192,7 @@ class Workspace:
         self.events_deduplicated = 0
         self._next_cio = 0
         self._next_anonymous_event = 0
+        self.suppressed: set[tuple[str, str]] = set()  # (kind, value; email lower-cased)
 
     # -- lookup ---------------------------------------------------------------------
     def find(self, ident: Identifier) -> Person | None:
@@ -183,6 +206,12 @@ class Workspace:
 
     def apply(self, op: Operation) -> Outcome:
         """Apply one validated operation."""
+        blocked = self._suppressed_in(op)
+        if blocked is not None:
+            self._log("suppressed", blocked, f"{blocked.kind} is suppressed: the call is ignored")
+            return "failed"
+        if isinstance(op, DeleteOp):
+            return self.delete(op)
         if isinstance(op, IdentifyOp):
             return self.identify(op)
         if isinstance(op, EventOp):
@@ -357,6 +386,48 @@ class Workspace:
         self._set_identifiers(primary, gained)
         self._log("merge", op.primary, f"merged cio_id {secondary.cio_id} into cio_id {primary.cio_id}", **detail)
         return "applied"
+
+    # -- delete and suppress ------------------------------------------------------------
+    def _suppressed_in(self, op: Operation) -> Identifier | None:
+        """The first suppressed identifier an operation names, if any."""
+        if not self.suppressed:
+            return None
+        if isinstance(op, MergeOp):
+            named = [op.primary, op.secondary]
+        else:
+            named = [op.target]
+            if isinstance(op, IdentifyOp):
+                named += [Identifier(k, v) for k, v in op.identifiers.items() if v is not None]
+        for ident in named:
+            if ident.kind != CIO_ID and (ident.kind, _folded(ident.kind, ident.value)) in self.suppressed:
+                return ident
+        return None
+
+    def delete(self, op: DeleteOp) -> Outcome:
+        person = self.find(op.target)
+        if op.suppress:
+            if op.target.kind != CIO_ID:
+                self.suppressed.add((op.target.kind, _folded(op.target.kind, op.target.value)))
+            if person is not None:
+                for kind in (ID, EMAIL):
+                    value = person.identifier(kind)
+                    if value is not None:
+                        self.suppressed.add((kind, _folded(kind, value)))
+        if person is None:
+            self._log("delete", op.target, "no such person: nothing deleted")
+            return "failed" if not op.suppress else "applied"
+        for event_id in [e.event_id for e in self.events.values() if e.cio_id == person.cio_id]:
+            del self.events[event_id]
+        for token in [t for t, owner in self._device_owner.items() if owner == person.cio_id]:
+            del self._device_owner[token]  # the person's devices go with it
+        self._set_identifiers(person, {ID: None, EMAIL: None})
+        del self.people[person.cio_id]
+        self._log("suppress" if op.suppress else "delete", op.target, f"deleted cio_id {person.cio_id}")
+        return "applied"
+
+    def suppressions_view(self) -> list[dict[str, str]]:
+        """Suppressed identifiers, sorted, as ``GET /_sandbox/suppressions`` returns them."""
+        return [{kind: value} for kind, value in sorted(self.suppressed)]
 
     # -- views ----------------------------------------------------------------------
     def _log(self, kind: str, ident: Identifier, reason: str, **detail: Any) -> None:

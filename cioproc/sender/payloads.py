@@ -9,11 +9,16 @@ v2 (``POST /api/v2/batch``, one entry per command)::
     merge        {"type":"person","action":"merge","primary":{...},"secondary":{...}}
     add_device   {..., "action":"add_device", "device":{"token","platform","last_used"}}
     delete_device  {..., "action":"delete_device", "device":{"token"}}
+    delete       {"type":"person","identifiers":{id|email},"action":"delete"}
+    suppress     {"type":"person","identifiers":{id|email},"action":"suppress"}
 
 v1 (one request per command): ``PUT /api/v1/customers/{id}`` (identify, unsubscribe; ``_timestamp`` added),
 ``POST /api/v1/customers/{id}/events`` (track; screen with ``"type": "screen"``),
 ``POST /api/v1/merge_customers``, ``PUT /api/v1/customers/{id}/devices`` (add_device:
-``{"device":{"id","platform","last_used"}}``), ``DELETE /api/v1/customers/{id}/devices/{token}``.
+``{"device":{"id","platform","last_used"}}``), ``DELETE /api/v1/customers/{id}/devices/{token}``,
+``DELETE /api/v1/customers/{id}`` (delete; no body), ``POST /api/v1/customers/{id}/suppress``
+(suppress; no body). An ``erase`` command is never a request: the sender expands it
+(:func:`cioproc.mapping.erasure.erase_steps`).
 
 Person attributes set to ``None`` mean "remove": ``null`` in v2, ``""`` in v1. v1 person
 attributes are documented as flat scalars, so lists and objects are sent there as JSON text.
@@ -45,10 +50,12 @@ class V1Request:
 
     method: str
     path: str
-    body: dict[str, Any]
+    body: dict[str, Any] | None  # None: no body (delete, suppress)
 
 
 def _check(command: Command) -> None:
+    if command.kind is CommandKind.ERASE:
+        raise PayloadError("erase_not_a_request", "an erase command is sent as its delete/suppress steps")
     if command.id_type not in ID_TYPES or not command.id_value:
         raise PayloadError("invalid_identifier", f"bad identifier type {command.id_type!r} or empty value")
     if command.kind in (CommandKind.TRACK, CommandKind.SCREEN) and not command.name:
@@ -116,6 +123,8 @@ def _v2_entry(command: Command) -> dict[str, Any]:
             "primary": {command.id_type: command.id_value},
             "secondary": {id_type: id_value},
         }
+    if kind is CommandKind.DELETE or kind is CommandKind.SUPPRESS:
+        return {"type": "person", "identifiers": {command.id_type: command.id_value}, "action": kind.value}
     entry = {
         "type": "person",
         "identifiers": {command.id_type: command.id_value},
@@ -220,6 +229,10 @@ def to_v1_request(command: Command) -> V1Request:
         return V1Request("PUT", path + "/devices", {"device": _device(command, "id")})
     if command.kind is CommandKind.DELETE_DEVICE:
         return V1Request("DELETE", path + "/devices/" + quote(command.name or "", safe=""), {})
+    if command.kind is CommandKind.DELETE:
+        return V1Request("DELETE", path, None)
+    if command.kind is CommandKind.SUPPRESS:
+        return V1Request("POST", path + "/suppress", None)
     if command.kind in (CommandKind.IDENTIFY, CommandKind.UNSUBSCRIBE):
         attributes = {k: _v1_attribute(v) for k, v in _person_attributes(command).items()}
         if command.timestamp:
@@ -239,4 +252,4 @@ def to_v1_request(command: Command) -> V1Request:
 def encode_v1_request(command: Command) -> tuple[str, str, bytes]:
     """``(method, path, JSON body bytes)`` of the v1 call for one command."""
     request = to_v1_request(command)
-    return request.method, request.path, _serialize(request.body)
+    return request.method, request.path, b"" if request.body is None else _serialize(request.body)
