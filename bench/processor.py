@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgpack
@@ -44,9 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from mapping import generate  # noqa: E402  (bench/mapping.py: the realistic batch generator)
+
 from cioproc.kafka.admin import reconcile  # noqa: E402
 from cioproc.kafka.topics import load_topics  # noqa: E402
-from mapping import generate  # noqa: E402  (bench/mapping.py: the realistic batch generator)
 
 
 def topics_file(directory: Path, run: str, app_id: str, input_topic: str, partitions: int) -> Path:
@@ -166,7 +167,7 @@ def ready_time(log_path: Path) -> float | None:
     for line in log_path.read_text(errors="replace").splitlines():
         if "Worker ready" in line:
             stamp = json.loads(line)["ts"]
-            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     return None
 
 

@@ -13,9 +13,10 @@ import math
 import os
 import re
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from cioproc.models.settings import MappingSettings, UserIdType

@@ -77,9 +77,10 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -104,7 +105,7 @@ class ReplayError(RuntimeError):
 class ForwardMoveRefused(ReplayError):
     """The plan would move offsets forward (skip unprocessed records) and that was not allowed."""
 
-    def __init__(self, plan: "ResetResult"):
+    def __init__(self, plan: ResetResult):
         forward = plan.forward()
         others = {p: o for p, o in sorted(plan.after.items()) if p not in forward}
         hint = (f"; to replay only the other partitions: --from-offsets {','.join(f'{p}:{o}' for p, o in others.items())}"
@@ -130,7 +131,7 @@ def parse_time(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time or Unix milliseconds") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 

@@ -11,9 +11,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -156,7 +157,7 @@ async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, 
         await admin.close()
 
 
-def wait_committed(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 60.0, workers: Iterable["Worker"] = ()) -> None:
+def wait_committed(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 60.0, workers: Iterable[Worker] = ()) -> None:
     """Wait until ``group`` has committed every partition of ``topics`` up to its end."""
     ends = asyncio.run(end_offsets(bootstrap, topics))
     deadline = time.monotonic() + timeout

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import orjson
 import pytest
+from pipeline_harness import Pipeline, kafka_client_kwargs
+from test_listen_addresses import listening_hosts
+from test_pipeline_e2e import batches, expected_workspace
 
 from cioproc.config import read_env_file
 from cioproc.generate.jsonlines import encode_line
 from cioproc.generate.model import Record
 from cioproc.kafka.broker import BrokerError, answers_metadata
 from cioproc.kafka.secure import CLIENT_EXTENSIONS, SecureBroker, issue_certificate, make_ca
-from pipeline_harness import Pipeline, kafka_client_kwargs
-from test_listen_addresses import listening_hosts
-from test_pipeline_e2e import batches, expected_workspace
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[1]

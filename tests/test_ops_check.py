@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers_kafka import create_topics, write_topics_file
 from ops_helpers import KEY, SITE, ThreadSandbox, problems, run_cli
 

@@ -10,6 +10,7 @@ from collections import Counter
 
 import orjson
 import pytest
+from pipeline_harness import ADMIN_TOKEN, KEY, SITE, Pipeline, http
 
 from cioproc.generate.synthetic import generate
 from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
@@ -17,7 +18,6 @@ from cioproc.models.settings import MappingSettings
 from cioproc.sandbox.config import SandboxConfig
 from cioproc.sandbox.server import serve
 from cioproc.sender import Deliverer, SenderConfig
-from pipeline_harness import ADMIN_TOKEN, KEY, SITE, Pipeline, http
 
 pytestmark = pytest.mark.kafka
 

@@ -18,11 +18,6 @@ from typing import Any
 
 import orjson
 import pytest
-
-from cioproc.app.dead_letters import read_dead_letter_headers
-from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
-from cioproc.models.commands import Command, CommandKind, decode_command
-from cioproc.models.settings import MappingSettings
 from helpers_kafka import (
     WorkerPool,
     committed_offsets,
@@ -34,6 +29,11 @@ from helpers_kafka import (
     when_end_offsets_reach,
     write_topics_file,
 )
+
+from cioproc.app.dead_letters import read_dead_letter_headers
+from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
+from cioproc.models.commands import Command, CommandKind, decode_command
+from cioproc.models.settings import MappingSettings
 
 pytestmark = pytest.mark.kafka
 

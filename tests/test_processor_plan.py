@@ -15,9 +15,11 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cioproc.app import dead_letters, plan as plan_module
+from cioproc.app import dead_letters
+from cioproc.app import plan as plan_module
 from cioproc.app.dead_letters import dead_letter_headers, read_dead_letter_headers
 from cioproc.app.faust_config import (
     StartupError,

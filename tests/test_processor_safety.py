@@ -11,7 +11,7 @@ from __future__ import annotations
 import types
 
 import orjson
-import pytest
+from test_processor_plan import SETTINGS, TOPICS, DictStore, Rec, audience_message, batch, here, partition_for, track
 
 from cioproc.app import plan as plan_module
 from cioproc.app.dead_letters import SOURCE_OFFSET, VALUE_TRUNCATED, read_dead_letter_headers
@@ -27,7 +27,6 @@ from cioproc.mapping import audience as audience_module
 from cioproc.mapping import mapper as mapper_module
 from cioproc.models.commands import decode_command
 from cioproc.models.state import MAX_STATE_BYTES, UserState, decode_state, encode_state
-from test_processor_plan import SETTINGS, TOPICS, DictStore, Rec, audience_message, batch, here, partition_for, track
 
 TOPICS_WITH_CHANGELOG = PlanTopics(TOPICS.batches, TOPICS.audiences, TOPICS.commands, TOPICS.dead_letters, "out.changelog")
 

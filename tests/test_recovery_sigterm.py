@@ -12,14 +12,13 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import orjson
 import pytest
+from pipeline_harness import Pipeline
+from test_pipeline_e2e import batches
 
 from cioproc.mapping import map_batch, parse_batch
 from cioproc.models.commands import decode_command
 from cioproc.models.settings import MappingSettings
-from pipeline_harness import Pipeline
-from test_pipeline_e2e import batches
 
 pytestmark = pytest.mark.kafka
 

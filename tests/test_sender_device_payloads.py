@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from test_sender_payloads import _component, _request_body, openapi  # noqa: F401  (a fixture)
 
 from cioproc.models.commands import Command, CommandKind, encode_command
-from cioproc.sender.payloads import PayloadError, encode_v1_request, encode_v2_entry, to_v1_request, to_v2_entry, v2_entry_from_wire
+from cioproc.sender.payloads import (
+    PayloadError,
+    encode_v1_request,
+    encode_v2_entry,
+    to_v1_request,
+    to_v2_entry,
+    v2_entry_from_wire,
+)
 
 ADD = Command(CommandKind.ADD_DEVICE, "-42", "id", "cust-1", 1_700_000_000, {"platform": "ios"}, "apns-token-1")
 DELETE = Command(CommandKind.DELETE_DEVICE, "-42", "email", "a@example.com", 1_700_000_000, {}, "fcm:tok/1")

@@ -10,12 +10,12 @@ import time
 import msgpack
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from helpers_kafka import write_topics_file
+from pipeline_harness import Pipeline
 
 from cioproc.app.factory import group_id
 from cioproc.app.processor import key_partition
 from cioproc.models.commands import Command, CommandKind, encode_command
-from helpers_kafka import write_topics_file
-from pipeline_harness import Pipeline
 
 pytestmark = pytest.mark.kafka
 

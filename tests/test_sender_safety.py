@@ -15,6 +15,7 @@ from aiohttp import web
 from faust.types import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_sender_delivery import KEY, SITE, FakeTrack, Seen, config, track, track_cmd  # noqa: F401 (fixture, helpers)
 
 from cioproc.app.dead_letters import utf8_prefix
 from cioproc.app.sender_agent import (
@@ -34,7 +35,6 @@ from cioproc.sender import Deliverer, Outcome, SenderConfig
 from cioproc.sender.client import TrackClient
 from cioproc.sender.delivery import DELIVERY_PARTITION
 from cioproc.sender.responses import Action, interpret
-from test_sender_delivery import KEY, SITE, FakeTrack, Seen, config, track, track_cmd  # noqa: F401 (fixture, helpers)
 
 ULID = "01HZX3K9T6Q8WJ1V5N2M4R0000"
 

@@ -9,11 +9,11 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_sender_delivery import FakeTrack, config, identify_cmd, track_cmd  # noqa: F401 (fixture helpers)
 
 from cioproc.models.commands import Command, CommandDecodeError, CommandKind, encode_command
 from cioproc.sender import Deliverer, SenderConfigError
 from cioproc.sender.payloads import PayloadError, encode_v2_entry, v2_entry_from_wire
-from test_sender_delivery import FakeTrack, config, identify_cmd, track_cmd  # noqa: F401 (fixture helpers)
 
 ULID = "01HZX3K9T6Q8WJ1V5N2M4R0000"
 

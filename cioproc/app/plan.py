@@ -32,8 +32,9 @@ before the state was capped) is mapped afresh, as an unreadable one.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 import orjson
 

@@ -52,15 +52,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka.partitioner import murmur2
 from faust.types import Message
 
 from cioproc.app.batching import BatchApp
 from cioproc.app.dead_letters import BATCH_OVERHEAD_BYTES, record_bytes
-from cioproc.app.plan import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, ChunkPlan, Outgoing, PlanTopics, plan_chunk
 from cioproc.app.internals import aiokafka_producer
+from cioproc.app.plan import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, ChunkPlan, Outgoing, PlanTopics, plan_chunk
 from cioproc.app.stats import ProcessorStats
 from cioproc.app.table_store import TableStore
 from cioproc.kafka.topics import ActualTopic, TopicsFile

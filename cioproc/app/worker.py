@@ -13,8 +13,8 @@ import sys
 
 import faust
 
-from cioproc.app.faust_config import StartupError
 from cioproc.app.factory import create_app
+from cioproc.app.faust_config import StartupError
 from cioproc.app.startup import verify_topics
 from cioproc.config import ROLES, ConfigError, load_config
 from cioproc.kafka.topics import TopicsFileError, load_topics

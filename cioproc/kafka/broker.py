@@ -77,7 +77,7 @@ class LocalBroker:
     heap: str = "1g"
 
     @classmethod
-    def from_env(cls, port: int | None = None) -> "LocalBroker":
+    def from_env(cls, port: int | None = None) -> LocalBroker:
         home = Path(os.environ.get("CIOPROC_HOME", ".cioproc")).resolve()
         if port is not None:
             chosen = _tcp_port("--port", str(port))

@@ -20,7 +20,6 @@ from cioproc.mapping.attributes import (
 from cioproc.mapping.batch import Batch
 from cioproc.mapping.devices import record_device
 from cioproc.mapping.names import event_name
-from cioproc.mapping.push import PUSH_EVENT_TYPES, device_commands, readd_commands
 from cioproc.mapping.person import (
     address,
     choose_identifier,
@@ -28,6 +27,7 @@ from cioproc.mapping.person import (
     owed_unsubscribe,
     update_identities,
 )
+from cioproc.mapping.push import PUSH_EVENT_TYPES, device_commands, readd_commands
 from cioproc.mapping.results import Drop, MapResult
 from cioproc.mapping.segments import MEMBERSHIP, audience_attributes
 from cioproc.mapping.values import (

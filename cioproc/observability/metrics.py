@@ -7,11 +7,10 @@ runs) and ``/readyz`` (every registered readiness check passes) with aiohttp.
 
 from __future__ import annotations
 
-from typing import Callable
+import platform
+from collections.abc import Callable
 
 from aiohttp import web
-import platform
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     GC_COLLECTOR,

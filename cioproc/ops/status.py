@@ -21,8 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from cioproc.config import Config, ConfigError, load_config
-from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
 from cioproc.kafka import client_id
+from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
 from cioproc.ops import describe_error, quiet_client_logs
 from cioproc.ops.check import KAFKA_TIMEOUT_S
 from cioproc.replay import consumer_group
