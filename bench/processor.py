@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from mapping import generate  # noqa: E402  (bench/mapping.py: the realistic batch generator)
 
+from cioproc.app.internals import topic_partitions  # noqa: E402
 from cioproc.kafka.admin import reconcile  # noqa: E402
 from cioproc.kafka.topics import load_topics  # noqa: E402
 
@@ -132,9 +133,8 @@ async def group_done(bootstrap: str, group: str, topic: str, ends: dict[int, int
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
-    await consumer._client._wait_on_metadata(topic)  # load the topic's partitions
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
         if not tps:
             raise SystemExit(f"topic {topic} has no partitions in the metadata")
         consumer.assign(tps)
@@ -147,9 +147,8 @@ async def last_timestamp(bootstrap: str, topic: str) -> tuple[int, float]:
     """(record count, latest record timestamp in seconds) of a topic."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
-    await consumer._client._wait_on_metadata(topic)  # load the topic's partitions
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
         ends = await consumer.end_offsets(tps)
         consumer.assign(tps)
         latest, count = 0, sum(ends.values())

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from cioproc.app.internals import topic_partitions
 from cioproc.kafka.admin import reconcile
 from cioproc.kafka.topics import TopicsFile, load_topics
 
@@ -113,8 +114,7 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
     try:
         tps = []
         for topic in topics:
-            await consumer._client._wait_on_metadata(topic)
-            tps += [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            tps += [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
         consumer.assign(tps)
         return dict(await consumer.end_offsets(tps))
     finally:
@@ -134,8 +134,7 @@ async def when_end_offsets_reach(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client._wait_on_metadata(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             seen = sum((await consumer.end_offsets(tps)).values())

@@ -51,6 +51,7 @@ from faust.types import TP, Message
 
 from cioproc.app.batching import BatchApp
 from cioproc.app.dead_letters import utf8_prefix
+from cioproc.app.internals import unacked_messages
 from cioproc.config import Config
 from cioproc.kafka.topics import TopicsFile
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, Command, decode_command
@@ -295,7 +296,7 @@ class Sender:
     def _untrack(self, records: list[Message]) -> None:
         """Records of a latched partition will never be acked: stop waiting for them (on stop
         and rebalance). Untracking does not commit them; commits follow acks only."""
-        unacked = self.app.consumer._unacked_messages  # Faust's set of tracked records
+        unacked = unacked_messages(self.app.consumer)  # Faust's set of tracked records
         for message in records:
             unacked.discard(message)
 

@@ -132,7 +132,7 @@ class LocalBroker:
         argv = _command_line(pid)
         return argv is not None and "kafka.Kafka" in argv and str(self.config_file) in argv
 
-    def _stale_pid_note(self) -> str | None:
+    def stale_pid_note(self) -> str | None:
         """What to say when the pid file names a live process that is not this broker."""
         pid = self._recorded_pid()
         if pid is None or not _alive(pid) or self._is_ours(pid):
@@ -309,7 +309,7 @@ class LocalBroker:
         """Stop the broker cleanly (SIGTERM, then SIGKILL after a bound); True if it ran."""
         pid = self.pid()
         if pid is None:
-            note = self._stale_pid_note()
+            note = self.stale_pid_note()
             if note:
                 progress(f"{note}; stale pid file removed")
             self.pid_file.unlink(missing_ok=True)
@@ -453,7 +453,7 @@ def main(action: str, port: int | None = None, secure: bool = False) -> int:
             if broker.is_running():
                 print(f"kafka: running on {broker.bootstrap} (pid {broker.pid()})")
             else:
-                note = broker._stale_pid_note()
+                note = broker.stale_pid_note()
                 if note:
                     print(note)
                 print(f"kafka: not running on port {broker.port}")
