@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"({commands} commands), ratio {raw_s[-1] / seconds:.2f}"
             )
     raw_med, proc_med = statistics.median(raw_s), statistics.median(proc_s)
-    ratios = [r / p for r, p in zip(raw_s, proc_s)]
+    ratios = [r / p for r, p in zip(raw_s, proc_s, strict=True)]
     print(f"raw aiokafka loop   median {total / raw_med:10,.0f} msg/s {events / raw_med:12,.0f} events/s")
     print(f"processor worker    median {total / proc_med:10,.0f} msg/s {events / proc_med:12,.0f} events/s")
     print(f"ratio processor / raw: median {statistics.median(ratios):.2f} (target >= 0.30)")

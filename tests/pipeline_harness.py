@@ -220,7 +220,7 @@ class Pipeline:
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline:
                     positions = [await consumer.position(tp) for tp in tps]
-                    if all(pos >= end[tp] for pos, tp in zip(positions, tps)):
+                    if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
                         break
                     batch = await consumer.getmany(timeout_ms=500)
                     for records in batch.values():

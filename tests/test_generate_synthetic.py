@@ -79,7 +79,7 @@ def test_reference_time_shifts_every_timestamp_and_nothing_else():
     a = list(generate(20, 200, 5, now_ms=NOW_MS))
     b = list(generate(20, 200, 5, now_ms=later))
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x.key == y.key and x.topic_role == y.topic_role
         if x.topic_role == "batches":
             assert [e["data"]["timestamp_unixtime_ms"] + 86_400_000 for e in x.value["events"]] == [
@@ -387,7 +387,7 @@ def dispatching_validator() -> jsonschema.Draft7Validator:
     schema["properties"]["events"]["items"] = {
         "required": ["event_type"],
         "properties": {"event_type": {"enum": kinds}},
-        "allOf": [{"if": {"properties": {"event_type": {"const": k}}}, "then": r} for k, r in zip(kinds, refs)],
+        "allOf": [{"if": {"properties": {"event_type": {"const": k}}}, "then": r} for k, r in zip(kinds, refs, strict=True)],
     }
     return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import ssl
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +335,7 @@ def test_chunk_boundaries_do_not_change_commands_or_final_states(records, cuts):
     bounds = sorted({0, len(records), *(c for c in cuts if c < len(records))})
     pieces_store = DictStore()
     piece_commands = []
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in pairwise(bounds):
         piece_commands += commands(run(records[start:end], pieces_store))
     assert piece_commands == commands(whole)
     assert pieces_store.data == whole_store.data

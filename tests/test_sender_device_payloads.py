@@ -8,7 +8,8 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_sender_payloads import _component, _request_body, openapi  # noqa: F401  (a fixture)
+from test_sender_payloads import _component, _request_body
+from test_sender_payloads import openapi as openapi_fixture
 
 from cioproc.models.commands import Command, CommandKind, encode_command
 from cioproc.sender.payloads import (
@@ -19,6 +20,8 @@ from cioproc.sender.payloads import (
     to_v2_entry,
     v2_entry_from_wire,
 )
+
+openapi = openapi_fixture  # the fixture, under the name its tests ask for (not a redefinition)
 
 ADD = Command(CommandKind.ADD_DEVICE, "-42", "id", "cust-1", 1_700_000_000, {"platform": "ios"}, "apns-token-1")
 DELETE = Command(CommandKind.DELETE_DEVICE, "-42", "email", "a@example.com", 1_700_000_000, {}, "fcm:tok/1")

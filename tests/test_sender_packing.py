@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -78,7 +80,7 @@ def test_pack_never_exceeds_limits_loses_or_reorders(sizes, max_batch, max_entry
     for i in result.too_large:
         assert sizes[i] > max_entry or FRAMING_BYTES + sizes[i] > max_batch
     # greedy: a batch is only closed when the next entry would not fit (or a limit forces it)
-    for first, second in zip(result.batches, result.batches[1:]):
+    for first, second in pairwise(result.batches):
         nxt = second[0]
         forced = (
             alone[nxt]

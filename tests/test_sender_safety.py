@@ -15,7 +15,8 @@ from aiohttp import web
 from faust.types import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_sender_delivery import KEY, SITE, FakeTrack, Seen, config, track, track_cmd  # noqa: F401 (fixture, helpers)
+from test_sender_delivery import KEY, SITE, Seen, config, track_cmd
+from test_sender_delivery import track as track_fixture
 
 from cioproc.app.dead_letters import utf8_prefix
 from cioproc.app.sender_agent import (
@@ -36,6 +37,7 @@ from cioproc.sender.client import TrackClient
 from cioproc.sender.delivery import DELIVERY_PARTITION
 from cioproc.sender.responses import Action, interpret
 
+track = track_fixture  # the fixture, under the name its tests ask for (not a redefinition)
 ULID = "01HZX3K9T6Q8WJ1V5N2M4R0000"
 
 
@@ -119,7 +121,7 @@ def test_any_bytes_on_the_commands_topic_are_delivered_or_dead_lettered(sandbox_
         dead_offsets = [message.offset for message, *_ in dead]
         assert len(dead_offsets) == len(set(dead_offsets))
         assert len(dead) + sum(delivered.values()) == len(records)  # each one: delivered or dead-lettered
-        for message, reason, _status, _error in dead:
+        for _message, reason, _status, _error in dead:
             assert reason and len(reason.encode()) <= MAX_HEADER_BYTES
 
     check()

@@ -211,7 +211,7 @@ async def _send_groups(
         pending.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
     results = await asyncio.gather(*(future for future, *_ in pending))
     last: dict[tuple[str, int], int] = {}
-    for metadata, (_, topic, partition, count) in zip(results, pending):
+    for metadata, (_, topic, partition, count) in zip(results, pending, strict=True):
         offset = metadata.offset + count - 1
         if offset > last.get((topic, partition), -1):
             last[(topic, partition)] = offset

@@ -353,7 +353,7 @@ class Sender:
         delivered: Counter[str] = Counter()
         accepted_at = time.time()
         end_to_end = metrics.END_TO_END_LATENCY.observe
-        for kind, message, outcome in zip(chunk.kinds, chunk.sources, outcomes):
+        for kind, message, outcome in zip(chunk.kinds, chunk.sources, outcomes, strict=True):
             if outcome.delivered:
                 delivered[kind] += 1
                 written = input_timestamp(message)

@@ -340,10 +340,10 @@ def answers_metadata(bootstrap: str, timeout: float = 5.0, **client: Any) -> boo
     """True if a Kafka broker at ``bootstrap`` answers a metadata request in time.
 
     ``client`` holds aiokafka security settings (``KafkaSettings.aiokafka_kwargs()``)."""
-    return asyncio.run(_metadata(bootstrap, timeout, client))
+    return asyncio.run(_metadata(bootstrap, int(timeout * 1000), client))
 
 
-async def _metadata(bootstrap: str, timeout: float, security: dict[str, Any]) -> bool:
+async def _metadata(bootstrap: str, request_timeout_ms: int, security: dict[str, Any]) -> bool:
     import logging
 
     from aiokafka.client import AIOKafkaClient  # only the shell needs a client
@@ -351,9 +351,10 @@ async def _metadata(bootstrap: str, timeout: float, security: dict[str, Any]) ->
     log = logging.getLogger("aiokafka")
     level = log.level
     log.setLevel(logging.CRITICAL)  # "Unable connect" while a broker boots is expected here
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **security)
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms, **security)
     try:
-        await asyncio.wait_for(client.bootstrap(), timeout)
+        async with asyncio.timeout(request_timeout_ms / 1000):
+            await client.bootstrap()
         return True
     except Exception:
         return False
