@@ -190,7 +190,7 @@ def start_offsets(
     if from_beginning:
         return dict(beginning)
     if by_time is not None:
-        return {p: end[p] if by_time.get(p) is None else by_time[p] for p in end}
+        return {p: end[p] if (at := by_time.get(p)) is None else at for p in end}
     wanted = from_offsets or {}
     unknown = sorted(set(wanted) - set(end))
     if unknown:
@@ -367,7 +367,7 @@ class RedriveResult:
     by_target: dict[str, int] = field(default_factory=dict)
 
 
-class _Bounds(ConsumerRebalanceListener):
+class _Bounds(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's class is untyped (Any) to mypy
     """On assignment: seek to the start time (if any) and note where each partition ends."""
 
     def __init__(self, consumer: AIOKafkaConsumer, from_time: int | None):
@@ -583,7 +583,7 @@ def _redrive(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, clien
         return 2
     dlq = topics.by_role(f"{args.source}_dlq").name
     if args.source == "batches":
-        allowed = (topics.by_role("batches").name, topics.by_role("audiences").name)
+        allowed: tuple[str, ...] = (topics.by_role("batches").name, topics.by_role("audiences").name)
     else:
         allowed = (topics.by_role("commands").name,)
     group = args.group or consumer_group("dlq-redrive", app_id)

@@ -86,8 +86,11 @@ class InputRecord(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp: float | None  # seconds
     headers: Any
+
+    @property
+    def timestamp(self) -> float | None:  # seconds (read-only here, so Faust's float-typed field fits)
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,8 @@ log = logging.getLogger("cioproc.processor")
 
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (Java and aiokafka) gives a keyed record."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    partition: int = (murmur2(key) & 0x7FFFFFFF) % partitions
+    return partition
 
 
 class Processor:
@@ -184,7 +185,7 @@ class Processor:
         return {partition: offset for (_, partition), offset in last.items()}
 
 
-_NO_HEADERS: list = []  # aiokafka's batch builder wants a list
+_NO_HEADERS: list[tuple[str, bytes]] = []  # aiokafka's batch builder wants a list
 
 
 async def _send_groups(

@@ -45,7 +45,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from faust.types import TP, Message
 
@@ -101,7 +101,7 @@ def dead_letter_headers(message: Message, reason: str, status: int | None, error
 def input_timestamp(message: Message) -> float | None:
     """When the command's input record was written (Unix seconds), from the processor's
     ``cioproc.input.ts`` header; None for a command without it (a re-driven dead letter)."""
-    for key, value in message.headers or ():
+    for key, value in cast(list[tuple[str, bytes]], message.headers or ()):  # aiokafka's: a list
         if key == INPUT_TIMESTAMP_HEADER:
             try:
                 return int(value) / 1000
@@ -189,9 +189,9 @@ class Sender:
         self.dlq_topic = dlq_topic
         self.deliverer: Deliverer | None = None
         self.exporter = StatsExporter()
-        self._tails: dict[TP, asyncio.Future] = {}  # last delivery task per partition
+        self._tails: dict[TP, asyncio.Future[None]] = {}  # last delivery task per partition
         self._under_way: Counter[TP] = Counter()  # delivery tasks per partition
-        self._tasks: set[asyncio.Future] = set()  # every delivery task not finished
+        self._tasks: set[asyncio.Future[None]] = set()  # every delivery task not finished
         self._failed: dict[TP, BaseException] = {}  # latched partitions: nothing later is acked
         self._paused: set[TP] = set()
         self._resumed = asyncio.Event()
@@ -246,7 +246,7 @@ class Sender:
             self._resumed.clear()
             await self._resumed.wait()
 
-    def dispatch(self, tp: TP, records: list[Message]) -> asyncio.Future:
+    def dispatch(self, tp: TP, records: list[Message]) -> asyncio.Future[None]:
         """Start delivering one partition's chunk after that partition's previous one."""
         if self._closed:
             raise RuntimeError("the sender is closed")
@@ -257,7 +257,7 @@ class Sender:
         task.add_done_callback(functools.partial(self._finished, tp))
         return task
 
-    def _finished(self, tp: TP, task: asyncio.Future) -> None:
+    def _finished(self, tp: TP, task: asyncio.Future[None]) -> None:
         self._tasks.discard(task)
         self._under_way[tp] -= 1
         if self._under_way[tp] <= 0:
@@ -269,15 +269,15 @@ class Sender:
             if not self._closed and tp in self.app.consumer.assignment():
                 self.app.consumer.resume_partitions([tp])
             self._resumed.set()
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
             log.error(
                 "delivering commands of %s/%d failed (%s: %s); stopping the worker, nothing of that "
                 "partition after the failed records is acked", tp[0], tp[1], type(exc).__name__, exc,
             )
             asyncio.ensure_future(self.app.crash(exc))
 
-    async def _deliver_after(self, tp: TP, previous: asyncio.Future | None, records: list[Message]) -> None:
+    async def _deliver_after(self, tp: TP, previous: asyncio.Future[None] | None, records: list[Message]) -> None:
         DELIVERY_PARTITION.set((tp[0], tp[1]))  # this task's context: the deliverer's blocked-partition bookkeeping
         try:
             # Decoding and encoding need not wait for the partition's previous chunk: only sending does.
@@ -311,7 +311,7 @@ class Sender:
         if self.sender_config.transport != "v2":
             for message in records:
                 try:
-                    chunk.commands.append(decode_command(message.value))
+                    chunk.commands.append(decode_command(cast(bytes, message.value)))  # None: dead-lettered
                     chunk.sources.append(message)
                 except Exception as exc:  # CommandDecodeError, or anything else these bytes provoke
                     chunk.dead.append((message, "undecodable_command", None, str(exc)))
@@ -322,7 +322,7 @@ class Sender:
         )
         for message in records:
             try:
-                mpid, kind, entry = v2_entry_from_wire(message.value)
+                mpid, kind, entry = v2_entry_from_wire(cast(bytes, message.value))  # None: dead-lettered
             except PayloadError as exc:  # as deliver() would refuse it
                 chunk.dead.append((message, exc.reason, None, self._deliverer().client.redact(str(exc))))
                 continue
@@ -399,7 +399,7 @@ def attach(app: BatchApp, config: Config, topics: TopicsFile) -> Sender:
     topic = app.topic(topics.by_role("commands").name, key_type=bytes, value_type=bytes, acks=True)
     app.route_batches(topic, sender)
 
-    async def close_deliverer(_app: Any, **_kwargs: Any) -> None:
+    async def close_deliverer(*_args: Any, **_kwargs: Any) -> None:  # mode passes (app, signal=...)
         await sender.close()
 
     app.on_before_shutdown.connect(close_deliverer)  # after the consumer stopped: no chunk in flight

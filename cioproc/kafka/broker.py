@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ class LocalBroker:
 
     # ---- start --------------------------------------------------------------------------
 
-    def start(self, progress=print) -> bool:
+    def start(self, progress: Callable[[str], object] = print) -> bool:
         """Start the broker unless it runs already; return True if this call started it."""
         if self.pid() is not None:
             if self.answers(timeout=10.0):
@@ -211,7 +212,7 @@ class LocalBroker:
             f"{self.log_tail()}"
         )
 
-    def fetch_jars(self, progress=print) -> Path:
+    def fetch_jars(self, progress: Callable[[str], object] = print) -> Path:
         """Copy the broker's jars from Maven Central into the cache, unless cached already."""
         marker = self.jars / ".complete"
         if marker.exists():
@@ -305,7 +306,7 @@ class LocalBroker:
 
     # ---- stop ---------------------------------------------------------------------------
 
-    def stop(self, progress=print) -> bool:
+    def stop(self, progress: Callable[[str], object] = print) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL after a bound); True if it ran."""
         pid = self.pid()
         if pid is None:

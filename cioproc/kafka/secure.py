@@ -19,6 +19,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,7 @@ class SecureBroker(LocalBroker):
     def format_options(self) -> list[str]:
         return ["--add-scram", f"{SCRAM_MECHANISM}=[name={CLIENT_USER},password={self.password()}]"]
 
-    def start(self, progress=print) -> bool:
+    def start(self, progress: Callable[[str], object] = print) -> bool:
         if self.pid() is None:
             for port in (self.port + 1, self.mtls_port):
                 if _port_open(port):
@@ -192,7 +193,7 @@ class SecureBroker(LocalBroker):
             self.prepare(progress)
         return super().start(progress)
 
-    def prepare(self, progress=print) -> None:
+    def prepare(self, progress: Callable[[str], object] = print) -> None:
         """Certificates, the SCRAM password and the client env files, unless they exist already."""
         self.root.mkdir(parents=True, exist_ok=True)
         tls = self.tls_dir

@@ -219,6 +219,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: cannot read '{spec.name}' from Kafka at {config.kafka.bootstrap_servers}: {detail}",
               file=sys.stderr)
         return 1
-    for line in lines:
-        sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+    for record in lines:
+        sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     return 0

@@ -90,7 +90,7 @@ def lag_of(committed: int | None, beginning: int, end: int) -> int:
     return max(0, end - start)
 
 
-def decode_members(members: list[tuple]) -> list[Member]:
+def decode_members(members: list[tuple[Any, ...]]) -> list[Member]:
     """Members of a DescribeGroups answer: (member id, [instance id,] client id, host, metadata, assignment)."""
     decoded = []
     for member in members:
@@ -143,7 +143,8 @@ async def collect(config: Config, topics: TopicsFile) -> Status:
 
 
 async def _group(admin: AIOKafkaAdminClient, name: str, group: str, roles: tuple[str, ...], topics: TopicsFile,
-                 partitions: dict[str, list[int]], beginning: dict, end: dict) -> GroupStatus:
+                 partitions: dict[str, list[int]], beginning: dict[TopicPartition, int],
+                 end: dict[TopicPartition, int]) -> GroupStatus:
     state, members = "Dead", []
     for response in await admin.describe_consumer_groups([group]):
         for entry in response.groups:  # (error, group id, state, protocol type, protocol, members, ...)
