@@ -223,11 +223,13 @@ def main(argv: list[str] | None = None) -> None:
         directory = Path(tmp)
         run = uuid.uuid4().hex[:8]
         input_topic = f"bench.batches.{run}"
-        asyncio.run(create(args.bootstrap, topics_file(directory, run, f"bench-in-{run}", input_topic, args.partitions)))
+        path = topics_file(directory, run, f"bench-in-{run}", input_topic, args.partitions)
+        asyncio.run(create(args.bootstrap, path))
         asyncio.run(produce_input(args.bootstrap, input_topic, batches))
         print(
             f"{total} batches ({args.users} users' first + {args.batches} more), {events / total:.1f} events/batch, "
-            f"{size / 1024:.1f} KiB/batch, {args.partitions} partitions, broker {args.bootstrap}; {args.repeats} repeats"
+            f"{size / 1024:.1f} KiB/batch, {args.partitions} partitions, broker {args.bootstrap}; "
+            f"{args.repeats} repeats"
         )
         raw_s: list[float] = []
         proc_s: list[float] = []

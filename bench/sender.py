@@ -106,7 +106,8 @@ def generate(count: int, users: int, seed: int = 1) -> list[Command]:
                     "quantity": rng.randint(1, 5),
                     "category": rng.choice(["shoes", "books", "games"]),
                 }
-            commands.append(Command(kind, mpid, "id", customer, ts, data, name, deterministic_ulid(ts * 1000, f"{mpid}:{len(commands)}".encode())))
+            event_id = deterministic_ulid(ts * 1000, f"{mpid}:{len(commands)}".encode())
+            commands.append(Command(kind, mpid, "id", customer, ts, data, name, event_id))
     return commands
 
 
@@ -259,7 +260,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         max_concurrency=args.concurrency,
         max_requests_per_second=args.rate or None,
     )
-    packing = pack([len(e) for e in entries], max_batch_bytes=config.max_batch_bytes, max_entry_bytes=config.max_entry_bytes)
+    packing = pack(
+        [len(e) for e in entries], max_batch_bytes=config.max_batch_bytes, max_entry_bytes=config.max_entry_bytes
+    )
     bodies = [batch_body([entries[i] for i in batch]) for batch in packing.batches]
     assert not packing.too_large
 
@@ -320,7 +323,9 @@ def summarize(args: argparse.Namespace, commands: list[Command], bodies: list[by
         "raw_requests_per_1000": round(statistics.median(r.requests_per_1000 for r in raw_runs), 2),
         "ratio": round(sender_rate / raw_rate, 3),
         # each repeat runs raw then sender back to back: the median of their ratios resists drift
-        "ratio_pairs_median": round(statistics.median(r.seconds / s.seconds for r, s in zip(raw_runs, sender_runs, strict=True)), 3),
+        "ratio_pairs_median": round(
+            statistics.median(r.seconds / s.seconds for r, s in zip(raw_runs, sender_runs, strict=True)), 3
+        ),
         "sender_runs_s": [round(r.seconds, 3) for r in sender_runs],
         "raw_runs_s": [round(r.seconds, 3) for r in raw_runs],
     }
@@ -371,7 +376,9 @@ async def bench_kafka(args: argparse.Namespace) -> dict[str, Any]:
     events = sum(1 for c in commands if c.kind in (CommandKind.TRACK, CommandKind.SCREEN))
     entries = [encode_v2_entry(c) for c in commands]
     limits = SenderConfig(site_id=SITE, api_key=KEY, track_url="http://placeholder.invalid")
-    packing = pack([len(e) for e in entries], max_batch_bytes=limits.max_batch_bytes, max_entry_bytes=limits.max_entry_bytes)
+    packing = pack(
+        [len(e) for e in entries], max_batch_bytes=limits.max_batch_bytes, max_entry_bytes=limits.max_entry_bytes
+    )
     bodies = [batch_body([entries[i] for i in batch]) for batch in packing.batches]
 
     unique = uuid.uuid4().hex[:8]
@@ -496,8 +503,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'sender':8} {result['sender_commands_per_s']:>12} {result['sender_requests_per_1000']:>24}")
     print(f"{'raw':8} {result['raw_commands_per_s']:>12} {result['raw_requests_per_1000']:>24}")
     if "sender_ready_to_first_event_s" in result:
-        print(f"sender: {result['sender_ready_to_first_event_s']} s from readiness to the sandbox's first event (median)")
-    print(f"ratio sender/raw: {result['ratio']} (median of per-repeat ratios {result['ratio_pairs_median']}; target >= 0.7)")
+        print(
+            f"sender: {result['sender_ready_to_first_event_s']} s from readiness to the sandbox's first event (median)"
+        )
+    print(
+        f"ratio sender/raw: {result['ratio']} (median of per-repeat ratios {result['ratio_pairs_median']}; "
+        "target >= 0.7)"
+    )
     return 0
 
 

@@ -30,7 +30,8 @@ ROLES = ("processor", "sender", "all")
 SASL_WITH_PASSWORD = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}  # need KAFKA_SASL_USERNAME and _PASSWORD
 _HOST_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
-_USER_INFO = re.compile(r"(^|,)(\s*[A-Za-z][A-Za-z0-9+.-]*://)?[^,\s]*@")  # up to the last @ of a URL (a password may hold one)
+# up to the last @ of a URL (a password may hold one)
+_USER_INFO = re.compile(r"(^|,)(\s*[A-Za-z][A-Za-z0-9+.-]*://)?[^,\s]*@")
 
 # Every variable the code reads, with its default (None: unset). The README's table and
 # docker-compose.yml are checked against this list by tests.
@@ -306,7 +307,9 @@ def parse_config(env: Mapping[str, str]) -> Config:
         user_id_type = UserIdType.PREFER_CUSTOMER_ID
     transport = (get("CIO_TRANSPORT") or "").lower()
     if transport not in ("v1", "v2"):
-        problems.append(f"CIO_TRANSPORT={env.get('CIO_TRANSPORT')!r} must be v2 (batch API) or v1 (one request per command)")
+        problems.append(
+            f"CIO_TRANSPORT={env.get('CIO_TRANSPORT')!r} must be v2 (batch API) or v1 (one request per command)"
+        )
         transport = "v2"
     mapping = MappingSettings(
         user_id_type=user_id_type,
@@ -470,7 +473,9 @@ def _ssl_file_problems(kafka: KafkaSettings) -> list[str]:
             continue
         if marker not in content:
             kind = "private key" if name == "KAFKA_SSL_KEYFILE" else "certificate"
-            problems.append(f"{name}={value!r} is not a PEM {kind} (expected a '-----BEGIN ...{kind.upper()}-----' block)")
+            problems.append(
+                f"{name}={value!r} is not a PEM {kind} (expected a '-----BEGIN ...{kind.upper()}-----' block)"
+            )
     if problems:
         return problems
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -205,7 +205,10 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
         "CIOPROC_ENV_FILE": "/nonexistent",
         "CIO_FORWARD_DEVICES": os.environ.get("CIO_FORWARD_DEVICES", "true"),
     }
-    print(f"sandbox: starting on {sandbox_url} (admin token for {sandbox_url}/_sandbox/*: {admin_token})", file=sys.stderr)
+    print(
+        f"sandbox: starting on {sandbox_url} (admin token for {sandbox_url}/_sandbox/*: {admin_token})",
+        file=sys.stderr,
+    )
     started.processes.append(
         subprocess.Popen(
             [sys.executable, "-m", "cioproc.cli", "sandbox", "--port", str(sandbox_port), "--admin-token", admin_token],
@@ -302,7 +305,12 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 
 def _drain(
-    args: argparse.Namespace, worker: subprocess.Popen[bytes], metrics_url: str, batches: int, logs: Path, dlq_topic: str
+    args: argparse.Namespace,
+    worker: subprocess.Popen[bytes],
+    metrics_url: str,
+    batches: int,
+    logs: Path,
+    dlq_topic: str,
 ) -> float | None:
     """Show progress until every batch is processed and every command delivered or dead-lettered;
     the monotonic time it first was, or None if it never was."""

@@ -108,8 +108,8 @@ class ForwardMoveRefused(ReplayError):
     def __init__(self, plan: ResetResult):
         forward = plan.forward()
         others = {p: o for p, o in sorted(plan.after.items()) if p not in forward}
-        hint = (f"; to replay only the other partitions: --from-offsets {','.join(f'{p}:{o}' for p, o in others.items())}"
-                if others else "")
+        offsets = ",".join(f"{p}:{o}" for p, o in others.items())
+        hint = f"; to replay only the other partitions: --from-offsets {offsets}" if others else ""
         super().__init__(
             f"refusing to move group '{plan.group}' forward on {plan.topic} partition(s) "
             f"{', '.join(str(p) for p in sorted(forward))}: {plan.skipped()} record(s) it never processed would be "
@@ -536,7 +536,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         except KafkaError as exc:
-            reason = failures.describe(exc, bootstrap) if failures.last else f"Kafka at {bootstrap}: {type(exc).__name__}: {exc}"
+            reason = (
+                failures.describe(exc, bootstrap) if failures.last
+                else f"Kafka at {bootstrap}: {type(exc).__name__}: {exc}"
+            )
             print(f"error: {reason}", file=sys.stderr)
             return 1
 

@@ -220,4 +220,6 @@ async def _send_groups(
 
 
 def _state_reset(key: bytes, exc: StateDecodeError) -> None:
-    log.warning("stored state of MPID %s is unreadable (%s); mapping it as a new user", key.decode(errors="replace"), exc)
+    log.warning(
+        "stored state of MPID %s is unreadable (%s); mapping it as a new user", key.decode(errors="replace"), exc
+    )

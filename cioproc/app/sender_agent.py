@@ -84,7 +84,9 @@ GC_GEN0_THRESHOLD = 10_000
 DeadLetter = tuple[Message, str, int | None, str | None]  # record, reason, HTTP status, error
 
 
-def dead_letter_headers(message: Message, reason: str, status: int | None, error: str | None) -> list[tuple[str, bytes]]:
+def dead_letter_headers(
+    message: Message, reason: str, status: int | None, error: str | None
+) -> list[tuple[str, bytes]]:
     headers = [
         (REASON, utf8_prefix(reason, MAX_HEADER_BYTES).encode()),
         (SOURCE_TOPIC, message.topic.encode()),

@@ -163,7 +163,8 @@ async def _group(admin: AIOKafkaAdminClient, name: str, group: str, roles: tuple
         for partition in partitions[topic]:
             tp = TopicPartition(topic, partition)
             offset = committed.get((topic, partition))
-            status.partitions.append(PartitionLag(topic, partition, offset, end[tp], lag_of(offset, beginning[tp], end[tp])))
+            lag = lag_of(offset, beginning[tp], end[tp])
+            status.partitions.append(PartitionLag(topic, partition, offset, end[tp], lag))
     return status
 
 

@@ -275,7 +275,9 @@ class Deliverer:
 
     # -- v2 ---------------------------------------------------------------------------------
 
-    async def deliver_entries(self, mpids: Sequence[str], entries: Sequence[bytes], merges: Sequence[bool]) -> list[Outcome]:
+    async def deliver_entries(
+        self, mpids: Sequence[str], entries: Sequence[bytes], merges: Sequence[bool]
+    ) -> list[Outcome]:
         """:meth:`deliver` for commands already encoded as v2 entries (v2 transport only): one
         Outcome per entry, in input order. ``mpids`` and ``merges`` (is the command a merge)
         are what lanes and packing need of each command."""
@@ -447,7 +449,9 @@ class Deliverer:
                 self.stats.blocked_since.setdefault(partition, self._clock())
             self._retrying[partition] += 1
 
-    async def _send_retry(self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int]) -> Verdict:
+    async def _send_retry(
+        self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int]
+    ) -> Verdict:
         """A retry: one at a time per partition, so a blocked partition holds at most one of the
         shared request slots (timeouts hold one for ``total_timeout``) and the others keep theirs."""
         gate = self._retry_gates.get(partition)
@@ -484,7 +488,9 @@ class Deliverer:
                 if not self._auth_ok:
                     self._auth_ok = True
                     self.stats.auth_blocked = False
-                    log.warning("Customer.io accepts the requests again (HTTP %s); delivery resumed", verdict.http_status)
+                    log.warning(
+                        "Customer.io accepts the requests again (HTTP %s); delivery resumed", verdict.http_status
+                    )
             finally:
                 if probing:
                     self._auth_probe.release()
