@@ -156,7 +156,9 @@ async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, 
         await admin.close()
 
 
-def wait_committed(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 60.0, workers: Iterable[Worker] = ()) -> None:
+def wait_committed(
+    bootstrap: str, group: str, topics: Iterable[str], timeout: float = 60.0, workers: Iterable[Worker] = ()
+) -> None:
     """Wait until ``group`` has committed every partition of ``topics`` up to its end."""
     ends = asyncio.run(end_offsets(bootstrap, topics))
     deadline = time.monotonic() + timeout
@@ -210,7 +212,9 @@ class Worker:
             if text in self.log():
                 return
             if not self.alive():
-                raise AssertionError(f"worker exited ({self.process.returncode}) before {text!r}:\n{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"worker exited ({self.process.returncode}) before {text!r}:\n{self.log()[-3000:]}"
+                )
             time.sleep(0.2)
         raise AssertionError(f"no {text!r} in the worker log within {timeout}s:\n{self.log()[-3000:]}")
 

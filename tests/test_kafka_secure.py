@@ -84,7 +84,12 @@ def test_secure_start_writes_the_client_settings_and_has_no_open_listener(secure
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == broker.bootstrap
     assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert len(env["KAFKA_SASL_PASSWORD"]) >= 32 and Path(env["KAFKA_SSL_CAFILE"]).is_file()
-    for path in (broker.client_env_file, broker.mtls_env_file, broker.tls_dir / "ca.key", broker.tls_dir / "client.key"):
+    for path in (
+        broker.client_env_file,
+        broker.mtls_env_file,
+        broker.tls_dir / "ca.key",
+        broker.tls_dir / "client.key",
+    ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert answers_metadata(broker.bootstrap, timeout=5, **kafka_client_kwargs(env))
     assert answers_metadata(broker.mtls_bootstrap, timeout=5, **kafka_client_kwargs(mtls_env(broker)))

@@ -87,7 +87,9 @@ def track(name: str, ts: int, message_id: str) -> dict:
 def here(mpid: int, offset: int = 0, value: bytes | None = None, key: bytes | None | str = "mpid") -> Rec:
     """A batches record in the partition its MPID belongs to."""
     k = str(mpid).encode()
-    return Rec(TOPICS.batches, partition_for(TOPICS.batches, k), offset, k if key == "mpid" else key, value or batch(mpid))
+    return Rec(
+        TOPICS.batches, partition_for(TOPICS.batches, k), offset, k if key == "mpid" else key, value or batch(mpid)
+    )
 
 
 class DictStore:
@@ -317,7 +319,10 @@ def user_batches(draw) -> list[Rec]:
         clock += draw(st.integers(1, 10**6))
         attributes = {"$FirstName": "Ann", "plan": draw(st.sampled_from(["gold", "free"]))}
         platform = draw(st.sampled_from([("iOS", "IOS"), ("Android", "Android")]))
-        events = [track(draw(st.sampled_from(["A", " B c", "D"])), clock + k, f"{i}-{k}") for k in range(draw(st.integers(0, 3)))]
+        events = [
+            track(draw(st.sampled_from(["A", " B c", "D"])), clock + k, f"{i}-{k}")
+            for k in range(draw(st.integers(0, 3)))
+        ]
         if draw(st.booleans()):
             events.insert(0, {"event_type": "first_run", "data": {"timestamp_unixtime_ms": clock - 5}})
         value = batch(mpid, *events, user_attributes=attributes, device_info={"platform": platform[0]},
@@ -369,8 +374,11 @@ def test_commands_equal_mapping_each_user_in_order(records):
                 lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                 max_leaves=8,
             ).map(lambda v: json.dumps(v).encode()),
-            st.builds(lambda m, e: json.dumps({"mpid": m, "events": e}).encode(),
-                      st.integers(-(2**63), 2**63), st.lists(st.dictionaries(st.text(max_size=5), st.integers()), max_size=2)),
+            st.builds(
+                lambda m, e: json.dumps({"mpid": m, "events": e}).encode(),
+                st.integers(-(2**63), 2**63),
+                st.lists(st.dictionaries(st.text(max_size=5), st.integers()), max_size=2),
+            ),
         ),
         max_size=8,
     ),
@@ -494,7 +502,9 @@ def test_plaintext_needs_no_credentials_and_oauth_is_refused():
 
 
 def test_faust_settings_follow_the_config():
-    config = parse_config({"KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2", "CIOPROC_STORE": "rocksdb", "CIOPROC_DATA_DIR": "/srv/c"})
+    config = parse_config(
+        {"KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2", "CIOPROC_STORE": "rocksdb", "CIOPROC_DATA_DIR": "/srv/c"}
+    )
     conf = faust_settings(config, "app-1")
     assert conf["id"] == "app-1" and conf["broker"] == ["kafka://a:1", "kafka://b:2"]
     assert conf["store"] == "rocksdb://" and conf["datadir"] == "/srv/c/app-1"

@@ -79,7 +79,9 @@ def test_v1_delete_device_request_encodes_identifier_and_token(openapi):
 
 def test_device_schemas_are_not_vacuous(openapi):
     with pytest.raises(jsonschema.ValidationError):
-        _component(openapi, "person_add_device").validate({**to_v2_entry(ADD), "device": {"token": "t", "platform": "web"}})
+        _component(openapi, "person_add_device").validate(
+            {**to_v2_entry(ADD), "device": {"token": "t", "platform": "web"}}
+        )
     with pytest.raises(jsonschema.ValidationError):
         _component(openapi, "person_add_device").validate({**to_v2_entry(ADD), "device": {"platform": "ios"}})
     with pytest.raises(jsonschema.ValidationError):
@@ -111,7 +113,9 @@ def test_inexpressible_device_commands_raise_payload_error(command, reason):
     platform=st.sampled_from(["ios", "android"]),
     timestamp=st.integers(0, 2**32),
 )
-def test_every_device_entry_is_a_valid_batch_entry(openapi_devices, kind, id_type, id_value, token, platform, timestamp):
+def test_every_device_entry_is_a_valid_batch_entry(
+    openapi_devices, kind, id_type, id_value, token, platform, timestamp
+):
     command = Command(kind, "1", id_type, id_value, timestamp, {"platform": platform}, token)
     entry = orjson.loads(encode_v2_entry(command))
     openapi_devices[entry["action"]].validate(entry)

@@ -51,8 +51,12 @@ msgpack_ints = st.integers(-(2**63), 2**64 - 1)
 scalars = st.one_of(st.none(), st.booleans(), msgpack_ints, st.floats(), st.text(max_size=8), st.binary(max_size=8))
 msgpack_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.one_of(st.text(max_size=5), st.binary(max_size=5), msgpack_ints, st.booleans()), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.one_of(st.text(max_size=5), st.binary(max_size=5), msgpack_ints, st.booleans()), inner, max_size=3
+        )
+    ),
     max_leaves=12,
 )
 field_values = st.one_of(
@@ -318,7 +322,9 @@ def test_dead_letter_headers_from_a_response_are_bounded():
 
 async def test_a_long_reason_from_a_response_is_bounded_in_dead_letters(track):
     async def script(seen: Seen, n: int):
-        return web.json_response({"errors": [{"batch_index": 0, "reason": "ü" * 1000, "message": "x" * 5000}]}, status=207)
+        return web.json_response(
+            {"errors": [{"batch_index": 0, "reason": "ü" * 1000, "message": "x" * 5000}]}, status=207
+        )
 
     track.script = script
     sender = Sender(None, config(track), "dlq")  # type: ignore[arg-type]

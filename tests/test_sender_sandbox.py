@@ -52,7 +52,12 @@ SCENARIO = [
 
 EXPECTED_PEOPLE = [
     {"id": "u1", "email": "ada@example.com", "attributes": {"first_name": "Ada"}, "unsubscribed": False},
-    {"id": "u2", "email": "bob@example.com", "attributes": {"first_name": "Bob", "last_name": "B"}, "unsubscribed": False},
+    {
+        "id": "u2",
+        "email": "bob@example.com",
+        "attributes": {"first_name": "Bob", "last_name": "B"},
+        "unsubscribed": False,
+    },
     {"id": "u3", "email": None, "attributes": {"first_name": "Cy"}, "unsubscribed": True},
     {"id": "u4", "email": None, "attributes": {"a": 1, "b": 2}, "unsubscribed": False},
 ]
@@ -85,7 +90,9 @@ class Running:
 
     async def get(self, what: str) -> Any:
         token = self.state.config.admin_token
-        async with self.session.get(f"{self.url}/_sandbox/{what}", headers={"Authorization": f"Bearer {token}"}) as response:
+        async with self.session.get(
+            f"{self.url}/_sandbox/{what}", headers={"Authorization": f"Bearer {token}"}
+        ) as response:
             assert response.status == 200
             return orjson.loads(await response.read())
 
@@ -194,7 +201,9 @@ async def test_wrong_key_blocks_without_dead_letters_until_fixed(sandbox, caplog
         await asyncio.sleep(0.5)
         assert not task.done() and deliverer.stats.auth_blocked and deliverer.stats.dead_lettered == 0
         assert await sandbox.workspace() == ([], [])
-        assert any("refused the credentials (HTTP 401)" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+        assert any(
+            "refused the credentials (HTTP 401)" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
+        )
         sandbox.state.config.api_key = KEY
         outcomes = await asyncio.wait_for(task, 5)
     assert outcomes == [Outcome("delivered", 200)] * len(SCENARIO)

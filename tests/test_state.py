@@ -235,7 +235,9 @@ def test_any_sequence_of_inputs_keeps_the_state_under_the_limit(steps) -> None:
             state = run(batch(attributes={}, deleted=names), state, ALL_ATTRIBUTES).state
         else:
             verb = "add" if action == "join" else "delete"
-            state = join(state, [(f"{i}", "Name " + "é" * 100 + str(i), verb) for i in range(start, start + count)]).state
+            state = join(
+                state, [(f"{i}", "Name " + "é" * 100 + str(i), verb) for i in range(start, start + count)]
+            ).state
         assert len(encode_state(state)) < MAX_STATE_BYTES
 
 
