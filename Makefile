@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK) Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r $(LOCK)
 	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip uninstall -q -y docker-compose  # a re-install: its pins must not fail pip check
 	@$(PY) -m pip check >/dev/null || { $(PY) -m pip check; echo "$(LOCK) does not satisfy pyproject.toml: run make lock" >&2; exit 1; }
 	$(PY) -m pip install -q --no-deps "docker-compose==1.29.2"
 	touch $@
