@@ -35,7 +35,7 @@ lock:
 	$(PY) -m uv pip compile pyproject.toml --extra test --extra rocksdb --universal \
 		--python-version 3.11 --quiet --annotation-style line --custom-compile-command "make lock" -o $(LOCK)
 
-# Lint and type checks (not yet part of .ci/run).
+# Lint and type checks (.ci/run runs them before the tests; both must report nothing).
 check: install
 	$(PY) -m ruff check cioproc tests bench
 	$(PY) -m mypy

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgpack
@@ -44,9 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from mapping import generate  # noqa: E402  (bench/mapping.py: the realistic batch generator)
+
+from cioproc.app.internals import topic_partitions  # noqa: E402
 from cioproc.kafka.admin import reconcile  # noqa: E402
 from cioproc.kafka.topics import load_topics  # noqa: E402
-from mapping import generate  # noqa: E402  (bench/mapping.py: the realistic batch generator)
 
 
 def topics_file(directory: Path, run: str, app_id: str, input_topic: str, partitions: int) -> Path:
@@ -131,9 +133,8 @@ async def group_done(bootstrap: str, group: str, topic: str, ends: dict[int, int
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
-    await consumer._client._wait_on_metadata(topic)  # load the topic's partitions
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
         if not tps:
             raise SystemExit(f"topic {topic} has no partitions in the metadata")
         consumer.assign(tps)
@@ -146,9 +147,8 @@ async def last_timestamp(bootstrap: str, topic: str) -> tuple[int, float]:
     """(record count, latest record timestamp in seconds) of a topic."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
-    await consumer._client._wait_on_metadata(topic)  # load the topic's partitions
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
         ends = await consumer.end_offsets(tps)
         consumer.assign(tps)
         latest, count = 0, sum(ends.values())
@@ -166,7 +166,7 @@ def ready_time(log_path: Path) -> float | None:
     for line in log_path.read_text(errors="replace").splitlines():
         if "Worker ready" in line:
             stamp = json.loads(line)["ts"]
-            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     return None
 
 
@@ -223,11 +223,13 @@ def main(argv: list[str] | None = None) -> None:
         directory = Path(tmp)
         run = uuid.uuid4().hex[:8]
         input_topic = f"bench.batches.{run}"
-        asyncio.run(create(args.bootstrap, topics_file(directory, run, f"bench-in-{run}", input_topic, args.partitions)))
+        path = topics_file(directory, run, f"bench-in-{run}", input_topic, args.partitions)
+        asyncio.run(create(args.bootstrap, path))
         asyncio.run(produce_input(args.bootstrap, input_topic, batches))
         print(
             f"{total} batches ({args.users} users' first + {args.batches} more), {events / total:.1f} events/batch, "
-            f"{size / 1024:.1f} KiB/batch, {args.partitions} partitions, broker {args.bootstrap}; {args.repeats} repeats"
+            f"{size / 1024:.1f} KiB/batch, {args.partitions} partitions, broker {args.bootstrap}; "
+            f"{args.repeats} repeats"
         )
         raw_s: list[float] = []
         proc_s: list[float] = []
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"({commands} commands), ratio {raw_s[-1] / seconds:.2f}"
             )
     raw_med, proc_med = statistics.median(raw_s), statistics.median(proc_s)
-    ratios = [r / p for r, p in zip(raw_s, proc_s)]
+    ratios = [r / p for r, p in zip(raw_s, proc_s, strict=True)]
     print(f"raw aiokafka loop   median {total / raw_med:10,.0f} msg/s {events / raw_med:12,.0f} events/s")
     print(f"processor worker    median {total / proc_med:10,.0f} msg/s {events / proc_med:12,.0f} events/s")
     print(f"ratio processor / raw: median {statistics.median(ratios):.2f} (target >= 0.30)")

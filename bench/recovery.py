@@ -55,8 +55,10 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -362,29 +364,30 @@ def main() -> None:
         }
         results: dict[str, list[Run]] = {}
         for i in range(args.repeats):
-            steps = []
+            # Each step runs in this iteration; partial binds this iteration's i and paths now.
+            steps: list[tuple[str, Callable[[], Run]]] = []
             if "raw" in only:
-                steps.append(("raw read", lambda: baseline_run("raw read", args.bootstrap, changelog, args.partitions, False)))
+                steps.append(("raw read", partial(baseline_run, "raw read", args.bootstrap, changelog,
+                                                  args.partitions, False)))
             if "dict" in only:
-                steps.append(("raw read into a dict",
-                              lambda: baseline_run("raw read into a dict", args.bootstrap, changelog, args.partitions, True)))
+                steps.append(("raw read into a dict", partial(baseline_run, "raw read into a dict", args.bootstrap,
+                                                              changelog, args.partitions, True)))
             if "memory" in only:
-                steps.append(("memory", lambda: worker_run("memory", {**env, "CIOPROC_STORE": "memory",
-                                                                      "CIOPROC_DATA_DIR": str(directory / f"m{i}")},
-                                                           directory / f"memory-{i}.log")))
+                memory = {**env, "CIOPROC_STORE": "memory", "CIOPROC_DATA_DIR": str(directory / f"m{i}")}
+                steps.append(("memory", partial(worker_run, "memory", memory, directory / f"memory-{i}.log")))
             if "rocksdb" in only:
                 data = directory / f"r{i}"
                 rocks = {**env, "CIOPROC_STORE": "rocksdb", "CIOPROC_DATA_DIR": str(data)}
-                steps.append(("rocksdb cold", lambda: worker_run("rocksdb cold", rocks, directory / f"cold-{i}.log")))
-                steps.append(("rocksdb warm", lambda: worker_run("rocksdb warm", rocks, directory / f"warm-{i}.log")))
+                steps.append(("rocksdb cold", partial(worker_run, "rocksdb cold", rocks, directory / f"cold-{i}.log")))
+                steps.append(("rocksdb warm", partial(worker_run, "rocksdb warm", rocks, directory / f"warm-{i}.log")))
             if args.stock:
-                steps.append(("faust stock: memory", lambda: worker_run(
-                    "faust stock: memory", {**env, "CIOPROC_STORE": "memory", "CIOPROC_DATA_DIR": str(directory / f"sm{i}")},
-                    directory / f"stock-memory-{i}.log", stock=True)))
-                steps.append(("faust stock: rocksdb cold", lambda: worker_run(
-                    "faust stock: rocksdb cold", {**env, "CIOPROC_STORE": "rocksdb",
-                                                  "CIOPROC_DATA_DIR": str(directory / f"sr{i}")},
-                    directory / f"stock-rocksdb-{i}.log", stock=True)))
+                stock_memory = {**env, "CIOPROC_STORE": "memory", "CIOPROC_DATA_DIR": str(directory / f"sm{i}")}
+                steps.append(("faust stock: memory", partial(
+                    worker_run, "faust stock: memory", stock_memory, directory / f"stock-memory-{i}.log", stock=True)))
+                stock_rocks = {**env, "CIOPROC_STORE": "rocksdb", "CIOPROC_DATA_DIR": str(directory / f"sr{i}")}
+                steps.append(("faust stock: rocksdb cold", partial(
+                    worker_run, "faust stock: rocksdb cold", stock_rocks, directory / f"stock-rocksdb-{i}.log",
+                    stock=True)))
             for kind, step in steps:
                 result = step()
                 expected = 0 if kind == "rocksdb warm" or kind.startswith("faust") else args.users

@@ -106,7 +106,8 @@ def generate(count: int, users: int, seed: int = 1) -> list[Command]:
                     "quantity": rng.randint(1, 5),
                     "category": rng.choice(["shoes", "books", "games"]),
                 }
-            commands.append(Command(kind, mpid, "id", customer, ts, data, name, deterministic_ulid(ts * 1000, f"{mpid}:{len(commands)}".encode())))
+            event_id = deterministic_ulid(ts * 1000, f"{mpid}:{len(commands)}".encode())
+            commands.append(Command(kind, mpid, "id", customer, ts, data, name, event_id))
     return commands
 
 
@@ -199,7 +200,8 @@ class SandboxHandle:
     async def start(self) -> None:
         token = self.admin["Authorization"].split(" ", 1)[1]
         if self.separate_process:
-            self._process = subprocess.Popen(
+            self._process = await asyncio.to_thread(
+                subprocess.Popen,
                 [sys.executable, "-m", "cioproc.sandbox", "--port", "0", "--site-id", SITE, "--api-key", KEY,
                  "--admin-token", token],
                 stdout=subprocess.PIPE,
@@ -258,7 +260,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         max_concurrency=args.concurrency,
         max_requests_per_second=args.rate or None,
     )
-    packing = pack([len(e) for e in entries], max_batch_bytes=config.max_batch_bytes, max_entry_bytes=config.max_entry_bytes)
+    packing = pack(
+        [len(e) for e in entries], max_batch_bytes=config.max_batch_bytes, max_entry_bytes=config.max_entry_bytes
+    )
     bodies = [batch_body([entries[i] for i in batch]) for batch in packing.batches]
     assert not packing.too_large
 
@@ -319,13 +323,37 @@ def summarize(args: argparse.Namespace, commands: list[Command], bodies: list[by
         "raw_requests_per_1000": round(statistics.median(r.requests_per_1000 for r in raw_runs), 2),
         "ratio": round(sender_rate / raw_rate, 3),
         # each repeat runs raw then sender back to back: the median of their ratios resists drift
-        "ratio_pairs_median": round(statistics.median(r.seconds / s.seconds for r, s in zip(raw_runs, sender_runs)), 3),
+        "ratio_pairs_median": round(
+            statistics.median(r.seconds / s.seconds for r, s in zip(raw_runs, sender_runs, strict=True)), 3
+        ),
         "sender_runs_s": [round(r.seconds, 3) for r in sender_runs],
         "raw_runs_s": [round(r.seconds, 3) for r in raw_runs],
     }
 
 
 # -- the Kafka backlog variant ----------------------------------------------------------------
+
+
+def _bench_topics_file(tmp: Path, unique: str, partitions: int) -> Path:
+    """topics.yaml with this run's topic names (and ``partitions`` for the commands topic), in ``tmp``."""
+    import yaml
+
+    doc = yaml.safe_load((Path(__file__).resolve().parent.parent / "topics.yaml").read_text())
+    for topic in doc["topics"]:
+        topic["name"] = f"{topic['name']}.bench{unique}"
+        if topic["role"] == "commands":
+            topic["partitions"] = partitions
+    topics_path = tmp / "topics.yaml"
+    topics_path.write_text(yaml.safe_dump(doc))
+    return topics_path
+
+
+def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A sender worker process, its stderr to ``log_path``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cioproc.cli", "worker", "--role", "sender"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(log_path, "wb"),
+    )
 
 
 async def bench_kafka(args: argparse.Namespace) -> dict[str, Any]:
@@ -338,7 +366,6 @@ async def bench_kafka(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
     import uuid
 
-    import yaml
     from aiokafka import AIOKafkaProducer
 
     from cioproc.kafka.admin import reconcile
@@ -349,18 +376,14 @@ async def bench_kafka(args: argparse.Namespace) -> dict[str, Any]:
     events = sum(1 for c in commands if c.kind in (CommandKind.TRACK, CommandKind.SCREEN))
     entries = [encode_v2_entry(c) for c in commands]
     limits = SenderConfig(site_id=SITE, api_key=KEY, track_url="http://placeholder.invalid")
-    packing = pack([len(e) for e in entries], max_batch_bytes=limits.max_batch_bytes, max_entry_bytes=limits.max_entry_bytes)
+    packing = pack(
+        [len(e) for e in entries], max_batch_bytes=limits.max_batch_bytes, max_entry_bytes=limits.max_entry_bytes
+    )
     bodies = [batch_body([entries[i] for i in batch]) for batch in packing.batches]
 
     unique = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="bench-sender-"))
-    doc = yaml.safe_load((Path(__file__).resolve().parent.parent / "topics.yaml").read_text())
-    for topic in doc["topics"]:
-        topic["name"] = f"{topic['name']}.bench{unique}"
-        if topic["role"] == "commands":
-            topic["partitions"] = args.partitions
-    topics_path = tmp / "topics.yaml"
-    topics_path.write_text(yaml.safe_dump(doc))
+    topics_path = await asyncio.to_thread(_bench_topics_file, tmp, unique, args.partitions)
     topics = load_topics(topics_path)
     await reconcile(topics, args.kafka, create=True)
     producer = AIOKafkaProducer(bootstrap_servers=args.kafka, acks="all", linger_ms=5)
@@ -406,10 +429,7 @@ async def bench_kafka(args: argparse.Namespace) -> dict[str, Any]:
                             "CIO_MAX_CONCURRENCY": str(args.concurrency),
                             "CIO_MAX_REQUESTS_PER_SECOND": str(args.rate or 100000),
                         }
-                        worker = subprocess.Popen(
-                            [sys.executable, "-m", "cioproc.cli", "worker", "--role", "sender"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / f"worker{repeat}.log", "wb"),
-                        )
+                        worker = await asyncio.to_thread(_start_worker, env, tmp / f"worker{repeat}.log")
                         try:
                             started = await _wait_ready(control, metrics_port, worker)
                             first_event: float | None = None
@@ -483,8 +503,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'sender':8} {result['sender_commands_per_s']:>12} {result['sender_requests_per_1000']:>24}")
     print(f"{'raw':8} {result['raw_commands_per_s']:>12} {result['raw_requests_per_1000']:>24}")
     if "sender_ready_to_first_event_s" in result:
-        print(f"sender: {result['sender_ready_to_first_event_s']} s from readiness to the sandbox's first event (median)")
-    print(f"ratio sender/raw: {result['ratio']} (median of per-repeat ratios {result['ratio_pairs_median']}; target >= 0.7)")
+        print(
+            f"sender: {result['sender_ready_to_first_event_s']} s from readiness to the sandbox's first event (median)"
+        )
+    print(
+        f"ratio sender/raw: {result['ratio']} (median of per-repeat ratios {result['ratio_pairs_median']}; "
+        "target >= 0.7)"
+    )
     return 0
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cioproc import __version__
 from cioproc.config import ROLES
@@ -77,10 +78,11 @@ EXAMPLES: dict[str, str] = {
 
 def _add(sub: Any, name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
     """A subcommand with its one-line help and its examples."""
-    return sub.add_parser(
+    parser: argparse.ArgumentParser = sub.add_parser(
         name, help=help_text, description=help_text, epilog="examples:\n" + _indent(EXAMPLES[name]),
         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs,
     )
+    return parser
 
 
 def _indent(text: str) -> str:

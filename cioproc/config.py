@@ -13,9 +13,10 @@ import math
 import os
 import re
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from cioproc.models.settings import MappingSettings, UserIdType
@@ -29,7 +30,8 @@ ROLES = ("processor", "sender", "all")
 SASL_WITH_PASSWORD = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}  # need KAFKA_SASL_USERNAME and _PASSWORD
 _HOST_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
-_USER_INFO = re.compile(r"(^|,)(\s*[A-Za-z][A-Za-z0-9+.-]*://)?[^,\s]*@")  # up to the last @ of a URL (a password may hold one)
+# up to the last @ of a URL (a password may hold one)
+_USER_INFO = re.compile(r"(^|,)(\s*[A-Za-z][A-Za-z0-9+.-]*://)?[^,\s]*@")
 
 # Every variable the code reads, with its default (None: unset). The README's table and
 # docker-compose.yml are checked against this list by tests.
@@ -307,12 +309,15 @@ def parse_config(env: Mapping[str, str]) -> Config:
         user_id_type = UserIdType.PREFER_CUSTOMER_ID
     transport = (get("CIO_TRANSPORT") or "").lower()
     if transport not in ("v1", "v2"):
-        problems.append(f"CIO_TRANSPORT={env.get('CIO_TRANSPORT')!r} must be v2 (batch API) or v1 (one request per command)")
+        problems.append(
+            f"CIO_TRANSPORT={env.get('CIO_TRANSPORT')!r} must be v2 (batch API) or v1 (one request per command)"
+        )
         transport = "v2"
     erasure_action = (get("CIO_ERASURE_ACTION") or "").lower()
     if erasure_action not in ("delete", "suppress"):
         problems.append(
-            f"CIO_ERASURE_ACTION={env.get('CIO_ERASURE_ACTION')!r} must be delete or suppress (delete and block the identifiers)"
+            f"CIO_ERASURE_ACTION={env.get('CIO_ERASURE_ACTION')!r} must be delete or suppress "
+            "(delete and block the identifiers)"
         )
         erasure_action = "delete"
     mapping = MappingSettings(
@@ -478,7 +483,9 @@ def _ssl_file_problems(kafka: KafkaSettings) -> list[str]:
             continue
         if marker not in content:
             kind = "private key" if name == "KAFKA_SSL_KEYFILE" else "certificate"
-            problems.append(f"{name}={value!r} is not a PEM {kind} (expected a '-----BEGIN ...{kind.upper()}-----' block)")
+            problems.append(
+                f"{name}={value!r} is not a PEM {kind} (expected a '-----BEGIN ...{kind.upper()}-----' block)"
+            )
     if problems:
         return problems
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

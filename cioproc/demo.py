@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def http_json(url: str, timeout: float = 10, token: str | None = None) -> Any:
@@ -67,27 +68,30 @@ def http_json(url: str, timeout: float = 10, token: str | None = None) -> Any:
         return json.loads(response.read())
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
+
+
+def scrape(url: str) -> Samples:
     """Prometheus samples as {(name, sorted labels): value}; {} if the endpoint is not up yet."""
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()
     except OSError:
         return {}
-    samples = {}
+    samples: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
 
 
-def total(samples: dict, name: str, **labels: str) -> float:
+def total(samples: Samples, name: str, **labels: str) -> float:
     """Sum of a metric's samples whose labels include ``labels``."""
     want = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
 
 
-def latency_quantile(samples: dict, q: float, name: str = "cioproc_end_to_end_latency_seconds") -> float | None:
+def latency_quantile(samples: Samples, q: float, name: str = "cioproc_end_to_end_latency_seconds") -> float | None:
     """The ``q`` quantile (seconds) of a scraped histogram; None without observations."""
     from cioproc.observability.metrics import histogram_quantile
 
@@ -96,7 +100,7 @@ def latency_quantile(samples: dict, q: float, name: str = "cioproc_end_to_end_la
     return None if value is None else round(value, 3)
 
 
-def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
+def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for (n, ls), v in samples.items():
         if n == name:
@@ -110,7 +114,7 @@ class Started:
     """What this run started, so cleanup stops exactly that."""
 
     broker: Any = None
-    processes: list[subprocess.Popen] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     started = Started()
     interrupted = False
 
-    def on_term(_sig, _frame):
+    def on_term(_sig: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
@@ -204,7 +208,10 @@ def run_pipeline(args: argparse.Namespace, broker: Any, started: Started) -> dic
         "CIOPROC_ENV_FILE": "/nonexistent",
         "CIO_FORWARD_DEVICES": os.environ.get("CIO_FORWARD_DEVICES", "true"),
     }
-    print(f"sandbox: starting on {sandbox_url} (admin token for {sandbox_url}/_sandbox/*: {admin_token})", file=sys.stderr)
+    print(
+        f"sandbox: starting on {sandbox_url} (admin token for {sandbox_url}/_sandbox/*: {admin_token})",
+        file=sys.stderr,
+    )
     started.processes.append(
         subprocess.Popen(
             [sys.executable, "-m", "cioproc.cli", "sandbox", "--port", str(sandbox_port), "--admin-token", admin_token],
@@ -302,16 +309,17 @@ def _workspace(sandbox_url: str, token: str) -> dict[str, int]:
     """People, unsubscribed people and events the sandbox holds."""
     people = http_json(f"{sandbox_url}/_sandbox/people", token=token)["people"]
     events = http_json(f"{sandbox_url}/_sandbox/events", token=token)["events"]
-    return {"people": len(people), "unsubscribed": sum(1 for p in people if p.get("unsubscribed")), "events": len(events)}
+    unsubscribed = sum(1 for p in people if p.get("unsubscribed"))
+    return {"people": len(people), "unsubscribed": unsubscribed, "events": len(events)}
 
 
-async def _produce(records: list, bootstrap: str, topics: Any) -> int:
+async def _produce(records: list[Any], bootstrap: str, topics: Any) -> int:
     from cioproc.generate.produce import produce_records
 
     return await produce_records(records, bootstrap, topics)
 
 
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -325,7 +333,12 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30)
 
 
 def _drain(
-    args: argparse.Namespace, worker: subprocess.Popen, metrics_url: str, batches: int, logs: Path, dlq_topic: str,
+    args: argparse.Namespace,
+    worker: subprocess.Popen[bytes],
+    metrics_url: str,
+    batches: int,
+    logs: Path,
+    dlq_topic: str,
     results: int = 0,
 ) -> float | None:
     """Show progress until every batch is processed, every command delivered, dead-lettered or
@@ -366,7 +379,7 @@ def _drain(
     return None
 
 
-def _examples(people: list[dict], n: int = 3) -> list[dict]:
+def _examples(people: list[dict[str, Any]], n: int = 3) -> list[dict[str, Any]]:
     rich = sorted(people, key=lambda p: (-len(p.get("attributes", {})), str(p.get("id")), str(p.get("email"))))
     return rich[:n]
 

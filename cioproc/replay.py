@@ -77,9 +77,10 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -104,11 +105,11 @@ class ReplayError(RuntimeError):
 class ForwardMoveRefused(ReplayError):
     """The plan would move offsets forward (skip unprocessed records) and that was not allowed."""
 
-    def __init__(self, plan: "ResetResult"):
+    def __init__(self, plan: ResetResult):
         forward = plan.forward()
         others = {p: o for p, o in sorted(plan.after.items()) if p not in forward}
-        hint = (f"; to replay only the other partitions: --from-offsets {','.join(f'{p}:{o}' for p, o in others.items())}"
-                if others else "")
+        offsets = ",".join(f"{p}:{o}" for p, o in others.items())
+        hint = f"; to replay only the other partitions: --from-offsets {offsets}" if others else ""
         super().__init__(
             f"refusing to move group '{plan.group}' forward on {plan.topic} partition(s) "
             f"{', '.join(str(p) for p in sorted(forward))}: {plan.skipped()} record(s) it never processed would be "
@@ -130,7 +131,7 @@ def parse_time(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time or Unix milliseconds") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -189,7 +190,7 @@ def start_offsets(
     if from_beginning:
         return dict(beginning)
     if by_time is not None:
-        return {p: end[p] if by_time.get(p) is None else by_time[p] for p in end}
+        return {p: end[p] if (at := by_time.get(p)) is None else at for p in end}
     wanted = from_offsets or {}
     unknown = sorted(set(wanted) - set(end))
     if unknown:
@@ -366,7 +367,7 @@ class RedriveResult:
     by_target: dict[str, int] = field(default_factory=dict)
 
 
-class _Bounds(ConsumerRebalanceListener):
+class _Bounds(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's class is untyped (Any) to mypy
     """On assignment: seek to the start time (if any) and note where each partition ends."""
 
     def __init__(self, consumer: AIOKafkaConsumer, from_time: int | None):
@@ -535,7 +536,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         except KafkaError as exc:
-            reason = failures.describe(exc, bootstrap) if failures.last else f"Kafka at {bootstrap}: {type(exc).__name__}: {exc}"
+            reason = (
+                failures.describe(exc, bootstrap) if failures.last
+                else f"Kafka at {bootstrap}: {type(exc).__name__}: {exc}"
+            )
             print(f"error: {reason}", file=sys.stderr)
             return 1
 

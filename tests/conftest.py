@@ -55,7 +55,10 @@ class _SecureBrokerStart:
         from cioproc.kafka.secure import SecureBroker
 
         env_port = os.environ.get("CIOPROC_TEST_SECURE_KAFKA_PORT")
-        test_port = int(os.environ.get("CIOPROC_KAFKA_PORT") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", ":29092").rsplit(":", 1)[1])
+        test_port = int(
+            os.environ.get("CIOPROC_KAFKA_PORT")
+            or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", ":29092").rsplit(":", 1)[1]
+        )
         # Near the test broker's port (below the ephemeral range), like it.
         port = int(env_port) if env_port else _free_port_triple(test_port + 10)
         home = Path(os.environ.get("CIOPROC_HOME", ".cioproc")).resolve()

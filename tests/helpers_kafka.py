@@ -11,15 +11,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from cioproc.app.internals import topic_partitions
 from cioproc.kafka.admin import reconcile
 from cioproc.kafka.topics import TopicsFile, load_topics
 
@@ -69,7 +71,7 @@ async def read_topic(
     bootstrap: str,
     topic: str,
     until: Callable[[list[Any]], bool],
-    timeout: float = 60.0,
+    timeout: float = 60.0,  # noqa: ASYNC109  (a read window: returns what it read, never raises at expiry)
 ) -> list[Any]:
     """All records of ``topic`` from the beginning, read until ``until(records)`` or ``timeout``."""
     consumer = AIOKafkaConsumer(
@@ -112,8 +114,7 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
     try:
         tps = []
         for topic in topics:
-            await consumer._client._wait_on_metadata(topic)
-            tps += [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            tps += [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
         consumer.assign(tps)
         return dict(await consumer.end_offsets(tps))
     finally:
@@ -122,7 +123,7 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
 
 async def when_end_offsets_reach(
     bootstrap: str, topic: str, total: int, act: Callable[[], None], alive: Callable[[], bool],
-    timeout: float = 60.0,
+    timeout: float = 60.0,  # noqa: ASYNC109  (the assertion at expiry reports how many records were seen)
 ) -> int:
     """Call ``act`` as soon as ``topic``'s partitions hold ``total`` records together.
 
@@ -133,8 +134,7 @@ async def when_end_offsets_reach(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client._wait_on_metadata(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer, topic))]
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             seen = sum((await consumer.end_offsets(tps)).values())
@@ -156,7 +156,9 @@ async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, 
         await admin.close()
 
 
-def wait_committed(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 60.0, workers: Iterable["Worker"] = ()) -> None:
+def wait_committed(
+    bootstrap: str, group: str, topics: Iterable[str], timeout: float = 60.0, workers: Iterable[Worker] = ()
+) -> None:
     """Wait until ``group`` has committed every partition of ``topics`` up to its end."""
     ends = asyncio.run(end_offsets(bootstrap, topics))
     deadline = time.monotonic() + timeout
@@ -210,7 +212,9 @@ class Worker:
             if text in self.log():
                 return
             if not self.alive():
-                raise AssertionError(f"worker exited ({self.process.returncode}) before {text!r}:\n{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"worker exited ({self.process.returncode}) before {text!r}:\n{self.log()[-3000:]}"
+                )
             time.sleep(0.2)
         raise AssertionError(f"no {text!r} in the worker log within {timeout}s:\n{self.log()[-3000:]}")
 

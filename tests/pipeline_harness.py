@@ -12,13 +12,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from helpers_kafka import write_topics_file
 
 from cioproc.kafka.admin import reconcile
-from helpers_kafka import write_topics_file
 
 SITE = "e2e-site"
 KEY = "e2e-key-7f3a9c1d5e"
@@ -219,7 +220,7 @@ class Pipeline:
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline:
                     positions = [await consumer.position(tp) for tp in tps]
-                    if all(pos >= end[tp] for pos, tp in zip(positions, tps)):
+                    if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
                         break
                     batch = await consumer.getmany(timeout_ms=500)
                     for records in batch.values():

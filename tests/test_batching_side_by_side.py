@@ -39,7 +39,7 @@ async def test_one_fetchs_chunks_are_handled_side_by_side():
         ("out", types.SimpleNamespace(topic="out", offset=0)),
     ]
 
-    async def getmany(timeout):
+    async def getmany(timeout):  # noqa: ASYNC109  (the signature of Faust's Consumer.getmany, faked)
         for tp, message in messages:
             yield tp, message
         stopped.flag = True  # one fetch, then the loop ends

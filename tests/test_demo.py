@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from pipeline_harness import free_port
 
 pytestmark = pytest.mark.kafka

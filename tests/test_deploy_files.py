@@ -64,7 +64,9 @@ def compose_spec_schema() -> dict:
     try:
         path = Path(distribution("docker-compose").locate_file("compose/config/compose_spec.json"))
     except PackageNotFoundError:
-        raise AssertionError("the docker-compose package (for its compose-spec schema) is not installed: run `make install`") from None
+        raise AssertionError(
+            "the docker-compose package (for its compose-spec schema) is not installed: run `make install`"
+        ) from None
     return json.loads(path.read_text())
 
 

@@ -6,12 +6,12 @@ tests/test_erasure_e2e.py runs the whole pipeline."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
+from test_sender_payloads import _component, openapi  # noqa: F401  (the OpenAPI fixture)
 
 from cioproc.app.erasure_sender import erasure_positions, settle_erasures, superseded_positions
 from cioproc.app.plan import PlanTopics, plan_chunk
@@ -39,7 +39,6 @@ from cioproc.sandbox.faults import FaultInjector
 from cioproc.sandbox.workspace import Workspace
 from cioproc.sender import Outcome, SenderConfig
 from cioproc.sender.payloads import PayloadError, encode_v1_request, to_v1_request, to_v2_entry
-from test_sender_payloads import _component, openapi  # noqa: F401  (the OpenAPI fixture)
 
 TOPICS = PlanTopics(
     batches="in.batches", audiences="in.audiences", commands="out.commands", dead_letters="out.dlq",
@@ -119,7 +118,9 @@ def test_identifiers_come_from_the_state_then_the_request_once_each_ids_first():
     assert erasure_identifiers(parsed, state) == [
         ("id", "c-42"), ("id", "c-7"), ("email", "ann@example.com"), ("email", "old@example.com")
     ]
-    assert erasure_identifiers(parsed, None) == [("id", "c-7"), ("email", "ANN@example.com"), ("email", "old@example.com")]
+    assert erasure_identifiers(parsed, None) == [
+        ("id", "c-7"), ("email", "ANN@example.com"), ("email", "old@example.com")
+    ]
 
 
 def test_the_erase_command_round_trips_and_expands_into_one_step_per_identifier():
@@ -204,7 +205,8 @@ def rec(topic: str, mpid: int, value: bytes | None, offset: int = 0, key: bytes 
     return Rec(topic, partition_for(topic, k), offset, k if key == "mpid" else key, value)
 
 
-def run(records: list[Rec], store: dict | None = None, settings: MappingSettings = MappingSettings()):
+def run(records: list[Rec], store: dict | None = None, settings: MappingSettings | None = None):
+    settings = settings if settings is not None else MappingSettings()
     store = {} if store is None else store
     plan = plan_chunk(records, TOPICS, settings, lambda p, k: store.get((p, k)), partition_for, now_ms=NOW_MS)
     for slot, value in plan.states.items():
@@ -400,7 +402,8 @@ class Msg:
 
 
 def identify(mpid: str, n: int) -> Msg:
-    return Msg(mpid.encode(), encode_command(Command(CommandKind.IDENTIFY, mpid, "id", f"c-{mpid}", n, {"n": n})), offset=n)
+    command = Command(CommandKind.IDENTIFY, mpid, "id", f"c-{mpid}", n, {"n": n})
+    return Msg(mpid.encode(), encode_command(command), offset=n)
 
 
 def erase(mpid: str, request_id: str, identifiers: list, n: int) -> Msg:
@@ -432,7 +435,8 @@ def test_the_sender_drops_earlier_commands_of_an_erased_mpid_and_sends_the_steps
     assert chunk.kinds == ["identify", "delete", "delete", "identify", "identify"]
     assert [m.offset for m in chunk.sources] == [1, 3, 3, 4, 5]
     if transport == "v2":
-        assert [orjson.loads(e).get("action") for e in chunk.entries] == ["identify", "delete", "delete", "identify", "identify"]
+        actions = [orjson.loads(e).get("action") for e in chunk.entries]
+        assert actions == ["identify", "delete", "delete", "identify", "identify"]
         assert orjson.loads(chunk.entries[2])["identifiers"] == {"email": "a@x.io"}
     else:
         assert [c.kind.value for c in chunk.commands] == chunk.kinds
@@ -497,12 +501,12 @@ def test_a_dead_lettered_request_is_re_driven_to_the_erasures_topic():
 @pytest.mark.parametrize("transport", ["v2", "v1"])
 @pytest.mark.parametrize("action", [CommandKind.DELETE, CommandKind.SUPPRESS])
 async def test_the_deliverer_deletes_and_suppresses_through_the_sandbox_over_http(transport, action):
+    from aiohttp import ClientSession
     from test_sender_sandbox import Running, config
 
     from cioproc.sandbox.config import SandboxConfig
     from cioproc.sandbox.server import serve
     from cioproc.sender import Deliverer
-    from aiohttp import ClientSession
 
     runner, port = await serve(SandboxConfig(port=0))
     try:
@@ -540,7 +544,8 @@ def test_the_erasures_topic_is_declared_and_co_partitioned_with_the_batches():
 
     path = Path(__file__).resolve().parents[1] / "topics.yaml"
     topics = load_topics(path)
-    assert (topics.by_role("erasures").name, topics.by_role("erasure_results").name) == ("mparticle.dsr", "mparticle.dsr.results")
+    names = (topics.by_role("erasures").name, topics.by_role("erasure_results").name)
+    assert names == ("mparticle.dsr", "mparticle.dsr.results")
     assert topics.by_role("erasures").partitions == topics.by_role("batches").partitions
     changelog = topics.by_role("table_changelog").config
     assert {"segment.ms", "max.compaction.lag.ms", "delete.retention.ms"} <= set(changelog)

@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 import pytest
+from pipeline_harness import Pipeline, http
 
 from cioproc.models.commands import Command, CommandKind, decode_command, encode_command
-from pipeline_harness import Pipeline, http
 
 pytestmark = pytest.mark.kafka
 
@@ -38,7 +38,9 @@ def dsr(mpid: int, request_id: str, kind: str = "erasure") -> tuple[str, str, by
         "subject_request_id": request_id,
         "subject_request_type": kind,
         "submitted_time": "2026-12-01T12:00:00Z",
-        "subject_identities": [{"identity_type": "email", "identity_value": f"u{mpid}@example.com", "identity_format": "raw"}],
+        "subject_identities": [
+            {"identity_type": "email", "identity_value": f"u{mpid}@example.com", "identity_format": "raw"}
+        ],
     }))
 
 

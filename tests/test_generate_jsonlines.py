@@ -18,7 +18,10 @@ from cioproc.kafka.topics import parse_topics
 
 NOW_MS = 1_760_000_000_000
 BATCH = {"events": [], "mpid": -42, "user_identities": {"email": "a@example.com"}}
-AUDIENCE = {"type": "audience_membership_change_request", "user_profiles": [{"mpid": "7", "audiences": []}, {"mpid": "8"}]}
+AUDIENCE = {
+    "type": "audience_membership_change_request",
+    "user_profiles": [{"mpid": "7", "audiences": []}, {"mpid": "8"}],
+}
 
 
 def test_encode_decode_round_trip_of_generated_records():
@@ -32,7 +35,11 @@ def test_encode_decode_round_trip_of_generated_records():
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
@@ -96,7 +103,13 @@ def test_decode_refuses_with_a_reason(line, message):
 def test_read_lines_skips_and_counts_bad_lines_with_their_numbers(capsys):
     from collections import Counter
 
-    lines = [b'{"events":[],"mpid":1}\n', b"oops\n", b"\n", b'{"topic":"x","value":{}}\n', orjson.dumps(AUDIENCE) + b"\n"]
+    lines = [
+        b'{"events":[],"mpid":1}\n',
+        b"oops\n",
+        b"\n",
+        b'{"topic":"x","value":{}}\n',
+        orjson.dumps(AUDIENCE) + b"\n",
+    ]
     bad: Counter = Counter()
     records = list(_read_lines(iter(lines), bad))
     assert [r.key for r in records] == ["1", "7"]
@@ -120,7 +133,20 @@ def test_read_lines_reports_the_first_twenty_then_only_the_total(capsys):
 
 def test_generate_cli_writes_the_generator_output_and_summary(tmp_path, capsys):
     out, summary_file = tmp_path / "data.jsonl", tmp_path / "summary.json"
-    argv = ["--users", "25", "--events", "250", "--seed", "4", "--now-ms", str(NOW_MS), "-o", str(out), "--summary", str(summary_file)]
+    argv = [
+        "--users",
+        "25",
+        "--events",
+        "250",
+        "--seed",
+        "4",
+        "--now-ms",
+        str(NOW_MS),
+        "-o",
+        str(out),
+        "--summary",
+        str(summary_file),
+    ]
     assert generate_main(argv) == 0
     summary = Summary()
     expected = list(generate(25, 250, 4, now_ms=NOW_MS, summary=summary))

@@ -111,7 +111,9 @@ async def test_a_missing_topic_is_named(kafka_bootstrap, tmp_path, unique):
     assert "cioproc topics apply" in str(error.value)
 
 
-async def test_produce_cli_sends_good_lines_reports_bad_ones_and_exits_1(kafka_bootstrap, tmp_path, unique, monkeypatch, capsys):
+async def test_produce_cli_sends_good_lines_reports_bad_ones_and_exits_1(
+    kafka_bootstrap, tmp_path, unique, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)  # no stray .env
     path, topics = await _created(tmp_path, unique, kafka_bootstrap)
     records = list(generate(20, 150, 8, now_ms=NOW_MS))

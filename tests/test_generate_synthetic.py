@@ -79,13 +79,15 @@ def test_reference_time_shifts_every_timestamp_and_nothing_else():
     a = list(generate(20, 200, 5, now_ms=NOW_MS))
     b = list(generate(20, 200, 5, now_ms=later))
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x.key == y.key and x.topic_role == y.topic_role
         if x.topic_role == "batches":
             assert [e["data"]["timestamp_unixtime_ms"] + 86_400_000 for e in x.value["events"]] == [
                 e["data"]["timestamp_unixtime_ms"] for e in y.value["events"]
             ]
-            assert [e["data"]["event_id"] for e in x.value["events"]] == [e["data"]["event_id"] for e in y.value["events"]]
+            assert [e["data"]["event_id"] for e in x.value["events"]] == [
+                e["data"]["event_id"] for e in y.value["events"]
+            ]
 
 
 @pytest.mark.parametrize(
@@ -176,7 +178,14 @@ def test_batches_carry_the_required_fields(sample):
             continue
         batch = record.value
         assert record.key == str(batch["mpid"]) and int(record.key) != 0
-        for field in ("source_request_id", "environment", "batch_id", "timestamp_unixtime_ms", "device_info", "application_info"):
+        for field in (
+            "source_request_id",
+            "environment",
+            "batch_id",
+            "timestamp_unixtime_ms",
+            "device_info",
+            "application_info",
+        ):
             assert field in batch
         assert batch["timestamp_unixtime_ms"] >= batch["events"][-1]["data"]["timestamp_unixtime_ms"]
         assert PLATFORMS[batch["device_info"]["platform"]][0] == batch["application_info"]["os"]
@@ -221,7 +230,9 @@ def test_event_types_and_names_that_need_normalising(sample):
                  "user_attribute_change", "user_identity_change", "commerce_event"):  # fmt: skip
         assert types[kind] > 0, kind
     assert types["custom_event"] > types["screen_view"] > types["opt_out"]
-    names = {e["data"]["event_name"] for b in batches_of(records) for e in b["events"] if e["event_type"] == "custom_event"}
+    names = {
+        e["data"]["event_name"] for b in batches_of(records) for e in b["events"] if e["event_type"] == "custom_event"
+    }
     assert any(n != n.strip() for n in names)  # leading or trailing spaces
     assert any(" " in n.strip() for n in names)  # inner spaces
     assert "Add_to_Cart" in {normalise_event_name(n) for n in names}
@@ -236,7 +247,11 @@ def test_sessions_are_consistent(sample):
             if event["event_type"] == "session_start":
                 assert data["session_start_unixtime_ms"] == data["timestamp_unixtime_ms"]
             if event["event_type"] == "session_end":
-                assert data["session_duration_ms"] == data["timestamp_unixtime_ms"] - data["session_start_unixtime_ms"] >= 0
+                assert (
+                    data["session_duration_ms"]
+                    == data["timestamp_unixtime_ms"] - data["session_start_unixtime_ms"]
+                    >= 0
+                )
 
 
 def test_identity_categories_and_upgrades(sample):
@@ -278,7 +293,9 @@ def test_both_identity_shapes_and_string_mpids(sample):
     records, summary = sample
     shapes = Counter(type(b["user_identities"]).__name__ for b in batches_of(records))
     assert shapes["dict"] > 0 and shapes["list"] > 0
-    array_items = [i for b in batches_of(records) if isinstance(b["user_identities"], list) for i in b["user_identities"]]
+    array_items = [
+        i for b in batches_of(records) if isinstance(b["user_identities"], list) for i in b["user_identities"]
+    ]
     assert array_items and all(set(i) >= {"identity_type", "identity", "timestamp_unixtime_ms"} for i in array_items)
     string_mpids = [b for b in batches_of(records) if isinstance(b["mpid"], str)]
     assert string_mpids and len(string_mpids) == summary.string_mpid_batches
@@ -311,7 +328,9 @@ def test_user_attributes_reserved_spellings_lists_and_deletions(sample):
         for name in batch["deleted_user_attributes"]:
             assert name not in batch["user_attributes"]
             assert any(
-                e["event_type"] == "user_attribute_change" and e["data"]["deleted"] and e["data"]["user_attribute_name"] == name
+                e["event_type"] == "user_attribute_change"
+                and e["data"]["deleted"]
+                and e["data"]["user_attribute_name"] == name
                 for e in batch["events"]
             )
 
@@ -387,7 +406,9 @@ def dispatching_validator() -> jsonschema.Draft7Validator:
     schema["properties"]["events"]["items"] = {
         "required": ["event_type"],
         "properties": {"event_type": {"enum": kinds}},
-        "allOf": [{"if": {"properties": {"event_type": {"const": k}}}, "then": r} for k, r in zip(kinds, refs)],
+        "allOf": [
+            {"if": {"properties": {"event_type": {"const": k}}}, "then": r} for k, r in zip(kinds, refs, strict=True)
+        ],
     }
     return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
 

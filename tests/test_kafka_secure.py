@@ -17,15 +17,15 @@ from pathlib import Path
 
 import orjson
 import pytest
+from pipeline_harness import Pipeline, kafka_client_kwargs
+from test_listen_addresses import listening_hosts
+from test_pipeline_e2e import batches, expected_workspace
 
 from cioproc.config import read_env_file
 from cioproc.generate.jsonlines import encode_line
 from cioproc.generate.model import Record
 from cioproc.kafka.broker import BrokerError, answers_metadata
 from cioproc.kafka.secure import CLIENT_EXTENSIONS, SecureBroker, issue_certificate, make_ca
-from pipeline_harness import Pipeline, kafka_client_kwargs
-from test_listen_addresses import listening_hosts
-from test_pipeline_e2e import batches, expected_workspace
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +84,12 @@ def test_secure_start_writes_the_client_settings_and_has_no_open_listener(secure
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == broker.bootstrap
     assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert len(env["KAFKA_SASL_PASSWORD"]) >= 32 and Path(env["KAFKA_SSL_CAFILE"]).is_file()
-    for path in (broker.client_env_file, broker.mtls_env_file, broker.tls_dir / "ca.key", broker.tls_dir / "client.key"):
+    for path in (
+        broker.client_env_file,
+        broker.mtls_env_file,
+        broker.tls_dir / "ca.key",
+        broker.tls_dir / "client.key",
+    ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert answers_metadata(broker.bootstrap, timeout=5, **kafka_client_kwargs(env))
     assert answers_metadata(broker.mtls_bootstrap, timeout=5, **kafka_client_kwargs(mtls_env(broker)))
@@ -112,7 +117,8 @@ def test_topics_produce_processor_sender_and_replay_over_sasl_ssl_and_mutual_tls
     try:
         topics = ["--file", str(pipeline.topics_path)]
         missing = cli("topics", "check", *topics, env=env)
-        assert missing.returncode == 1 and missing.stdout.count("missing") == len(pipeline.topics.topics) == 8, missing.stderr
+        assert missing.returncode == 1, missing.stderr
+        assert missing.stdout.count("missing") == len(pipeline.topics.topics) == 8, missing.stderr
         applied = cli("topics", "apply", *topics, env=env)
         assert applied.returncode == 0 and applied.stdout.count("created") == 8, applied.stderr
         assert cli("topics", "check", *topics, env=env).returncode == 0

@@ -29,6 +29,7 @@ from mapping_builders import (
 
 from cioproc.models.settings import MappingSettings, UserIdType
 
+DEFAULTS = MappingSettings()
 MERGING = MappingSettings(merge_people=True)
 PER_SEGMENT = MappingSettings(audience_attribute_per_segment=True)
 
@@ -39,7 +40,7 @@ def _moves(result) -> list[tuple]:
             for c in result.commands if c.kind.value in ("identify", "merge")]
 
 
-def _history(settings: MappingSettings = MappingSettings()) -> tuple[list[dict], object]:
+def _history(settings: MappingSettings = DEFAULTS) -> tuple[list[dict], object]:
     """email a -> customer id c1 (same email) -> c2 with email b, each a newer batch."""
     objs = [
         batch([custom("e", T0)], customer_id=None, email="a@x.io"),

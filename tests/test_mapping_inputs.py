@@ -135,7 +135,7 @@ def _outbound(obj: dict[str, Any], batch_id: str, message_ids: list[str]) -> dic
     out["batch_id"] = batch_id
     out["timestamp_unixtime_ms"] = T0 + 500
     out["deleted_user_attributes"] = None
-    out["events"] = [dict(e, message_id=m) for e, m in zip(obj["events"], message_ids)]
+    out["events"] = [dict(e, message_id=m) for e, m in zip(obj["events"], message_ids, strict=True)]
     return out
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from mapping_builders import SAMPLE_AUDIENCE, SAMPLE_BATCH
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mapping_builders import SAMPLE_AUDIENCE, SAMPLE_BATCH
 
 from cioproc.mapping import (
     DROP_REASONS,

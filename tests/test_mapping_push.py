@@ -255,7 +255,9 @@ def test_device_commands_round_trip_and_older_command_records_still_decode():
     delete = Command(DELETE, "42", "email", "a@example.com", 1_700_000_000, {}, "apns-1")
     assert decode_command(encode_command(add)) == add and decode_command(encode_command(delete)) == delete
     # a track record exactly as the release before device kinds wrote it
-    old = msgpack.packb([1, "track", "42", "id", "c1", 1_700_000_000, {"a": 1}, "Buy", "01ARZ3NDEKTSV4RRFFQ69G5FAV", None])
+    old = msgpack.packb(
+        [1, "track", "42", "id", "c1", 1_700_000_000, {"a": 1}, "Buy", "01ARZ3NDEKTSV4RRFFQ69G5FAV", None]
+    )
     assert decode_command(old) == Command(CommandKind.TRACK, "42", "id", "c1", 1_700_000_000, {"a": 1}, "Buy",
                                           "01ARZ3NDEKTSV4RRFFQ69G5FAV")
 

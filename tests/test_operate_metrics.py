@@ -13,8 +13,8 @@ import yaml
 
 from cioproc import __version__
 from cioproc.app.plan import PlanTopics, plan_chunk
-from cioproc.models.commands import INPUT_TIMESTAMP_HEADER
 from cioproc.app.processor import key_partition
+from cioproc.models.commands import INPUT_TIMESTAMP_HEADER
 from cioproc.models.settings import MappingSettings
 from cioproc.observability import metrics
 
@@ -52,7 +52,7 @@ def test_metrics_output_has_the_standard_collectors_and_build_info():
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_gc_collections_total",
                  "python_info"):
         assert re.search(rf"^{name}\b", text, re.M), name
-    assert f'cioproc_build_info{{python="' in text and f'version="{__version__}"' in text
+    assert 'cioproc_build_info{python="' in text and f'version="{__version__}"' in text
 
 
 def test_http_codes_and_transport_errors_are_apart_and_latencies_are_histograms():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers_kafka import create_topics, write_topics_file
 from ops_helpers import KEY, SITE, ThreadSandbox, problems, run_cli
 
@@ -86,7 +85,10 @@ def test_the_processor_needs_no_credentials_the_sender_does(topics_env):
     assert run_cli("check", "--role", "processor", **topics_env).returncode == 0
     result = run_cli("check", "--role", "sender", **topics_env)
     assert result.returncode == 1
-    assert [line.split(":")[1].strip() for line in problems(result)] == ["CIO_SITE_ID is not set", "CIO_API_KEY is not set"]
+    assert [line.split(":")[1].strip() for line in problems(result)] == [
+        "CIO_SITE_ID is not set",
+        "CIO_API_KEY is not set",
+    ]
 
 
 def test_invalid_configuration_exits_2_with_a_line_per_variable(topics_env):

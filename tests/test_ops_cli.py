@@ -7,15 +7,14 @@ import importlib.metadata
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
 
 import pytest
 from aiohttp import web
+from ops_helpers import REPO, run_cli
 
 from cioproc import __version__
 from cioproc.cli import EXAMPLES, build_parser
 from cioproc.config import ConfigError, load_config, read_env_file
-from ops_helpers import REPO, run_cli
 
 
 def test_python_dash_m_cioproc_and_one_version():

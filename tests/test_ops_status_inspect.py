@@ -8,7 +8,6 @@ import time
 
 import orjson
 import pytest
-
 from pipeline_harness import Pipeline
 
 pytestmark = pytest.mark.kafka

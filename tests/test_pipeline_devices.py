@@ -17,7 +17,9 @@ DEVICES = MappingSettings(forward_devices=True)
 IDFV = "8d5c2f4e-1b2a-4c3d-9e8f-0a1b2c3d4e5f"
 
 
-def _batch(mpid: int, customer_id: str, n: int, t: int, events: list[dict], **device_info: str) -> tuple[str, str, bytes]:
+def _batch(
+    mpid: int, customer_id: str, n: int, t: int, events: list[dict], **device_info: str
+) -> tuple[str, str, bytes]:
     opened = {"event_type": "custom_event", "data": {
         "event_name": "Open", "custom_event_type": "other", "timestamp_unixtime_ms": t,
         "source_message_id": f"dev-{mpid}-{n}"}}
@@ -44,8 +46,15 @@ def device_stories(t0: int) -> list[tuple[str, str, bytes]]:
         _batch(7004, "d-shared", 0, t0, [], platform="Android", push_token="fcm-shared"),
         _batch(7001, "d-ios", 1, t0 + 60_000, [], platform="iOS", ios_idfv=IDFV, push_token="apns-2"),
         _batch(7002, "d-android", 1, t0 + 60_000, [_registration("fcm-1", False, t0 + 60_001)], platform="Android"),
-        _batch(7003, "d-gone", 1, t0 + 60_000, [{"event_type": "uninstall", "data": {"timestamp_unixtime_ms": t0 + 60_001}}],
-               platform="iOS", push_token="apns-9"),
+        _batch(
+            7003,
+            "d-gone",
+            1,
+            t0 + 60_000,
+            [{"event_type": "uninstall", "data": {"timestamp_unixtime_ms": t0 + 60_001}}],
+            platform="iOS",
+            push_token="apns-9",
+        ),
         _batch(7005, "d-other", 0, t0 + 120_000, [], platform="Android", push_token="fcm-shared"),
     ]
 
@@ -114,6 +123,12 @@ def test_devices_over_v1(pipeline):  # noqa: F811
     _produce_taking_the_shared_token_last(pipeline, records, n_commands)
     got = pipeline.people()
     assert got == people
-    assert _devices(got) == {"d-ios": ["apns-2"], "d-android": [], "d-gone": [], "d-shared": [], "d-other": ["fcm-shared"]}
+    assert _devices(got) == {
+        "d-ios": ["apns-2"],
+        "d-android": [],
+        "d-gone": [],
+        "d-shared": [],
+        "d-other": ["fcm-shared"],
+    }
     stats = pipeline.stats()["by_endpoint"]
     assert stats["v1_add_device"] >= 5 and stats["v1_delete_device"] == 3

@@ -10,6 +10,7 @@ from collections import Counter
 
 import orjson
 import pytest
+from pipeline_harness import ADMIN_TOKEN, KEY, SITE, Pipeline, http
 
 from cioproc.generate.synthetic import generate
 from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
@@ -17,11 +18,11 @@ from cioproc.models.settings import MappingSettings
 from cioproc.sandbox.config import SandboxConfig
 from cioproc.sandbox.server import serve
 from cioproc.sender import Deliverer, SenderConfig
-from pipeline_harness import ADMIN_TOKEN, KEY, SITE, Pipeline, http
 
 pytestmark = pytest.mark.kafka
 
 NOW_MS = int(time.time() * 1000)
+DEFAULTS = MappingSettings()
 EXPECTED_KINDS: Counter = Counter()  # command kinds of the last expected_workspace() call
 EXPECTED_DROPS: Counter = Counter()  # drop reasons of the last expected_workspace() call
 
@@ -35,7 +36,7 @@ def batches(users: int = 150, events: int = 1500, seed: int = 11) -> list[tuple[
 
 
 def expected_workspace(
-    records: list[tuple[str, str, bytes]], transport: str = "v2", settings: MappingSettings = MappingSettings()
+    records: list[tuple[str, str, bytes]], transport: str = "v2", settings: MappingSettings = DEFAULTS
 ) -> tuple[list[dict], list[dict], int]:
     """What the sandbox should hold: the pure mapping over the input, delivered in order."""
     states: dict[str, object] = {}
@@ -48,7 +49,7 @@ def expected_workspace(
         else:
             batch = parse_batch(value)
             results, mpids = [map_batch(batch, states.get(batch.mpid), settings)], [batch.mpid]
-        for mpid, result in zip(mpids, results):
+        for mpid, result in zip(mpids, results, strict=True):
             states[mpid] = result.state
             commands.extend(result.commands)
             EXPECTED_DROPS.update(d.reason for d in result.drops)

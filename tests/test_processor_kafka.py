@@ -18,11 +18,6 @@ from typing import Any
 
 import orjson
 import pytest
-
-from cioproc.app.dead_letters import read_dead_letter_headers
-from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
-from cioproc.models.commands import Command, CommandKind, decode_command
-from cioproc.models.settings import MappingSettings
 from helpers_kafka import (
     WorkerPool,
     committed_offsets,
@@ -34,6 +29,11 @@ from helpers_kafka import (
     when_end_offsets_reach,
     write_topics_file,
 )
+
+from cioproc.app.dead_letters import read_dead_letter_headers
+from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
+from cioproc.models.commands import Command, CommandKind, decode_command
+from cioproc.models.settings import MappingSettings
 
 pytestmark = pytest.mark.kafka
 
@@ -57,22 +57,31 @@ def track(name: str, ts: int, message_id: str, **data: Any) -> dict:
 
 
 def screen(name: str, ts: int, message_id: str) -> dict:
-    return {"event_type": "screen_view", "data": {"screen_name": name, "timestamp_unixtime_ms": ts, "source_message_id": message_id}}
+    return {
+        "event_type": "screen_view",
+        "data": {"screen_name": name, "timestamp_unixtime_ms": ts, "source_message_id": message_id},
+    }
 
 
 def batch(mpid: int, ts: int, events: list[dict], *, identities: dict | None = None, attributes: dict | None = None,
           platform: str = "iOS") -> bytes:
     os_name = {"iOS": "IOS", "Android": "Android", "web": "MobileWeb"}[platform]
-    return orjson.dumps({
-        "mpid": mpid,
-        "timestamp_unixtime_ms": ts,
-        "batch_id": ts,
-        "user_identities": {"customer_id": f"c-{mpid}", "email": f"u{mpid}@example.com"} if identities is None else identities,
-        "user_attributes": {"$FirstName": "Ann", "$LastName": "Lee", "plan": "gold"} if attributes is None else attributes,
-        "device_info": {"platform": platform},
-        "application_info": {"os": os_name},
-        "events": events,
-    })
+    return orjson.dumps(
+        {
+            "mpid": mpid,
+            "timestamp_unixtime_ms": ts,
+            "batch_id": ts,
+            "user_identities": {"customer_id": f"c-{mpid}", "email": f"u{mpid}@example.com"}
+            if identities is None
+            else identities,
+            "user_attributes": {"$FirstName": "Ann", "$LastName": "Lee", "plan": "gold"}
+            if attributes is None
+            else attributes,
+            "device_info": {"platform": platform},
+            "application_info": {"os": os_name},
+            "events": events,
+        }
+    )
 
 
 def audience(ts: int, *profiles: tuple[int, list[tuple[int, str, str]]]) -> bytes:
@@ -271,7 +280,11 @@ def test_every_mapping_rule_end_to_end_exact_commands_in_per_user_order(rules_ru
     assert (u1[0].id_type, u1[0].id_value) == ("id", "c-1001")
     assert u1[0].attributes["first_name"] == "Ann" and u1[0].attributes["email"] == "u1001@example.com"
     assert u1[0].attributes["created_at"] == (T0 + 1) // 1000
-    assert (u1[1].name, u1[1].timestamp, u1[1].attributes) == ("Add_to_Cart", (T0 + 2000) // 1000, {"sku": "A-1", "price": 9.5})
+    assert (u1[1].name, u1[1].timestamp, u1[1].attributes) == (
+        "Add_to_Cart",
+        (T0 + 2000) // 1000,
+        {"sku": "A-1", "price": 9.5},
+    )
     assert u1[3].attributes == {"created_at": (T0 + 13_000) // 1000}  # Android now; nothing else re-sent
     assert (got["1002"][0].id_type, got["1002"][0].id_value) == ("email", "only@example.com")
     assert "1003" not in got
@@ -316,8 +329,14 @@ def history() -> Inputs:
     inputs = Inputs()
     for i, mpid in enumerate(USERS):
         inputs.add_batch(batch(mpid, T0 + i, [first_run(T0 + i), track("Signup", T0 + i + 5, f"h{mpid}-1")]))
-        inputs.add_batch(batch(mpid, T0 + 10**6 + i, [first_run(T0 + 10**6 + i), track("Open", T0 + 10**6 + i + 5, f"h{mpid}-2")],
-                               platform="Android"))
+        inputs.add_batch(
+            batch(
+                mpid,
+                T0 + 10**6 + i,
+                [first_run(T0 + 10**6 + i), track("Open", T0 + 10**6 + i + 5, f"h{mpid}-2")],
+                platform="Android",
+            )
+        )
         inputs.add_audience(audience(T0 + 2 * 10**6, (mpid, [(900 + i, "add", f"A{i}")])), str(mpid).encode())
     return inputs
 
@@ -334,8 +353,18 @@ def stream(inputs: Inputs, per_user: int) -> int:
     for n in range(per_user):
         for mpid in USERS:
             clock += 7
-            inputs.add_batch(batch(mpid, clock, [track("Play", clock, f"s{mpid}-{n}-a"), screen("Feed", clock + 1, f"s{mpid}-{n}-b"),
-                                                 track("Like", clock + 2, f"s{mpid}-{n}-c")], platform="Android"))
+            inputs.add_batch(
+                batch(
+                    mpid,
+                    clock,
+                    [
+                        track("Play", clock, f"s{mpid}-{n}-a"),
+                        screen("Feed", clock + 1, f"s{mpid}-{n}-b"),
+                        track("Like", clock + 2, f"s{mpid}-{n}-c"),
+                    ],
+                    platform="Android",
+                )
+            )
     for i, mpid in enumerate(USERS):
         clock += 7
         inputs.add_batch(batch(mpid, clock, [track("Back", clock, f"e{mpid}")], platform="iOS"))
@@ -407,8 +436,11 @@ def test_two_workers_split_the_partitions_and_one_takes_over_when_the_other_stop
     second_worker = pool.start()
     batches_topic = topics.by_role("batches").name
     deadline = time.monotonic() + 60
-    while not (assigned_input_partitions(first_worker, batches_topic) and assigned_input_partitions(second_worker, batches_topic)
-               and "Worker ready" in second_worker.log().split("Setting newly assigned partitions")[-1]):
+    while not (
+        assigned_input_partitions(first_worker, batches_topic)
+        and assigned_input_partitions(second_worker, batches_topic)
+        and "Worker ready" in second_worker.log().split("Setting newly assigned partitions")[-1]
+    ):
         assert time.monotonic() < deadline, second_worker.log()[-3000:]
         time.sleep(0.2)
 

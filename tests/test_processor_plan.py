@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import ssl
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cioproc.app import dead_letters, plan as plan_module
+from cioproc.app import dead_letters
+from cioproc.app import plan as plan_module
 from cioproc.app.dead_letters import dead_letter_headers, read_dead_letter_headers
 from cioproc.app.faust_config import (
     StartupError,
@@ -84,7 +87,9 @@ def track(name: str, ts: int, message_id: str) -> dict:
 def here(mpid: int, offset: int = 0, value: bytes | None = None, key: bytes | None | str = "mpid") -> Rec:
     """A batches record in the partition its MPID belongs to."""
     k = str(mpid).encode()
-    return Rec(TOPICS.batches, partition_for(TOPICS.batches, k), offset, k if key == "mpid" else key, value or batch(mpid))
+    return Rec(
+        TOPICS.batches, partition_for(TOPICS.batches, k), offset, k if key == "mpid" else key, value or batch(mpid)
+    )
 
 
 class DictStore:
@@ -314,7 +319,10 @@ def user_batches(draw) -> list[Rec]:
         clock += draw(st.integers(1, 10**6))
         attributes = {"$FirstName": "Ann", "plan": draw(st.sampled_from(["gold", "free"]))}
         platform = draw(st.sampled_from([("iOS", "IOS"), ("Android", "Android")]))
-        events = [track(draw(st.sampled_from(["A", " B c", "D"])), clock + k, f"{i}-{k}") for k in range(draw(st.integers(0, 3)))]
+        events = [
+            track(draw(st.sampled_from(["A", " B c", "D"])), clock + k, f"{i}-{k}")
+            for k in range(draw(st.integers(0, 3)))
+        ]
         if draw(st.booleans()):
             events.insert(0, {"event_type": "first_run", "data": {"timestamp_unixtime_ms": clock - 5}})
         value = batch(mpid, *events, user_attributes=attributes, device_info={"platform": platform[0]},
@@ -332,7 +340,7 @@ def test_chunk_boundaries_do_not_change_commands_or_final_states(records, cuts):
     bounds = sorted({0, len(records), *(c for c in cuts if c < len(records))})
     pieces_store = DictStore()
     piece_commands = []
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in pairwise(bounds):
         piece_commands += commands(run(records[start:end], pieces_store))
     assert piece_commands == commands(whole)
     assert pieces_store.data == whole_store.data
@@ -366,8 +374,11 @@ def test_commands_equal_mapping_each_user_in_order(records):
                 lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                 max_leaves=8,
             ).map(lambda v: json.dumps(v).encode()),
-            st.builds(lambda m, e: json.dumps({"mpid": m, "events": e}).encode(),
-                      st.integers(-(2**63), 2**63), st.lists(st.dictionaries(st.text(max_size=5), st.integers()), max_size=2)),
+            st.builds(
+                lambda m, e: json.dumps({"mpid": m, "events": e}).encode(),
+                st.integers(-(2**63), 2**63),
+                st.lists(st.dictionaries(st.text(max_size=5), st.integers()), max_size=2),
+            ),
         ),
         max_size=8,
     ),
@@ -491,7 +502,9 @@ def test_plaintext_needs_no_credentials_and_oauth_is_refused():
 
 
 def test_faust_settings_follow_the_config():
-    config = parse_config({"KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2", "CIOPROC_STORE": "rocksdb", "CIOPROC_DATA_DIR": "/srv/c"})
+    config = parse_config(
+        {"KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2", "CIOPROC_STORE": "rocksdb", "CIOPROC_DATA_DIR": "/srv/c"}
+    )
     conf = faust_settings(config, "app-1")
     assert conf["id"] == "app-1" and conf["broker"] == ["kafka://a:1", "kafka://b:2"]
     assert conf["store"] == "rocksdb://" and conf["datadir"] == "/srv/c/app-1"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import types
 
 import orjson
-import pytest
+from test_processor_plan import SETTINGS, TOPICS, DictStore, Rec, audience_message, batch, here, partition_for, track
 
 from cioproc.app import plan as plan_module
 from cioproc.app.dead_letters import SOURCE_OFFSET, VALUE_TRUNCATED, read_dead_letter_headers
@@ -27,9 +27,10 @@ from cioproc.mapping import audience as audience_module
 from cioproc.mapping import mapper as mapper_module
 from cioproc.models.commands import decode_command
 from cioproc.models.state import MAX_STATE_BYTES, UserState, decode_state, encode_state
-from test_processor_plan import SETTINGS, TOPICS, DictStore, Rec, audience_message, batch, here, partition_for, track
 
-TOPICS_WITH_CHANGELOG = PlanTopics(TOPICS.batches, TOPICS.audiences, TOPICS.commands, TOPICS.dead_letters, "out.changelog")
+TOPICS_WITH_CHANGELOG = PlanTopics(
+    TOPICS.batches, TOPICS.audiences, TOPICS.commands, TOPICS.dead_letters, "out.changelog"
+)
 
 
 def run(records, store=None, limits=None):
@@ -151,7 +152,11 @@ def test_a_stored_state_over_the_limit_is_reset_not_a_reason_to_refuse_the_user(
 def test_record_size_bounds_what_kafka_counts_for_a_one_record_batch():
     from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-    for key, value, headers in [(None, b"", []), (b"k", b"v" * 300, [("a", b"b")]), (b"k" * 99, b"v" * 70000, [("h" * 30, b"x" * 1000)] * 5)]:
+    for key, value, headers in [
+        (None, b"", []),
+        (b"k", b"v" * 300, [("a", b"b")]),
+        (b"k" * 99, b"v" * 70000, [("h" * 30, b"x" * 1000)] * 5),
+    ]:
         builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, 0, batch_size=10**7)
         builder.append(0, 1_700_000_000_000, key, value, headers)
         assert len(builder.build()) <= record_size(key, value, headers) <= len(builder.build()) + 40 + 10 * len(headers)

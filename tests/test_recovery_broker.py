@@ -16,10 +16,10 @@ import time
 from collections import Counter
 
 import pytest
-
-from cioproc.kafka.broker import LocalBroker
 from pipeline_harness import Pipeline
 from test_pipeline_e2e import batches, expected_workspace
+
+from cioproc.kafka.broker import LocalBroker
 
 pytestmark = pytest.mark.kafka
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from faust.types import TP
+from helpers_kafka import create_topics, produce_sync, write_topics_file
 
 from cioproc.app.factory import create_app
 from cioproc.app.fast_restore import MemoryStore, RocksDBStore, read_changelog, store_url
 from cioproc.config import parse_config
-from helpers_kafka import create_topics, produce_sync, write_topics_file
 
 pytestmark = pytest.mark.kafka
 

@@ -12,14 +12,13 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import orjson
 import pytest
+from pipeline_harness import Pipeline
+from test_pipeline_e2e import batches
 
 from cioproc.mapping import map_batch, parse_batch
 from cioproc.models.commands import decode_command
 from cioproc.models.settings import MappingSettings
-from pipeline_harness import Pipeline
-from test_pipeline_e2e import batches
 
 pytestmark = pytest.mark.kafka
 
@@ -119,6 +118,8 @@ def test_sigterm_stops_a_worker_that_cannot_deliver_within_the_bound(pipeline):
     code, took = sigterm(pipeline, "blocked")
     assert code == 0, pipeline.log("blocked")[-3000:]
     assert took < STOP_BOUND_S
-    assert pipeline.offsets("commands", pipeline.app_id) == {p: 0 for p in range(4)}  # nothing delivered, nothing committed
+    assert pipeline.offsets("commands", pipeline.app_id) == {
+        p: 0 for p in range(4)
+    }  # nothing delivered, nothing committed
     assert pipeline.events() == []
     assert sum(pipeline.offsets("batches", pipeline.app_id).values()) == len(records)  # the processor's part finished

@@ -14,7 +14,6 @@ import time
 from collections import Counter
 
 import pytest
-
 from pipeline_harness import Pipeline
 from test_pipeline_e2e import batches, expected_workspace
 

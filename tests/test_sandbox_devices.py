@@ -73,7 +73,9 @@ def test_merge_moves_the_secondarys_devices_to_the_primary():
     ws = Workspace()
     v2(ws, add("tok-1", {"id": "u1"}))
     v2(ws, add("tok-2", {"email": "old@example.com"}))
-    assert ws.apply(validation.v1_merge({"primary": {"id": "u1"}, "secondary": {"email": "old@example.com"}})) == "applied"
+    assert (
+        ws.apply(validation.v1_merge({"primary": {"id": "u1"}, "secondary": {"email": "old@example.com"}})) == "applied"
+    )
     assert sorted(d["token"] for d in devices(ws)["u1"]) == ["tok-1", "tok-2"]
     v2(ws, add("tok-2", {"id": "u2"}))  # the moved token is owned by the primary now, and moves on
     assert [d["token"] for d in devices(ws)["u1"]] == ["tok-1"]
@@ -91,7 +93,10 @@ def test_an_unknown_cio_id_drops_the_device():
         (entry("add_device", {"id": "u1"}), "device"),
         (entry("add_device", {"id": "u1"}, device={"platform": "ios"}), "device.token"),
         (entry("add_device", {"id": "u1"}, device={"token": "t", "platform": "web"}), "device.platform"),
-        (entry("add_device", {"id": "u1"}, device={"token": "t", "platform": "ios", "last_used": "now"}), "device.last_used"),
+        (
+            entry("add_device", {"id": "u1"}, device={"token": "t", "platform": "ios", "last_used": "now"}),
+            "device.last_used",
+        ),
         (entry("delete_device", {"id": "u1"}, device={}), "device.token"),
         (entry("delete_device", {"id": "u1", "email": "a@x.io"}, device={"token": "t"}), "identifiers"),
     ],
@@ -107,7 +112,9 @@ async def test_v1_device_endpoints_and_people_view():
         status, _ = await call(client, "PUT", "/api/v1/customers/u1/devices",
                                {"device": {"id": "fcm:tok/1", "platform": "android", "last_used": 1_700_000_000}})
         assert status == 200
-        status, _ = await call(client, "PUT", "/api/v1/customers/u1/devices", {"device": {"id": "t2", "platform": "ios"}})
+        status, _ = await call(
+            client, "PUT", "/api/v1/customers/u1/devices", {"device": {"id": "t2", "platform": "ios"}}
+        )
         assert status == 200
         people = (await inspect(client, "people", "?without_cio_id=1"))["people"]
         assert [d["token"] for d in people[0]["devices"]] == ["fcm:tok/1", "t2"]
@@ -115,7 +122,9 @@ async def test_v1_device_endpoints_and_people_view():
         assert status == 200
         people = (await inspect(client, "people", "?without_cio_id=1"))["people"]
         assert [d["token"] for d in people[0]["devices"]] == ["t2"]
-        status, body = await call(client, "PUT", "/api/v1/customers/u1/devices", {"device": {"id": "t3", "platform": "web"}})
+        status, body = await call(
+            client, "PUT", "/api/v1/customers/u1/devices", {"device": {"id": "t3", "platform": "web"}}
+        )
         assert status == 400 and "platform" in body["meta"]["errors"][0]
         status, _ = await call(client, "DELETE", "/api/v1/customers/u1/devices/t2", headers={})
         assert status == 401

@@ -121,7 +121,10 @@ async def test_every_track_endpoint_needs_basic_auth(headers: dict[str, str]) ->
             ("GET", "/api/v1/accounts/region", None),
         ]
         for method, path, body in requests:
-            assert await call(client, method, path, body, headers=headers) == (401, {"meta": {"error": "Unauthorized request"}})
+            assert await call(client, method, path, body, headers=headers) == (
+                401,
+                {"meta": {"error": "Unauthorized request"}},
+            )
         assert (await inspect(client, "people"))["people"] == []
         stats = await inspect(client, "stats")
         assert stats["by_status"] == {"401": 6} and stats["total_requests"] == 6
@@ -144,7 +147,10 @@ async def test_region_endpoint() -> None:
 
 async def test_v1_identify_event_merge_round_trip() -> None:
     async with sandbox() as client:
-        assert await call(client, "PUT", "/api/v1/customers/ann%2Btag%40example.com", {"first_name": "Ann"}) == (200, {})
+        assert await call(client, "PUT", "/api/v1/customers/ann%2Btag%40example.com", {"first_name": "Ann"}) == (
+            200,
+            {},
+        )
         assert await call(client, "PUT", "/api/v1/customers/cust%2F1", {"email": "ANN+tag@example.com"}) == (200, {})
         ev = {"name": "purchase", "id": ULIDS[0], "timestamp": 1_700_000_000, "data": {"price": 9}}
         assert await call(client, "POST", "/api/v1/customers/cust%2F1/events", ev) == (200, {})
@@ -160,12 +166,26 @@ async def test_v1_identify_event_merge_round_trip() -> None:
             {"id": "cust/1", "email": "ann+tag@example.com", "attributes": {"first_name": "Ann", "plan": "free"},
              "unsubscribed": False}
         ]}
-        assert await inspect(client, "events") == {"events": [
-            {"event_id": ULIDS[0], "name": "purchase", "type": "event", "timestamp": 1_700_000_000, "data": {"price": 9},
-             "person": {"id": "cust/1", "email": "ann+tag@example.com"}},
-            {"event_id": ULIDS[1], "name": "Home", "type": "screen", "timestamp": 1_700_000_001, "data": {},
-             "person": {"id": "cust/1", "email": "ann+tag@example.com"}},
-        ]}
+        assert await inspect(client, "events") == {
+            "events": [
+                {
+                    "event_id": ULIDS[0],
+                    "name": "purchase",
+                    "type": "event",
+                    "timestamp": 1_700_000_000,
+                    "data": {"price": 9},
+                    "person": {"id": "cust/1", "email": "ann+tag@example.com"},
+                },
+                {
+                    "event_id": ULIDS[1],
+                    "name": "Home",
+                    "type": "screen",
+                    "timestamp": 1_700_000_001,
+                    "data": {},
+                    "person": {"id": "cust/1", "email": "ann+tag@example.com"},
+                },
+            ]
+        }
         activity = (await inspect(client, "activity"))["activity"]
         assert [a["type"] for a in activity] == ["merge"]
 
@@ -173,7 +193,11 @@ async def test_v1_identify_event_merge_round_trip() -> None:
 async def test_v1_errors_use_meta_errors_and_merge_uses_meta_error() -> None:
     async with sandbox() as client:
         status, body = await call(client, "PUT", "/api/v1/customers/u1", {"a": None, "b": [1]})
-        assert status == 400 and len(body["meta"]["errors"]) == 2 and all(isinstance(e, str) for e in body["meta"]["errors"])
+        assert (
+            status == 400
+            and len(body["meta"]["errors"]) == 2
+            and all(isinstance(e, str) for e in body["meta"]["errors"])
+        )
         status, body = await call(client, "PUT", "/api/v1/customers/u1", b"{not json")
         assert status == 400 and body["meta"]["errors"][0].startswith("request body is not valid JSON")
         status, body = await call(client, "POST", "/api/v1/customers/u1/events", {"name": "n" * 101})
@@ -226,7 +250,10 @@ async def test_v2_batch_207_names_failing_entries_and_applies_the_rest() -> None
         ]
         assert all(set(e) == {"batch_index", "reason", "field", "message"} for e in body["errors"])
         people = (await inspect(client, "people", "?without_cio_id=1"))["people"]
-        assert [(p["id"], p["email"], p["attributes"]) for p in people] == [(None, "c@x.io", {}), ("u1", None, {"plan": "pro"})]
+        assert [(p["id"], p["email"], p["attributes"]) for p in people] == [
+            (None, "c@x.io", {}),
+            ("u1", None, {"plan": "pro"}),
+        ]
         assert [e["event_id"] for e in (await inspect(client, "events"))["events"]] == [ULIDS[1], ULIDS[2]]
         stats = await inspect(client, "stats")
         assert (stats["operations_applied"], stats["operations_rejected"], stats["operations_failed"]) == (3, 3, 1)
@@ -241,7 +268,12 @@ async def test_v2_batch_all_valid_is_200() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b'{"batch": {}}', b"[]", orjson.dumps({"batch": [entry("identify", {"id": "u1"})] * 2}) + b" " * 500_000],
+    [
+        b"not json",
+        b'{"batch": {}}',
+        b"[]",
+        orjson.dumps({"batch": [entry("identify", {"id": "u1"})] * 2}) + b" " * 500_000,
+    ],
     ids=["not-json", "batch-not-list", "not-object", "too-large"],
 )
 async def test_v2_batch_malformed_request_is_400_and_applies_nothing(body: bytes) -> None:
@@ -254,9 +286,15 @@ async def test_v2_batch_malformed_request_is_400_and_applies_nothing(body: bytes
 
 async def test_v2_entity() -> None:
     async with sandbox() as client:
-        assert await call(client, "POST", "/api/v2/entity", entry("identify", {"email": "a@x.io"}, attributes={"k": None})) == (200, {})
+        assert await call(
+            client, "POST", "/api/v2/entity", entry("identify", {"email": "a@x.io"}, attributes={"k": None})
+        ) == (200, {})
         status, body = await call(client, "POST", "/api/v2/entity", entry("identify", {"phone": "+14155552671"}))
-        assert status == 400 and body["errors"][0]["field"] == "identifiers.phone" and "batch_index" not in body["errors"][0]
+        assert (
+            status == 400
+            and body["errors"][0]["field"] == "identifiers.phone"
+            and "batch_index" not in body["errors"][0]
+        )
         too_big = entry("event", {"id": "u1"}, name="e", attributes={"p": "x" * 32_000})
         assert (await call(client, "POST", "/api/v2/entity", too_big))[1]["errors"][0]["reason"] == "too_large"
         assert len((await inspect(client, "people"))["people"]) == 1
@@ -267,7 +305,10 @@ async def test_event_redelivery_is_deduplicated_over_http() -> None:
         ev = entry("event", {"id": "u1"}, name="purchase", id=ULIDS[5], timestamp=1)
         for _ in range(3):
             assert await call(client, "POST", "/api/v2/batch", {"batch": [ev]}) == (200, {})
-        assert await call(client, "POST", "/api/v1/customers/u1/events", {"name": "purchase", "id": ULIDS[5]}) == (200, {})
+        assert await call(client, "POST", "/api/v1/customers/u1/events", {"name": "purchase", "id": ULIDS[5]}) == (
+            200,
+            {},
+        )
         assert len((await inspect(client, "events"))["events"]) == 1
         assert (await inspect(client, "stats"))["events_deduplicated"] == 3
 
@@ -348,7 +389,9 @@ async def test_dropped_connection_after_apply_then_retry_is_deduplicated() -> No
 
 
 async def test_rules_reject_chosen_entries_for_good() -> None:
-    rules = FaultConfig(reject_event_names=("poison",), reject_ids=("bad-user", "Bad@Example.com"), reject_event_ids=(ULIDS[3],))
+    rules = FaultConfig(
+        reject_event_names=("poison",), reject_ids=("bad-user", "Bad@Example.com"), reject_event_ids=(ULIDS[3],)
+    )
     async with sandbox(faults=rules) as client:
         batch = [
             entry("event", {"id": "u1"}, name="poison", id=ULIDS[0]),
@@ -381,7 +424,14 @@ async def test_faults_can_be_replaced_at_run_time() -> None:
         assert status == 200 and body == await inspect(client, "faults")
         assert body["fault_statuses"] == [503] and body["latency_ms"] == 0 and body["reject_event_names"] == ["x"]
         assert (await call(client, "PUT", "/api/v1/customers/u1", {}))[0] == 503
-        for bad in ({"fault_rate": 2}, {"fault_statuses": [404]}, {"nope": 1}, {"latency_ms": -1}, {"reject_ids": "x"}, [1]):
+        for bad in (
+            {"fault_rate": 2},
+            {"fault_statuses": [404]},
+            {"nope": 1},
+            {"latency_ms": -1},
+            {"reject_ids": "x"},
+            [1],
+        ):
             status, body = await call(client, "POST", "/_sandbox/faults", bad, headers=ADMIN)
             assert status == 400 and body["error"]
         assert (await call(client, "POST", "/_sandbox/faults", b"{", headers=ADMIN))[0] == 400
@@ -421,8 +471,16 @@ async def test_same_commands_in_same_per_person_order_give_identical_output() ->
             ("PUT", f"/api/v1/customers/{email}", {"first_name": f"N{user}"}),
             ("POST", f"/api/v1/customers/{email}/events", {"name": "open", "id": ULIDS[user * 4], "timestamp": 5}),
             ("PUT", f"/api/v1/customers/{cid}", {"email": email.lower(), "plan": "pro"}),
-            ("POST", "/api/v2/batch", {"batch": [entry("event", {"id": cid}, name="buy", id=ULIDS[user * 4 + 1], timestamp=6),
-                                                 entry("identify", {"id": cid}, attributes={"unsubscribed": "1"})]}),
+            (
+                "POST",
+                "/api/v2/batch",
+                {
+                    "batch": [
+                        entry("event", {"id": cid}, name="buy", id=ULIDS[user * 4 + 1], timestamp=6),
+                        entry("identify", {"id": cid}, attributes={"unsubscribed": "1"}),
+                    ]
+                },
+            ),
         ]
 
     async def run(order: list[int]) -> tuple[Any, Any]:
@@ -443,7 +501,9 @@ async def test_same_commands_in_same_per_person_order_give_identical_output() ->
 
 async def test_concurrent_requests_are_all_applied() -> None:
     async with sandbox() as client:
-        batches = [{"batch": [entry("event", {"id": f"u{i % 7}"}, name="e", id=ULIDS[i], timestamp=i)]} for i in range(60)]
+        batches = [
+            {"batch": [entry("event", {"id": f"u{i % 7}"}, name="e", id=ULIDS[i], timestamp=i)]} for i in range(60)
+        ]
         results = await asyncio.gather(*(call(client, "POST", "/api/v2/batch", b) for b in batches))
         assert results == [(200, {})] * 60
         assert [e["event_id"] for e in (await inspect(client, "events"))["events"]] == ULIDS[:60]
@@ -503,7 +563,9 @@ def test_cli_prints_url_never_the_key_and_stops_on_sigterm() -> None:
 
         async def probe() -> tuple[int, int]:
             async with aiohttp.ClientSession() as session:
-                async with session.get(f"{url}/api/v1/accounts/region", headers=_basic("cli-site:super-secret-key-123")) as ok:
+                async with session.get(
+                    f"{url}/api/v1/accounts/region", headers=_basic("cli-site:super-secret-key-123")
+                ) as ok:
                     async with session.get(f"{url}/api/v1/accounts/region", headers=AUTH) as denied:
                         return ok.status, denied.status
 

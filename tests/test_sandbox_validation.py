@@ -164,7 +164,13 @@ def test_batch_entries_are_validated_one_by_one() -> None:
         "not an object",
         person("screen", name="Home"),
     ]}))
-    assert [type(r).__name__ for r in results] == ["IdentifyOp", "InvalidRequest", "MergeOp", "InvalidRequest", "EventOp"]
+    assert [type(r).__name__ for r in results] == [
+        "IdentifyOp",
+        "InvalidRequest",
+        "MergeOp",
+        "InvalidRequest",
+        "EventOp",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -218,7 +224,12 @@ def test_merge_shapes_accepted() -> None:
 def test_v2_identify_attributes_split_into_sets_removals_and_identifiers() -> None:
     op = v.v2_entry(person("identify", attributes={"a": 1, "b": None, "c": "", "email": "x@y.io", "_update": True}))
     assert isinstance(op, IdentifyOp)
-    assert (op.set, op.remove, op.identifiers, op.update_only) == ({"a": 1}, frozenset({"b", "c"}), {"email": "x@y.io"}, True)
+    assert (op.set, op.remove, op.identifiers, op.update_only) == (
+        {"a": 1},
+        frozenset({"b", "c"}),
+        {"email": "x@y.io"},
+        True,
+    )
 
 
 def test_v1_body_must_be_object() -> None:
@@ -229,16 +240,38 @@ def test_v1_body_must_be_object() -> None:
 
 # -- robustness: any JSON gets a documented answer, never an exception ---------------------------
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False),
-                    st.text(max_size=8), st.sampled_from(["", "a@x.io", "A@X.IO", "u1", "cio_03000001", ULID, "TRUE", "1"]))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    st.sampled_from(["", "a@x.io", "A@X.IO", "u1", "cio_03000001", ULID, "TRUE", "1"]),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 identifiers = st.dictionaries(st.sampled_from(["id", "email", "cio_id", "phone", "x"]), scalars, max_size=2)
 entries = st.one_of(
     json_values,
     st.fixed_dictionaries(
-        {"type": st.sampled_from(["person", "object", "x"]), "action": st.sampled_from(["identify", "event", "screen", "page", "merge", "delete", "suppress", "x"])},
-        optional={"identifiers": identifiers, "attributes": st.dictionaries(st.sampled_from(["a", "email", "id", "unsubscribed", "_update"]), json_values, max_size=4),
-                  "name": scalars, "id": scalars, "timestamp": scalars, "primary": identifiers, "secondary": identifiers},
+        {
+            "type": st.sampled_from(["person", "object", "x"]),
+            "action": st.sampled_from(["identify", "event", "screen", "page", "merge", "delete", "suppress", "x"]),
+        },
+        optional={
+            "identifiers": identifiers,
+            "attributes": st.dictionaries(
+                st.sampled_from(["a", "email", "id", "unsubscribed", "_update"]), json_values, max_size=4
+            ),
+            "name": scalars,
+            "id": scalars,
+            "timestamp": scalars,
+            "primary": identifiers,
+            "secondary": identifiers,
+        },
     ),
 )
 
@@ -253,7 +286,9 @@ def test_any_request_gets_a_documented_answer(batch: list[Any], body: Any, path:
         assert reply.body["errors"] and all(0 <= e["batch_index"] < len(batch) for e in reply.body["errors"])
         assert all(set(e) == {"batch_index", "reason", "field", "message"} for e in reply.body["errors"])
     for result in (api.v1_identify(path, orjson.dumps(body)), api.v1_event(path, orjson.dumps(body))):
-        assert result.status == 200 or (result.status == 400 and all(isinstance(e, str) for e in result.body["meta"]["errors"]))
+        assert result.status == 200 or (
+            result.status == 400 and all(isinstance(e, str) for e in result.body["meta"]["errors"])
+        )
     merge = api.v1_merge(orjson.dumps(body))
     assert merge.status == 200 or set(merge.body["meta"]) == {"error"}
     entity = api.v2_entity(orjson.dumps(batch[0] if batch else body))

@@ -77,14 +77,19 @@ def test_identify_by_existing_path_identifier_updates_that_person() -> None:
     ws = Workspace()
     put(ws, "u1", {"a": 1, "b": "x"})
     put(ws, "u1", {"b": "y", "c": True})
-    assert people(ws) == [{"id": "u1", "email": None, "attributes": {"a": 1, "b": "y", "c": True}, "unsubscribed": False}]
+    assert people(ws) == [
+        {"id": "u1", "email": None, "attributes": {"a": 1, "b": "y", "c": True}, "unsubscribed": False}
+    ]
 
 
 def test_email_is_matched_case_insensitively_and_keeps_first_spelling() -> None:
     ws = Workspace()
     put(ws, "Ann@Example.com", {"a": 1})
     put(ws, "ann@EXAMPLE.COM", {"b": 2})
-    v2(ws, {"type": "person", "identifiers": {"email": "ANN@example.com"}, "action": "identify", "attributes": {"c": 3}})
+    v2(
+        ws,
+        {"type": "person", "identifiers": {"email": "ANN@example.com"}, "action": "identify", "attributes": {"c": 3}},
+    )
     event(ws, "ann@example.com", event_id=ULIDS[0])
     assert people(ws) == [
         {"id": None, "email": "Ann@Example.com", "attributes": {"a": 1, "b": 2, "c": 3}, "unsubscribed": False}
@@ -109,9 +114,17 @@ def test_identify_by_new_id_with_known_email_attaches_id_to_that_person(transpor
     if transport == "v1":
         assert put(ws, "cust-1", body) == "applied"
     else:
-        assert v2(ws, {"type": "person", "identifiers": {"id": "cust-1"}, "action": "identify", "attributes": body}) == "applied"
+        assert (
+            v2(ws, {"type": "person", "identifiers": {"id": "cust-1"}, "action": "identify", "attributes": body})
+            == "applied"
+        )
     assert people(ws) == [
-        {"id": "cust-1", "email": "ann@example.com", "attributes": {"first_name": "Ann", "last_name": "Lee"}, "unsubscribed": False}
+        {
+            "id": "cust-1",
+            "email": "ann@example.com",
+            "attributes": {"first_name": "Ann", "last_name": "Lee"},
+            "unsubscribed": False,
+        }
     ]
     event(ws, "cust-1", event_id=ULIDS[1])
     assert {e["person"]["id"] for e in ws.events_view()} == {"cust-1"}
@@ -122,7 +135,9 @@ def test_identify_by_new_email_with_known_id_attaches_email() -> None:
     ws = Workspace()
     put(ws, "cust-1", {"a": 1})
     assert put(ws, "ann@example.com", {"id": "cust-1", "b": 2}) == "applied"
-    assert people(ws) == [{"id": "cust-1", "email": "ann@example.com", "attributes": {"a": 1, "b": 2}, "unsubscribed": False}]
+    assert people(ws) == [
+        {"id": "cust-1", "email": "ann@example.com", "attributes": {"a": 1, "b": 2}, "unsubscribed": False}
+    ]
 
 
 def test_identify_sets_missing_identifier_of_known_person() -> None:
@@ -209,7 +224,9 @@ def test_update_only_never_creates(transport: str) -> None:
         attributes = {"_update": True, **attributes}
         if transport == "v1":
             return put(ws, value, attributes)
-        return v2(ws, {"type": "person", "identifiers": {path_kind: value}, "action": "identify", "attributes": attributes})
+        return v2(
+            ws, {"type": "person", "identifiers": {path_kind: value}, "action": "identify", "attributes": attributes}
+        )
 
     assert identify(ID, "ghost", {"a": 1}) == "failed"
     assert ws.people == {}
@@ -217,7 +234,9 @@ def test_update_only_never_creates(transport: str) -> None:
     put(ws, "ann@example.com", {"a": 1})
     assert identify(EMAIL, "ann@example.com", {"a": 2}) == "applied"
     assert identify(ID, "cust-1", {"email": "ann@example.com", "b": 3}) == "applied"  # found via body email
-    assert people(ws) == [{"id": "cust-1", "email": "ann@example.com", "attributes": {"a": 2, "b": 3}, "unsubscribed": False}]
+    assert people(ws) == [
+        {"id": "cust-1", "email": "ann@example.com", "attributes": {"a": 2, "b": 3}, "unsubscribed": False}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -304,7 +323,11 @@ def test_event_for_unknown_identifier_creates_person_but_unknown_cio_id_is_dropp
 def test_merge_folds_secondary_into_primary_and_deletes_it() -> None:
     ws = Workspace()
     put(ws, "cust-1", {"plan": "pro", "city": "", "shared": "primary"})
-    put(ws, "anon@example.com", {"plan": "free", "city": "Oslo", "shared": "secondary", "extra": 1, "unsubscribed": True})
+    put(
+        ws,
+        "anon@example.com",
+        {"plan": "free", "city": "Oslo", "shared": "secondary", "extra": 1, "unsubscribed": True},
+    )
     event(ws, "cust-1", event_id=ULIDS[0], timestamp=1)
     event(ws, "anon@example.com", event_id=ULIDS[1], timestamp=2)
     assert merge(ws, {"id": "cust-1"}, {"email": "ANON@example.com"}) == "applied"

@@ -148,7 +148,9 @@ def track_cmd(user: int, seq: int, name: str = "Played", **attributes: Any) -> C
 
 
 def identify_cmd(user: int, seq: int, **attributes: Any) -> Command:
-    return Command(CommandKind.IDENTIFY, f"mp-{user}", "id", f"user-{user}", 1_700_000_000 + seq, {"seq": seq, **attributes})
+    return Command(
+        CommandKind.IDENTIFY, f"mp-{user}", "id", f"user-{user}", 1_700_000_000 + seq, {"seq": seq, **attributes}
+    )
 
 
 def delivered(outcomes: list[Outcome]) -> list[int]:
@@ -194,7 +196,9 @@ async def test_retry_after_is_honoured(track):
 async def test_retry_after_http_date_and_backoff_use_the_injected_sleep(track):
     answers = iter(
         [
-            web.json_response({}, status=503, headers={"Retry-After": email.utils.formatdate(time.time() + 40, usegmt=True)}),
+            web.json_response(
+                {}, status=503, headers={"Retry-After": email.utils.formatdate(time.time() + 40, usegmt=True)}
+            ),
             web.json_response({}, status=500),
             web.json_response({}, status=408),
         ]
@@ -209,7 +213,9 @@ async def test_retry_after_http_date_and_backoff_use_the_injected_sleep(track):
         slept.append(seconds)
 
     track.script = script
-    async with Deliverer(config(track, retry_base_delay=1.0, retry_max_delay=8.0), sleep=fake_sleep, rng=lambda: 1.0) as deliverer:
+    async with Deliverer(
+        config(track, retry_base_delay=1.0, retry_max_delay=8.0), sleep=fake_sleep, rng=lambda: 1.0
+    ) as deliverer:
         outcomes = await deliverer.deliver([identify_cmd(1, 1)])
     assert outcomes == [Outcome("delivered", 200)]
     assert len(slept) == 3
@@ -348,7 +354,9 @@ async def test_concurrent_deliver_calls_share_the_in_flight_cap(track):
 
 async def test_rate_ceiling_holds_across_lanes(track):
     rate = 40.0
-    async with Deliverer(config(track, transport="v1", max_requests_per_second=rate, rate_burst=1, max_concurrency=8)) as deliverer:
+    async with Deliverer(
+        config(track, transport="v1", max_requests_per_second=rate, rate_burst=1, max_concurrency=8)
+    ) as deliverer:
         started = time.monotonic()
         outcomes = await deliverer.deliver([track_cmd(i, i) for i in range(30)])
         elapsed = time.monotonic() - started
@@ -363,7 +371,9 @@ async def test_rate_ceiling_holds_across_lanes(track):
 async def test_v1_mode_sends_one_documented_request_per_command(track):
     commands = [
         Command(CommandKind.IDENTIFY, "mp-1", "email", "Ada+x@Example.com", 1_700_000_000, {"plan": None}),
-        Command(CommandKind.SCREEN, "mp-1", "email", "Ada+x@Example.com", 1_700_000_001, {}, "Home", ULID_BASE + "0001"),
+        Command(
+            CommandKind.SCREEN, "mp-1", "email", "Ada+x@Example.com", 1_700_000_001, {}, "Home", ULID_BASE + "0001"
+        ),
         Command(CommandKind.UNSUBSCRIBE, "mp-1", "email", "Ada+x@Example.com", 1_700_000_002),
         Command(CommandKind.MERGE, "mp-2", "id", "u-2", 1_700_000_003, secondary=("email", "old@example.com")),
     ]
@@ -374,7 +384,11 @@ async def test_v1_mode_sends_one_documented_request_per_command(track):
     person = [(s.method, s.path, s.body) for s in track.seen if s.path.startswith(path)]
     assert person == [
         ("PUT", path, {"plan": "", "_timestamp": 1_700_000_000}),
-        ("POST", path + "/events", {"name": "Home", "type": "screen", "id": ULID_BASE + "0001", "timestamp": 1_700_000_001, "data": {}}),
+        (
+            "POST",
+            path + "/events",
+            {"name": "Home", "type": "screen", "id": ULID_BASE + "0001", "timestamp": 1_700_000_001, "data": {}},
+        ),
         ("PUT", path, {"unsubscribed": True, "_timestamp": 1_700_000_002}),
     ]
     merges = [(s.method, s.body) for s in track.seen if s.path == "/api/v1/merge_customers"]
@@ -421,7 +435,9 @@ async def test_the_api_key_never_leaks(track, caplog):
             return web.Response(status=401, text=echo)
         if n == 2:
             return web.Response(status=503, text=echo)
-        return web.json_response({"errors": [{"batch_index": 0, "reason": "invalid", "field": "x", "message": echo}]}, status=207)
+        return web.json_response(
+            {"errors": [{"batch_index": 0, "reason": "invalid", "field": "x", "message": echo}]}, status=207
+        )
 
     track.script = script
     caplog.set_level(logging.DEBUG)

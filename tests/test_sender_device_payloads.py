@@ -8,10 +8,20 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_sender_payloads import _component, _request_body, openapi  # noqa: F401  (a fixture)
+from test_sender_payloads import _component, _request_body
+from test_sender_payloads import openapi as openapi_fixture
 
 from cioproc.models.commands import Command, CommandKind, encode_command
-from cioproc.sender.payloads import PayloadError, encode_v1_request, encode_v2_entry, to_v1_request, to_v2_entry, v2_entry_from_wire
+from cioproc.sender.payloads import (
+    PayloadError,
+    encode_v1_request,
+    encode_v2_entry,
+    to_v1_request,
+    to_v2_entry,
+    v2_entry_from_wire,
+)
+
+openapi = openapi_fixture  # the fixture, under the name its tests ask for (not a redefinition)
 
 ADD = Command(CommandKind.ADD_DEVICE, "-42", "id", "cust-1", 1_700_000_000, {"platform": "ios"}, "apns-token-1")
 DELETE = Command(CommandKind.DELETE_DEVICE, "-42", "email", "a@example.com", 1_700_000_000, {}, "fcm:tok/1")
@@ -69,7 +79,9 @@ def test_v1_delete_device_request_encodes_identifier_and_token(openapi):
 
 def test_device_schemas_are_not_vacuous(openapi):
     with pytest.raises(jsonschema.ValidationError):
-        _component(openapi, "person_add_device").validate({**to_v2_entry(ADD), "device": {"token": "t", "platform": "web"}})
+        _component(openapi, "person_add_device").validate(
+            {**to_v2_entry(ADD), "device": {"token": "t", "platform": "web"}}
+        )
     with pytest.raises(jsonschema.ValidationError):
         _component(openapi, "person_add_device").validate({**to_v2_entry(ADD), "device": {"platform": "ios"}})
     with pytest.raises(jsonschema.ValidationError):
@@ -101,7 +113,9 @@ def test_inexpressible_device_commands_raise_payload_error(command, reason):
     platform=st.sampled_from(["ios", "android"]),
     timestamp=st.integers(0, 2**32),
 )
-def test_every_device_entry_is_a_valid_batch_entry(openapi_devices, kind, id_type, id_value, token, platform, timestamp):
+def test_every_device_entry_is_a_valid_batch_entry(
+    openapi_devices, kind, id_type, id_value, token, platform, timestamp
+):
     command = Command(kind, "1", id_type, id_value, timestamp, {"platform": platform}, token)
     entry = orjson.loads(encode_v2_entry(command))
     openapi_devices[entry["action"]].validate(entry)

@@ -11,12 +11,12 @@ import msgpack
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from helpers_kafka import write_topics_file
+from pipeline_harness import Pipeline
 
 from cioproc.app.factory import group_id
 from cioproc.app.processor import key_partition
 from cioproc.models.commands import Command, CommandKind, encode_command
-from helpers_kafka import write_topics_file
-from pipeline_harness import Pipeline
 
 pytestmark = pytest.mark.kafka
 
@@ -175,7 +175,9 @@ def test_a_partition_stuck_on_5xx_does_not_stop_the_others(kafka_bootstrap, uniq
         p.close()
 
 
-def test_a_dead_letter_over_the_topics_record_size_is_truncated_and_the_worker_goes_on(kafka_bootstrap, unique, tmp_path):
+def test_a_dead_letter_over_the_topics_record_size_is_truncated_and_the_worker_goes_on(
+    kafka_bootstrap, unique, tmp_path
+):
     """Issue 11 item 6 for the sender: a refused command larger than the dead-letter topic's
     max.message.bytes is written cut to fit, with its headers and original offset, and a
     header giving its original size; the worker does not stop and commits past it."""

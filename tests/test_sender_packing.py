@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -43,7 +45,9 @@ CASES = [
 
 @pytest.mark.parametrize(("sizes", "max_batch", "max_entry", "max_entries", "alone", "batches", "too_large"), CASES)
 def test_pack_table(sizes, max_batch, max_entry, max_entries, alone, batches, too_large):
-    result = pack(sizes, max_batch_bytes=max_batch, max_entry_bytes=max_entry, max_batch_entries=max_entries, alone=alone)
+    result = pack(
+        sizes, max_batch_bytes=max_batch, max_entry_bytes=max_entry, max_batch_entries=max_entries, alone=alone
+    )
     assert result.batches == batches
     assert result.too_large == too_large
 
@@ -63,7 +67,9 @@ def test_pack_rejects_a_limit_without_room():
 )
 def test_pack_never_exceeds_limits_loses_or_reorders(sizes, max_batch, max_entry, max_entries, alone_seed):
     alone = [alone_seed[i] if i < len(alone_seed) else False for i in range(len(sizes))]
-    result = pack(sizes, max_batch_bytes=max_batch, max_entry_bytes=max_entry, max_batch_entries=max_entries, alone=alone)
+    result = pack(
+        sizes, max_batch_bytes=max_batch, max_entry_bytes=max_entry, max_batch_entries=max_entries, alone=alone
+    )
     placed = [i for batch in result.batches for i in batch]
     # nothing lost, nothing duplicated, order kept
     assert sorted(placed + result.too_large) == list(range(len(sizes)))
@@ -78,7 +84,7 @@ def test_pack_never_exceeds_limits_loses_or_reorders(sizes, max_batch, max_entry
     for i in result.too_large:
         assert sizes[i] > max_entry or FRAMING_BYTES + sizes[i] > max_batch
     # greedy: a batch is only closed when the next entry would not fit (or a limit forces it)
-    for first, second in zip(result.batches, result.batches[1:]):
+    for first, second in pairwise(result.batches):
         nxt = second[0]
         forced = (
             alone[nxt]

@@ -163,7 +163,9 @@ V2_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("command", "schema", "expected"), V2_CASES, ids=[c[1] + str(i) for i, c in enumerate(V2_CASES)])
+@pytest.mark.parametrize(
+    ("command", "schema", "expected"), V2_CASES, ids=[c[1] + str(i) for i, c in enumerate(V2_CASES)]
+)
 def test_v2_entry_shape_and_schema(openapi, command, schema, expected):
     entry = to_v2_entry(command)
     assert entry == expected
@@ -178,7 +180,9 @@ def test_schema_check_is_not_vacuous(openapi):
     with pytest.raises(jsonschema.ValidationError):
         _component(openapi, "identify_person").validate({**entry, "identifiers": {"id": "a", "email": "b@c.d"}})
     with pytest.raises(jsonschema.ValidationError):
-        _component(openapi, "person_event").validate({k: v for k, v in to_v2_entry(cmd(CommandKind.TRACK)).items() if k != "name"})
+        _component(openapi, "person_event").validate(
+            {k: v for k, v in to_v2_entry(cmd(CommandKind.TRACK)).items() if k != "name"}
+        )
     with pytest.raises(jsonschema.ValidationError):
         _component(openapi, "person_merge").validate({**to_v2_entry(cmd(CommandKind.MERGE)), "primary": {}})
 
@@ -186,7 +190,11 @@ def test_schema_check_is_not_vacuous(openapi):
 V1_CASES = [
     (
         cmd(CommandKind.IDENTIFY, attributes={"first_name": "Ada", "plan": None, "tags": ["a"], "age": 3}),
-        ("PUT", "/api/v1/customers/cust-1", {"first_name": "Ada", "plan": "", "tags": '["a"]', "age": 3, "_timestamp": 1_700_000_000}),
+        (
+            "PUT",
+            "/api/v1/customers/cust-1",
+            {"first_name": "Ada", "plan": "", "tags": '["a"]', "age": 3, "_timestamp": 1_700_000_000},
+        ),
     ),
     (
         cmd(CommandKind.IDENTIFY, id_type="email", id_value="a+b/c@example.com"),
@@ -198,11 +206,19 @@ V1_CASES = [
     ),
     (
         cmd(CommandKind.TRACK, attributes={"price": None}),
-        ("POST", "/api/v1/customers/cust-1/events", {"name": "Purchase", "id": ULID, "timestamp": 1_700_000_000, "data": {"price": None}}),
+        (
+            "POST",
+            "/api/v1/customers/cust-1/events",
+            {"name": "Purchase", "id": ULID, "timestamp": 1_700_000_000, "data": {"price": None}},
+        ),
     ),
     (
         cmd(CommandKind.SCREEN, name="Home"),
-        ("POST", "/api/v1/customers/cust-1/events", {"name": "Home", "type": "screen", "id": ULID, "timestamp": 1_700_000_000, "data": {}}),
+        (
+            "POST",
+            "/api/v1/customers/cust-1/events",
+            {"name": "Home", "type": "screen", "id": ULID, "timestamp": 1_700_000_000, "data": {}},
+        ),
     ),
     (
         cmd(CommandKind.MERGE),
@@ -277,8 +293,14 @@ commands = st.builds(
 @given(commands)
 def test_every_v2_entry_is_valid_batch_entry(openapi_schemas, command):
     entry = orjson.loads(encode_v2_entry(command))
-    schema = {"identify": "identify_person", "event": "person_event", "screen": "person_screen", "merge": "person_merge",
-              "delete": "person_delete", "suppress": "person_suppress"}
+    schema = {
+        "identify": "identify_person",
+        "event": "person_event",
+        "screen": "person_screen",
+        "merge": "person_merge",
+        "delete": "person_delete",
+        "suppress": "person_suppress",
+    }
     openapi_schemas[schema[entry["action"]]].validate(entry)
     if command.kind is not CommandKind.MERGE:
         assert entry["identifiers"] == {command.id_type: command.id_value}

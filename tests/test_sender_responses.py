@@ -30,7 +30,16 @@ CASES = [
     (400, V2_400, 4, None, Action.SPLIT, 400, "invalid", "identifiers: must have one identifier"),
     (400, V2_400, 1, None, Action.REJECTED, 400, "invalid", "identifiers: must have one identifier"),
     (400, V1_400, 1, None, Action.REJECTED, 400, "bad_request", "attribute value too long"),
-    (400, body({"meta": {"error": "primary must exist"}}), 1, None, Action.REJECTED, 400, "bad_request", "primary must exist"),
+    (
+        400,
+        body({"meta": {"error": "primary must exist"}}),
+        1,
+        None,
+        Action.REJECTED,
+        400,
+        "bad_request",
+        "primary must exist",
+    ),
     (400, b"not json", 1, None, Action.REJECTED, 400, "bad_request", "not json"),
     (400, b"", 1, None, Action.REJECTED, 400, "bad_request", "HTTP 400"),
     (413, b"too big", 5, None, Action.SPLIT, 413, "http_413", "too big"),
@@ -50,7 +59,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("status", "payload", "entries", "retry_after", "action", "http_status", "reason", "error"), CASES)
+@pytest.mark.parametrize(
+    ("status", "payload", "entries", "retry_after", "action", "http_status", "reason", "error"), CASES
+)
 def test_interpret_table(status, payload, entries, retry_after, action, http_status, reason, error):
     verdict = interpret(status, payload, entries=entries, retry_after=retry_after, now=NOW)
     assert (verdict.action, verdict.http_status, verdict.reason, verdict.error) == (action, http_status, reason, error)

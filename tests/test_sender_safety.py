@@ -15,6 +15,8 @@ from aiohttp import web
 from faust.types import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_sender_delivery import KEY, SITE, Seen, config, track_cmd
+from test_sender_delivery import track as track_fixture
 
 from cioproc.app.dead_letters import utf8_prefix
 from cioproc.app.sender_agent import (
@@ -34,8 +36,8 @@ from cioproc.sender import Deliverer, Outcome, SenderConfig
 from cioproc.sender.client import TrackClient
 from cioproc.sender.delivery import DELIVERY_PARTITION
 from cioproc.sender.responses import Action, interpret
-from test_sender_delivery import KEY, SITE, FakeTrack, Seen, config, track, track_cmd  # noqa: F401 (fixture, helpers)
 
+track = track_fixture  # the fixture, under the name its tests ask for (not a redefinition)
 ULID = "01HZX3K9T6Q8WJ1V5N2M4R0000"
 
 
@@ -49,8 +51,12 @@ msgpack_ints = st.integers(-(2**63), 2**64 - 1)
 scalars = st.one_of(st.none(), st.booleans(), msgpack_ints, st.floats(), st.text(max_size=8), st.binary(max_size=8))
 msgpack_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.one_of(st.text(max_size=5), st.binary(max_size=5), msgpack_ints, st.booleans()), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.one_of(st.text(max_size=5), st.binary(max_size=5), msgpack_ints, st.booleans()), inner, max_size=3
+        )
+    ),
     max_leaves=12,
 )
 field_values = st.one_of(
@@ -119,7 +125,7 @@ def test_any_bytes_on_the_commands_topic_are_delivered_or_dead_lettered(sandbox_
         dead_offsets = [message.offset for message, *_ in dead]
         assert len(dead_offsets) == len(set(dead_offsets))
         assert len(dead) + sum(delivered.values()) == len(records)  # each one: delivered or dead-lettered
-        for message, reason, _status, _error in dead:
+        for _message, reason, _status, _error in dead:
             assert reason and len(reason.encode()) <= MAX_HEADER_BYTES
 
     check()
@@ -316,7 +322,9 @@ def test_dead_letter_headers_from_a_response_are_bounded():
 
 async def test_a_long_reason_from_a_response_is_bounded_in_dead_letters(track):
     async def script(seen: Seen, n: int):
-        return web.json_response({"errors": [{"batch_index": 0, "reason": "ü" * 1000, "message": "x" * 5000}]}, status=207)
+        return web.json_response(
+            {"errors": [{"batch_index": 0, "reason": "ü" * 1000, "message": "x" * 5000}]}, status=207
+        )
 
     track.script = script
     sender = Sender(None, config(track), "dlq")  # type: ignore[arg-type]

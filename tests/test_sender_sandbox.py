@@ -19,7 +19,7 @@ from cioproc.sender.payloads import encode_v2_entry
 
 SITE, KEY = "sandbox-site", "sandbox-key"
 T0 = 1_700_000_000
-I, T, S, U, M = CommandKind.IDENTIFY, CommandKind.TRACK, CommandKind.SCREEN, CommandKind.UNSUBSCRIBE, CommandKind.MERGE
+ID, T, S, U, M = CommandKind.IDENTIFY, CommandKind.TRACK, CommandKind.SCREEN, CommandKind.UNSUBSCRIBE, CommandKind.MERGE
 
 
 def ulid(n: int) -> str:
@@ -33,26 +33,31 @@ def c(kind: CommandKind, mpid: str, id_type: str, id_value: str, n: int, attribu
 
 
 SCENARIO = [
-    c(I, "mp-1", "id", "u1", 1, {"first_name": "Ada", "email": "ada@example.com", "plan": "pro"}),
+    c(ID, "mp-1", "id", "u1", 1, {"first_name": "Ada", "email": "ada@example.com", "plan": "pro"}),
     c(T, "mp-1", "id", "u1", 2, {"price": 10.5}, "Purchase"),
     c(S, "mp-1", "id", "u1", 3, {}, "Home"),
-    c(I, "mp-1", "id", "u1", 4, {"plan": None}),
-    c(I, "mp-2", "email", "bob@example.com", 5, {"first_name": "Bob"}),
+    c(ID, "mp-1", "id", "u1", 4, {"plan": None}),
+    c(ID, "mp-2", "email", "bob@example.com", 5, {"first_name": "Bob"}),
     c(T, "mp-2", "email", "bob@example.com", 6, {}, "Signup"),
     # identity upgrade: addressed by the new id, the email in the body finds Bob
-    c(I, "mp-2", "id", "u2", 7, {"email": "Bob@Example.com", "last_name": "B"}),
+    c(ID, "mp-2", "id", "u2", 7, {"email": "Bob@Example.com", "last_name": "B"}),
     c(T, "mp-2", "id", "u2", 8, {}, "Login"),
-    c(I, "mp-3", "id", "u3", 9, {"first_name": "Cy"}),
+    c(ID, "mp-3", "id", "u3", 9, {"first_name": "Cy"}),
     c(U, "mp-3", "id", "u3", 10),
-    c(I, "mp-4", "id", "u4", 11, {"a": 1}),
-    c(I, "mp-4", "id", "u5", 12, {"b": 2, "a": 9}),
+    c(ID, "mp-4", "id", "u4", 11, {"a": 1}),
+    c(ID, "mp-4", "id", "u5", 12, {"b": 2, "a": 9}),
     c(T, "mp-4", "id", "u5", 13, {}, "Old"),
     c(M, "mp-4", "id", "u4", 14, secondary=("id", "u5")),
 ]
 
 EXPECTED_PEOPLE = [
     {"id": "u1", "email": "ada@example.com", "attributes": {"first_name": "Ada"}, "unsubscribed": False},
-    {"id": "u2", "email": "bob@example.com", "attributes": {"first_name": "Bob", "last_name": "B"}, "unsubscribed": False},
+    {
+        "id": "u2",
+        "email": "bob@example.com",
+        "attributes": {"first_name": "Bob", "last_name": "B"},
+        "unsubscribed": False,
+    },
     {"id": "u3", "email": None, "attributes": {"first_name": "Cy"}, "unsubscribed": True},
     {"id": "u4", "email": None, "attributes": {"a": 1, "b": 2}, "unsubscribed": False},
 ]
@@ -85,7 +90,9 @@ class Running:
 
     async def get(self, what: str) -> Any:
         token = self.state.config.admin_token
-        async with self.session.get(f"{self.url}/_sandbox/{what}", headers={"Authorization": f"Bearer {token}"}) as response:
+        async with self.session.get(
+            f"{self.url}/_sandbox/{what}", headers={"Authorization": f"Bearer {token}"}
+        ) as response:
             assert response.status == 200
             return orjson.loads(await response.read())
 
@@ -131,8 +138,8 @@ def workload(users: int, commands: int, seed: int) -> list[Command]:
     out = []
     for n in range(commands):
         user = rng.randrange(users)
-        kind = rng.choice([I, T, T, S, U] if n % 17 == 0 else [I, T, T, S])
-        attributes = {"n": n, "plan": rng.choice(["free", "pro", None])} if kind is I else {"n": n}
+        kind = rng.choice([ID, T, T, S, U] if n % 17 == 0 else [ID, T, T, S])
+        attributes = {"n": n, "plan": rng.choice(["free", "pro", None])} if kind is ID else {"n": n}
         out.append(c(kind, f"mp-{user}", "id", f"user-{user}", n, attributes, "Screen" if kind is S else f"ev{n % 5}"))
     return out
 
@@ -161,11 +168,11 @@ async def test_twenty_percent_faults_give_the_same_workspace(sandbox):
 async def test_sandbox_207_rejections_are_dead_lettered_with_its_error(sandbox):
     sandbox.state.faults.replace(FaultConfig(reject_event_names=("Forbidden",)))
     commands = [
-        c(I, "mp-1", "id", "u1", 1, {"x": 1}),
+        c(ID, "mp-1", "id", "u1", 1, {"x": 1}),
         c(T, "mp-1", "id", "u1", 2, {}, "Forbidden"),
         c(T, "mp-1", "id", "u1", 3, {}, "Fine"),
         c(T, "mp-2", "id", "u2", 4, {}, "Forbidden"),
-        c(I, "mp-2", "id", "u2", 5, {"bad name" * 30: 1}),  # attribute name over 150 bytes
+        c(ID, "mp-2", "id", "u2", 5, {"bad name" * 30: 1}),  # attribute name over 150 bytes
     ]
     async with Deliverer(config(sandbox)) as deliverer:
         outcomes = await deliverer.deliver(commands)
@@ -194,7 +201,9 @@ async def test_wrong_key_blocks_without_dead_letters_until_fixed(sandbox, caplog
         await asyncio.sleep(0.5)
         assert not task.done() and deliverer.stats.auth_blocked and deliverer.stats.dead_lettered == 0
         assert await sandbox.workspace() == ([], [])
-        assert any("refused the credentials (HTTP 401)" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+        assert any(
+            "refused the credentials (HTTP 401)" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
+        )
         sandbox.state.config.api_key = KEY
         outcomes = await asyncio.wait_for(task, 5)
     assert outcomes == [Outcome("delivered", 200)] * len(SCENARIO)

@@ -9,11 +9,11 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_sender_delivery import FakeTrack, config, identify_cmd, track_cmd  # noqa: F401 (fixture helpers)
 
 from cioproc.models.commands import Command, CommandDecodeError, CommandKind, encode_command
 from cioproc.sender import Deliverer, SenderConfigError
 from cioproc.sender.payloads import PayloadError, encode_v2_entry, v2_entry_from_wire
-from test_sender_delivery import FakeTrack, config, identify_cmd, track_cmd  # noqa: F401 (fixture helpers)
 
 ULID = "01HZX3K9T6Q8WJ1V5N2M4R0000"
 
@@ -45,7 +45,9 @@ def wire(*fields) -> bytes:
         # the short way
         encode_command(Command(CommandKind.TRACK, "mp-1", "id", "u1", 1_700_000_000, {"a": 1}, "Played", ULID)),
         encode_command(Command(CommandKind.SCREEN, "mp-1", "email", "a@b.c", 0, {}, "Home", None)),
-        encode_command(Command(CommandKind.IDENTIFY, "mp-1", "id", "u1", 1_700_000_000, {"plan": None, "n": [1, {"x": 2}]})),
+        encode_command(
+            Command(CommandKind.IDENTIFY, "mp-1", "id", "u1", 1_700_000_000, {"plan": None, "n": [1, {"x": 2}]})
+        ),
         encode_command(Command(CommandKind.IDENTIFY, "mp-1", "id", "u1", 0, {}, "ignored-name", ULID)),
         # the long way: other kinds, odd types, bad commands
         encode_command(Command(CommandKind.UNSUBSCRIBE, "mp-1", "id", "u1", 5, {"a": 1})),
@@ -74,8 +76,14 @@ def test_the_short_way_equals_the_long_way(data):
     assert outcome_of(v2_entry_from_wire, data) == outcome_of(long_way, data)
 
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False), st.text(max_size=12))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False), st.text(max_size=12)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 commands = st.builds(
     Command,
     kind=st.sampled_from(list(CommandKind)),
@@ -112,7 +120,9 @@ async def test_deliver_entries_sends_what_deliver_sends(track):
         first = [(seen.path, seen.body) for seen in track.seen]
         track.seen.clear()
         by_entries = await deliverer.deliver_entries(
-            [c.mpid for c in commands], [encode_v2_entry(c) for c in commands], [c.kind is CommandKind.MERGE for c in commands]
+            [c.mpid for c in commands],
+            [encode_v2_entry(c) for c in commands],
+            [c.kind is CommandKind.MERGE for c in commands],
         )
     assert by_entries == by_commands and all(o.delivered for o in by_entries)
     second = [(seen.path, seen.body) for seen in track.seen]

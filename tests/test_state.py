@@ -136,12 +136,12 @@ def test_copy_shares_no_containers() -> None:
 # ---- bounded state (issue 11, item 6): what the mapping keeps stays under MAX_STATE_BYTES ----------
 
 from hypothesis import strategies as hst  # noqa: E402
+from mapping_builders import T0, audience_message, batch, profile, reasons, run  # noqa: E402
 
 from cioproc.mapping import map_audience, parse_audience_change  # noqa: E402
 from cioproc.mapping.segments import MAX_AUDIENCE_BYTES, MAX_AUDIENCES  # noqa: E402
 from cioproc.models.settings import MappingSettings  # noqa: E402
 from cioproc.models.state import MAX_STATE_BYTES  # noqa: E402
-from mapping_builders import T0, audience_message, batch, profile, reasons, run  # noqa: E402
 
 ALL_ATTRIBUTES = MappingSettings(include_user_attributes=True, audience_attribute_per_segment=True)
 
@@ -235,7 +235,9 @@ def test_any_sequence_of_inputs_keeps_the_state_under_the_limit(steps) -> None:
             state = run(batch(attributes={}, deleted=names), state, ALL_ATTRIBUTES).state
         else:
             verb = "add" if action == "join" else "delete"
-            state = join(state, [(f"{i}", "Name " + "é" * 100 + str(i), verb) for i in range(start, start + count)]).state
+            state = join(
+                state, [(f"{i}", "Name " + "é" * 100 + str(i), verb) for i in range(start, start + count)]
+            ).state
         assert len(encode_state(state)) < MAX_STATE_BYTES
 
 

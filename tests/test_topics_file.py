@@ -37,7 +37,10 @@ def _mutate(fn):
         (lambda t: t.pop("partitions"), "topic 'mparticle.batches': missing field 'partitions'"),
         (lambda t: t.pop("replication_factor"), "topic 'mparticle.batches': missing field 'replication_factor'"),
         (lambda t: t.pop("role"), "topic 'mparticle.batches': missing field 'role'"),
-        (lambda t: t.update(partitions="eight"), "topic 'mparticle.batches': field 'partitions' must be a positive integer, got 'eight'"),
+        (
+            lambda t: t.update(partitions="eight"),
+            "topic 'mparticle.batches': field 'partitions' must be a positive integer, got 'eight'",
+        ),
         (lambda t: t.update(partitions=0), "field 'partitions' must be a positive integer, got 0"),
         (lambda t: t.update(partitions=True), "field 'partitions' must be a positive integer, got True"),
         (lambda t: t.update(replication_factor=1.5), "field 'replication_factor' must be a positive integer, got 1.5"),

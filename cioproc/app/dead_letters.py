@@ -77,7 +77,7 @@ def dead_letter_headers(reason: str, detail: str, topic: str, partition: int, of
     ]
 
 
-def read_dead_letter_headers(headers: list[tuple[str, bytes]] | tuple) -> DeadLetterInfo:
+def read_dead_letter_headers(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> DeadLetterInfo:
     """The inverse of :func:`dead_letter_headers`; raise ValueError when one is missing."""
     values = {key: value.decode("utf-8", "replace") for key, value in headers if value is not None}
     try:

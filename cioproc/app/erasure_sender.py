@@ -23,17 +23,17 @@ Several erases of one MPID in a chunk are all sent (each request gets its result
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
+import msgpack
 from faust.types import Message
 
 from cioproc.mapping.erasure import erase_result, erase_steps
 from cioproc.models.commands import COMMAND_VERSION, Command, CommandKind, decode_command
 from cioproc.observability import metrics
 from cioproc.sender.payloads import encode_v2_entry
-
-import msgpack
 
 if TYPE_CHECKING:  # pragma: no cover
     from cioproc.app.sender_agent import Sender, _Prepared

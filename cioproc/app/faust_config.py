@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from faust.auth import GSSAPICredentials, SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT

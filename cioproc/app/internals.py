@@ -27,7 +27,7 @@ import hashlib
 import importlib
 import inspect
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableSet
 from typing import Any, NamedTuple, cast
 
 import faust
@@ -166,6 +166,23 @@ def aiokafka_producer(app: Any) -> Any:
     ``create_batch``/``send_batch`` (one batch per partition, no future per record).
     Upstream offers ``app.producer.send`` per record, or a second producer of one's own."""
     return app.producer._ensure_producer()
+
+
+def unacked_messages(consumer: Any) -> MutableSet[Message]:
+    """Faust's ``Consumer._unacked_messages``: the records it waits on before a rebalance or stop.
+    The sender stops waiting for records it will never ack (a latched partition). Upstream
+    offers ``Consumer.unacked``: the same set, typed read-only; only acking removes a record,
+    and an ack would let the offset be committed."""
+    return cast(MutableSet[Message], consumer._unacked_messages)
+
+
+async def topic_partitions(consumer: Any, topic: str) -> set[int]:
+    """The partitions of ``topic``, after loading its metadata into an aiokafka consumer
+    (``AIOKafkaClient._wait_on_metadata``). Upstream's ``partitions_for_topic`` reads only what
+    is loaded already, and ``topics()`` fetches into a copy; the producer's ``partitions_for``
+    is the public equivalent, on another client."""
+    await consumer._client._wait_on_metadata(topic)
+    return set(consumer.partitions_for_topic(topic) or ())
 
 
 # The batch consumer: copies and overrides of Faust's consumer (see cioproc/app/batching.py)

@@ -44,8 +44,9 @@ before the state was capped) is mapped afresh, as an unreadable one.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -102,8 +103,11 @@ class InputRecord(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp: float | None  # seconds
     headers: Any
+
+    @property
+    def timestamp(self) -> float | None:  # seconds (read-only here, so Faust's float-typed field fits)
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +238,7 @@ class _Planner:
         if not parsed.is_erasure:
             result = result_value(parsed.request_id, parsed.request_type, NOT_SUPPORTED, now_ms,
                                   f"only erasure requests are supported, not {parsed.request_type!r}")
+            assert self.topics.erasure_results is not None  # read only with its results topic
             self.plan.results.append(Outgoing(self.topics.erasure_results, key, result))
             counts.drops["subject_request_not_supported"] += 1
             return

@@ -54,15 +54,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka.partitioner import murmur2
 from faust.types import Message
 
 from cioproc.app.batching import BatchApp
-from cioproc.app.dead_letters import BATCH_OVERHEAD_BYTES, record_bytes
-from cioproc.app.plan import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, ChunkPlan, Outgoing, PlanTopics, plan_chunk
+from cioproc.app.dead_letters import BATCH_OVERHEAD_BYTES, KAFKA_DEFAULT_MAX_MESSAGE_BYTES, record_bytes
 from cioproc.app.internals import aiokafka_producer
+from cioproc.app.plan import ChunkPlan, Outgoing, PlanTopics, plan_chunk
 from cioproc.app.stats import ProcessorStats
 from cioproc.app.table_store import TableStore
 from cioproc.kafka.topics import ActualTopic, TopicsFile
@@ -74,7 +75,8 @@ log = logging.getLogger("cioproc.processor")
 
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (Java and aiokafka) gives a keyed record."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    partition: int = (murmur2(key) & 0x7FFFFFFF) % partitions
+    return partition
 
 
 class Processor:
@@ -188,7 +190,7 @@ class Processor:
         return {partition: offset for (_, partition), offset in last.items()}
 
 
-_NO_HEADERS: list = []  # aiokafka's batch builder wants a list
+_NO_HEADERS: list[tuple[str, bytes]] = []  # aiokafka's batch builder wants a list
 
 
 async def _send_groups(
@@ -215,7 +217,7 @@ async def _send_groups(
         pending.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
     results = await asyncio.gather(*(future for future, *_ in pending))
     last: dict[tuple[str, int], int] = {}
-    for metadata, (_, topic, partition, count) in zip(results, pending):
+    for metadata, (_, topic, partition, count) in zip(results, pending, strict=True):
         offset = metadata.offset + count - 1
         if offset > last.get((topic, partition), -1):
             last[(topic, partition)] = offset
@@ -223,4 +225,6 @@ async def _send_groups(
 
 
 def _state_reset(key: bytes, exc: StateDecodeError) -> None:
-    log.warning("stored state of MPID %s is unreadable (%s); mapping it as a new user", key.decode(errors="replace"), exc)
+    log.warning(
+        "stored state of MPID %s is unreadable (%s); mapping it as a new user", key.decode(errors="replace"), exc
+    )

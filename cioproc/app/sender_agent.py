@@ -48,14 +48,16 @@ import gc
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, cast
 
 from faust.types import TP, Message
 
 from cioproc.app.batching import BatchApp
 from cioproc.app.dead_letters import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, fit_dead_letter, utf8_prefix
 from cioproc.app.erasure_sender import Erasure, erasure_positions, prepare_erasures, settle_erasures
+from cioproc.app.internals import unacked_messages
 from cioproc.config import Config
 from cioproc.kafka.topics import ActualTopic, TopicsFile
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, Command, decode_command
@@ -88,7 +90,9 @@ GC_GEN0_THRESHOLD = 10_000
 DeadLetter = tuple[Message, str, int | None, str | None]  # record, reason, HTTP status, error
 
 
-def dead_letter_headers(message: Message, reason: str, status: int | None, error: str | None) -> list[tuple[str, bytes]]:
+def dead_letter_headers(
+    message: Message, reason: str, status: int | None, error: str | None
+) -> list[tuple[str, bytes]]:
     headers = [
         (REASON, utf8_prefix(reason, MAX_HEADER_BYTES).encode()),
         (SOURCE_TOPIC, message.topic.encode()),
@@ -105,7 +109,7 @@ def dead_letter_headers(message: Message, reason: str, status: int | None, error
 def input_timestamp(message: Message) -> float | None:
     """When the command's input record was written (Unix seconds), from the processor's
     ``cioproc.input.ts`` header; None for a command without it (a re-driven dead letter)."""
-    for key, value in message.headers or ():
+    for key, value in cast(list[tuple[str, bytes]], message.headers or ()):  # aiokafka's: a list
         if key == INPUT_TIMESTAMP_HEADER:
             try:
                 return int(value) / 1000
@@ -198,9 +202,9 @@ class Sender:
         self.results_topic = results_topic  # erasure_results
         self.deliverer: Deliverer | None = None
         self.exporter = StatsExporter()
-        self._tails: dict[TP, asyncio.Future] = {}  # last delivery task per partition
+        self._tails: dict[TP, asyncio.Future[None]] = {}  # last delivery task per partition
         self._under_way: Counter[TP] = Counter()  # delivery tasks per partition
-        self._tasks: set[asyncio.Future] = set()  # every delivery task not finished
+        self._tasks: set[asyncio.Future[None]] = set()  # every delivery task not finished
         self._failed: dict[TP, BaseException] = {}  # latched partitions: nothing later is acked
         self._paused: set[TP] = set()
         self._resumed = asyncio.Event()
@@ -255,7 +259,7 @@ class Sender:
             self._resumed.clear()
             await self._resumed.wait()
 
-    def dispatch(self, tp: TP, records: list[Message]) -> asyncio.Future:
+    def dispatch(self, tp: TP, records: list[Message]) -> asyncio.Future[None]:
         """Start delivering one partition's chunk after that partition's previous one."""
         if self._closed:
             raise RuntimeError("the sender is closed")
@@ -266,7 +270,7 @@ class Sender:
         task.add_done_callback(functools.partial(self._finished, tp))
         return task
 
-    def _finished(self, tp: TP, task: asyncio.Future) -> None:
+    def _finished(self, tp: TP, task: asyncio.Future[None]) -> None:
         self._tasks.discard(task)
         self._under_way[tp] -= 1
         if self._under_way[tp] <= 0:
@@ -278,15 +282,15 @@ class Sender:
             if not self._closed and tp in self.app.consumer.assignment():
                 self.app.consumer.resume_partitions([tp])
             self._resumed.set()
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
             log.error(
                 "delivering commands of %s/%d failed (%s: %s); stopping the worker, nothing of that "
                 "partition after the failed records is acked", tp[0], tp[1], type(exc).__name__, exc,
             )
             asyncio.ensure_future(self.app.crash(exc))
 
-    async def _deliver_after(self, tp: TP, previous: asyncio.Future | None, records: list[Message]) -> None:
+    async def _deliver_after(self, tp: TP, previous: asyncio.Future[None] | None, records: list[Message]) -> None:
         DELIVERY_PARTITION.set((tp[0], tp[1]))  # this task's context: the deliverer's blocked-partition bookkeeping
         try:
             # Decoding and encoding need not wait for the partition's previous chunk: only sending does.
@@ -305,7 +309,7 @@ class Sender:
     def _untrack(self, records: list[Message]) -> None:
         """Records of a latched partition will never be acked: stop waiting for them (on stop
         and rebalance). Untracking does not commit them; commits follow acks only."""
-        unacked = self.app.consumer._unacked_messages  # Faust's set of tracked records
+        unacked = unacked_messages(self.app.consumer)  # Faust's set of tracked records
         for message in records:
             unacked.discard(message)
 
@@ -328,7 +332,7 @@ class Sender:
         if self.sender_config.transport != "v2":
             for message in records:
                 try:
-                    chunk.commands.append(decode_command(message.value))
+                    chunk.commands.append(decode_command(cast(bytes, message.value)))  # None: dead-lettered
                     chunk.sources.append(message)
                 except Exception as exc:  # CommandDecodeError, or anything else these bytes provoke
                     chunk.dead.append((message, "undecodable_command", None, str(exc)))
@@ -339,7 +343,7 @@ class Sender:
         )
         for message in records:
             try:
-                mpid, kind, entry = v2_entry_from_wire(message.value)
+                mpid, kind, entry = v2_entry_from_wire(cast(bytes, message.value))  # None: dead-lettered
             except PayloadError as exc:  # as deliver() would refuse it
                 chunk.dead.append((message, exc.reason, None, self._deliverer().client.redact(str(exc))))
                 continue
@@ -371,7 +375,7 @@ class Sender:
         accepted_at = time.time()
         end_to_end = metrics.END_TO_END_LATENCY.observe
         erase_sources = chunk.erase_sources
-        for kind, message, outcome in zip(chunk.kinds, chunk.sources, outcomes):
+        for kind, message, outcome in zip(chunk.kinds, chunk.sources, outcomes, strict=True):
             if erase_sources and id(message) in erase_sources:
                 continue  # an erase's steps: it is counted, and dead-lettered, once below
             if outcome.delivered:
@@ -448,12 +452,15 @@ def attach(app: BatchApp, config: Config, topics: TopicsFile) -> Sender:
     """Route the commands topic to a :class:`Sender` on ``app``; ConfigError without credentials."""
     config.require_sender_credentials()
     sender = Sender(
-        app, SenderConfig.from_config(config), topics.by_role("commands_dlq").name, topics.by_role("erasure_results").name
+        app,
+        SenderConfig.from_config(config),
+        topics.by_role("commands_dlq").name,
+        topics.by_role("erasure_results").name,
     )
     topic = app.topic(topics.by_role("commands").name, key_type=bytes, value_type=bytes, acks=True)
     app.route_batches(topic, sender)
 
-    async def close_deliverer(_app: Any, **_kwargs: Any) -> None:
+    async def close_deliverer(*_args: Any, **_kwargs: Any) -> None:  # mode passes (app, signal=...)
         await sender.close()
 
     app.on_before_shutdown.connect(close_deliverer)  # after the consumer stopped: no chunk in flight

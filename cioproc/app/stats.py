@@ -21,9 +21,9 @@ class Counts:
     batches: int = 0  # batches mapped
     events: int = 0  # events inside those batches
     audience_profiles: int = 0  # audience profiles mapped
-    commands: Counter = field(default_factory=Counter)  # command kind -> commands written
-    drops: Counter = field(default_factory=Counter)  # drop reason -> count (not dead-lettered)
-    dead_letters: Counter = field(default_factory=Counter)  # rejection reason -> records dead-lettered
+    commands: Counter[str] = field(default_factory=Counter)  # command kind -> commands written
+    drops: Counter[str] = field(default_factory=Counter)  # drop reason -> count (not dead-lettered)
+    dead_letters: Counter[str] = field(default_factory=Counter)  # rejection reason -> records dead-lettered
     forwarded: int = 0  # records re-keyed to the partition of their MPID
     state_resets: int = 0  # stored states that could not be decoded (the user started afresh)
 
@@ -54,7 +54,7 @@ class Counts:
         return " ".join(parts)
 
 
-def _by(counter: Counter) -> str:
+def _by(counter: Counter[str]) -> str:
     if not counter:
         return ""
     return " (" + ", ".join(f"{key}={value}" for key, value in sorted(counter.items())) + ")"

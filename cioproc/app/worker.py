@@ -13,11 +13,11 @@ import sys
 
 import faust
 
-from cioproc.app.faust_config import StartupError
 from cioproc.app.factory import create_app
+from cioproc.app.faust_config import StartupError
 from cioproc.app.startup import verify_topics
-from cioproc.config import ROLES, ConfigError, load_config
-from cioproc.kafka.topics import TopicsFileError, load_topics
+from cioproc.config import ROLES, Config, ConfigError, load_config
+from cioproc.kafka.topics import ActualTopic, TopicsFile, TopicsFileError, load_topics
 from cioproc.observability.logs import register_secret, setup_logging
 
 
@@ -64,7 +64,7 @@ def main(role: str = "all") -> int:
     return 0
 
 
-def _preflight(role: str, config, topics) -> dict:
+def _preflight(role: str, config: Config, topics: TopicsFile) -> dict[str, ActualTopic]:
     """Check the cluster's topics in a loop of its own (the worker's loop stays untouched);
     what the cluster reported of them."""
     loop = asyncio.new_event_loop()

@@ -8,7 +8,7 @@ every generated batch), naming the user's raw e-mail and customer id.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cioproc.generate.model import Record
 from cioproc.generate.plan import CID_AND_EMAIL, CID_ONLY, EMAIL_ONLY, UPGRADE, UserPlan
@@ -20,7 +20,7 @@ def plan_erasures(plans: list[UserPlan], count: int, seed: int, now_ms: int) -> 
     """Erasure requests for ``count`` distinct identified users (fewer if there are fewer)."""
     candidates = [plan for plan in plans if plan.identity in ERASABLE]
     chosen = random.Random(f"{seed}:erasures").sample(candidates, min(count, len(candidates)))
-    submitted = datetime.fromtimestamp(now_ms / 1000, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    submitted = datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     records = []
     for number, plan in enumerate(sorted(chosen, key=lambda p: p.index), 1):
         identities = []
@@ -28,7 +28,11 @@ def plan_erasures(plans: list[UserPlan], count: int, seed: int, now_ms: int) -> 
             identities.append({"identity_type": "email", "identity_value": plan.email, "identity_format": "raw"})
         if plan.identity in (CID_AND_EMAIL, CID_ONLY, UPGRADE):
             identities.append(
-                {"identity_type": "controller_customer_id", "identity_value": plan.customer_id, "identity_format": "raw"}
+                {
+                    "identity_type": "controller_customer_id",
+                    "identity_value": plan.customer_id,
+                    "identity_format": "raw",
+                }
             )
         value = {
             "subject_request_id": f"dsr-{seed}-{number:04d}",

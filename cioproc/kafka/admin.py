@@ -93,7 +93,10 @@ def main(action: str, bootstrap: str, path: str | None = None, **client: Any) ->
         try:
             report = asyncio.run(reconcile(topics, bootstrap, create=(action == "apply"), **client))
         except Exception as exc:  # a broker that is down or refuses: one clear line
-            print(f"error: topics {action} against {bootstrap} failed: {failures.describe(exc, bootstrap)}", file=sys.stderr)
+            print(
+                f"error: topics {action} against {bootstrap} failed: {failures.describe(exc, bootstrap)}",
+                file=sys.stderr,
+            )
             return 1
     for name in report.created:
         print(f"created   {name}")

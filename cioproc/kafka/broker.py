@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class LocalBroker:
     heap: str = "1g"
 
     @classmethod
-    def from_env(cls, port: int | None = None) -> "LocalBroker":
+    def from_env(cls, port: int | None = None) -> LocalBroker:
         home = Path(os.environ.get("CIOPROC_HOME", ".cioproc")).resolve()
         if port is not None:
             chosen = _tcp_port("--port", str(port))
@@ -132,7 +133,7 @@ class LocalBroker:
         argv = _command_line(pid)
         return argv is not None and "kafka.Kafka" in argv and str(self.config_file) in argv
 
-    def _stale_pid_note(self) -> str | None:
+    def stale_pid_note(self) -> str | None:
         """What to say when the pid file names a live process that is not this broker."""
         pid = self._recorded_pid()
         if pid is None or not _alive(pid) or self._is_ours(pid):
@@ -151,7 +152,7 @@ class LocalBroker:
 
     # ---- start --------------------------------------------------------------------------
 
-    def start(self, progress=print) -> bool:
+    def start(self, progress: Callable[[str], object] = print) -> bool:
         """Start the broker unless it runs already; return True if this call started it."""
         if self.pid() is not None:
             if self.answers(timeout=10.0):
@@ -211,7 +212,7 @@ class LocalBroker:
             f"{self.log_tail()}"
         )
 
-    def fetch_jars(self, progress=print) -> Path:
+    def fetch_jars(self, progress: Callable[[str], object] = print) -> Path:
         """Copy the broker's jars from Maven Central into the cache, unless cached already."""
         marker = self.jars / ".complete"
         if marker.exists():
@@ -305,11 +306,11 @@ class LocalBroker:
 
     # ---- stop ---------------------------------------------------------------------------
 
-    def stop(self, progress=print) -> bool:
+    def stop(self, progress: Callable[[str], object] = print) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL after a bound); True if it ran."""
         pid = self.pid()
         if pid is None:
-            note = self._stale_pid_note()
+            note = self.stale_pid_note()
             if note:
                 progress(f"{note}; stale pid file removed")
             self.pid_file.unlink(missing_ok=True)
@@ -340,10 +341,10 @@ def answers_metadata(bootstrap: str, timeout: float = 5.0, **client: Any) -> boo
     """True if a Kafka broker at ``bootstrap`` answers a metadata request in time.
 
     ``client`` holds aiokafka security settings (``KafkaSettings.aiokafka_kwargs()``)."""
-    return asyncio.run(_metadata(bootstrap, timeout, client))
+    return asyncio.run(_metadata(bootstrap, int(timeout * 1000), client))
 
 
-async def _metadata(bootstrap: str, timeout: float, security: dict[str, Any]) -> bool:
+async def _metadata(bootstrap: str, request_timeout_ms: int, security: dict[str, Any]) -> bool:
     import logging
 
     from aiokafka.client import AIOKafkaClient  # only the shell needs a client
@@ -351,9 +352,10 @@ async def _metadata(bootstrap: str, timeout: float, security: dict[str, Any]) ->
     log = logging.getLogger("aiokafka")
     level = log.level
     log.setLevel(logging.CRITICAL)  # "Unable connect" while a broker boots is expected here
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **security)
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms, **security)
     try:
-        await asyncio.wait_for(client.bootstrap(), timeout)
+        async with asyncio.timeout(request_timeout_ms / 1000):
+            await client.bootstrap()
         return True
     except Exception:
         return False
@@ -453,7 +455,7 @@ def main(action: str, port: int | None = None, secure: bool = False) -> int:
             if broker.is_running():
                 print(f"kafka: running on {broker.bootstrap} (pid {broker.pid()})")
             else:
-                note = broker._stale_pid_note()
+                note = broker.stale_pid_note()
                 if note:
                     print(note)
                 print(f"kafka: not running on port {broker.port}")

@@ -50,7 +50,10 @@ def describe_failure(cause: str, bootstrap: str) -> str:
             f"that signed it ({_short(cause)})"
         )
     if "WRONG_VERSION_NUMBER" in cause or "record layer failure" in cause:
-        return f"Kafka at {bootstrap} does not speak TLS there: check KAFKA_SECURITY_PROTOCOL and the port ({_short(cause)})"
+        return (
+            f"Kafka at {bootstrap} does not speak TLS there: check KAFKA_SECURITY_PROTOCOL and the port "
+            f"({_short(cause)})"
+        )
     if "closed" in cause:
         return (
             f"Kafka at {bootstrap} closed the connection: check KAFKA_SECURITY_PROTOCOL, and KAFKA_SSL_CERTFILE / "

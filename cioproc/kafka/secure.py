@@ -19,6 +19,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,9 @@ class CertificateAuthority:
 def _openssl() -> str:
     path = shutil.which("openssl")
     if path is None:
-        raise BrokerError("openssl is needed to generate the certificates of `cioproc kafka start --secure`; install it")
+        raise BrokerError(
+            "openssl is needed to generate the certificates of `cioproc kafka start --secure`; install it"
+        )
     return path
 
 
@@ -75,7 +78,9 @@ def make_ca(directory: Path, name: str = "cioproc local Kafka CA") -> Certificat
     return ca
 
 
-def issue_certificate(ca: CertificateAuthority, directory: Path, stem: str, common_name: str, extensions: str) -> tuple[Path, Path]:
+def issue_certificate(
+    ca: CertificateAuthority, directory: Path, stem: str, common_name: str, extensions: str
+) -> tuple[Path, Path]:
     """A key and a certificate signed by ``ca``: ``<stem>.pem`` (certificate) and ``<stem>.key``."""
     key, cert = directory / f"{stem}.key", directory / f"{stem}.pem"
     csr, ext = directory / f"{stem}.csr", directory / f"{stem}.ext"
@@ -182,23 +187,26 @@ class SecureBroker(LocalBroker):
     def format_options(self) -> list[str]:
         return ["--add-scram", f"{SCRAM_MECHANISM}=[name={CLIENT_USER},password={self.password()}]"]
 
-    def start(self, progress=print) -> bool:
+    def start(self, progress: Callable[[str], object] = print) -> bool:
         if self.pid() is None:
             for port in (self.port + 1, self.mtls_port):
                 if _port_open(port):
                     raise BrokerError(
-                        f"port {port} (used by the secure broker on {self.port}) is already in use; choose another --port"
+                        f"port {port} (used by the secure broker on {self.port}) is already in use; "
+                        "choose another --port"
                     )
             self.prepare(progress)
         return super().start(progress)
 
-    def prepare(self, progress=print) -> None:
+    def prepare(self, progress: Callable[[str], object] = print) -> None:
         """Certificates, the SCRAM password and the client env files, unless they exist already."""
         self.root.mkdir(parents=True, exist_ok=True)
         tls = self.tls_dir
         if not (tls / "broker-keystore.pem").exists():
             if (self.data_dir / "meta.properties").exists():
-                raise BrokerError(f"{self.root} holds a plaintext broker's data; remove it to start a secure broker there")
+                raise BrokerError(
+                    f"{self.root} holds a plaintext broker's data; remove it to start a secure broker there"
+                )
             progress(f"kafka: generating a CA and certificates in {tls}")
             shutil.rmtree(tls, ignore_errors=True)
             ca = make_ca(tls)

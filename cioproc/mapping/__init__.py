@@ -9,9 +9,10 @@ Pure functions (no Kafka, no HTTP). The processor calls::
 
 The parse functions never raise. The map functions raise only on a bug in this package
 (never on any input): the caller dead-letters that input (the processor as
-``internal_error``), so a bug is never a silent drop. ``default_timestamp_ms`` (e.g. the Kafka record's timestamp) stands in
-for the time of an input that carries none; a command whose time is unknown even so has
-``timestamp == 0`` (the sender should then omit it and let Customer.io use receive time).
+``internal_error``), so a bug is never a silent drop. ``default_timestamp_ms`` (e.g. the Kafka
+record's timestamp) stands in for the time of an input that carries none; a command whose
+time is unknown even so has ``timestamp == 0`` (the sender should then omit it and let
+Customer.io use receive time).
 The state given to a map function is never changed: the result holds a new one (compare
 it with ``==`` to know whether to store it; ``encode_state``/``decode_state`` turn it into
 the bytes of the Faust table and back).

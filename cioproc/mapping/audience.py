@@ -182,7 +182,7 @@ def map_audience_unchecked(
         changed_ms[audience_id] = when
     bound_audience_times(changed_ms, state.audiences)
     if state.id_type is not None and state.id_value is not None:
-        identifier = (state.id_type, state.id_value)  # who the person is: not ours to change
+        identifier: tuple[str, str] | None = (state.id_type, state.id_value)  # who the person is: not ours to change
     else:
         identifier = choose_identifier(settings, state.customer_id, state.email)
     if identifier is None:

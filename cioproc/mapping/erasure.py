@@ -26,7 +26,7 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -97,10 +97,12 @@ def parse_subject_request(value: bytes, key: bytes | None) -> SubjectRequest | R
     for index, identity in enumerate(identities):
         if not isinstance(identity, dict):
             return _reject(f"subject_identities[{index}] must be an object")
-        kind, raw, form = identity.get("identity_type"), identity.get("identity_value"), identity.get("identity_format", "raw")
+        kind, raw = identity.get("identity_type"), identity.get("identity_value")
+        form = identity.get("identity_format", "raw")
         if not isinstance(kind, str) or not isinstance(raw, str) or not raw or not isinstance(form, str):
             return _reject(
-                f"subject_identities[{index}] needs string identity_type, identity_format and a non-empty identity_value"
+                f"subject_identities[{index}] needs string identity_type, identity_format "
+                "and a non-empty identity_value"
             )
         if form == "raw" and kind in IDENTITY_TYPES:
             identifiers.append((IDENTITY_TYPES[kind], raw))
@@ -178,7 +180,7 @@ def result_value(
         "subject_request_id": request_id,
         "subject_request_type": request_type,
         "status": status,
-        "time": datetime.fromtimestamp(at_ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": datetime.fromtimestamp(at_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
     if reason:
         body["reason"] = reason

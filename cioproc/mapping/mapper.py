@@ -20,7 +20,6 @@ from cioproc.mapping.attributes import (
 from cioproc.mapping.batch import Batch
 from cioproc.mapping.devices import record_device
 from cioproc.mapping.names import event_name
-from cioproc.mapping.push import PUSH_EVENT_TYPES, device_commands, readd_commands
 from cioproc.mapping.person import (
     address,
     choose_identifier,
@@ -28,6 +27,7 @@ from cioproc.mapping.person import (
     owed_unsubscribe,
     update_identities,
 )
+from cioproc.mapping.push import PUSH_EVENT_TYPES, device_commands, readd_commands
 from cioproc.mapping.results import Drop, MapResult
 from cioproc.mapping.segments import MEMBERSHIP, audience_attributes
 from cioproc.mapping.values import (
@@ -468,7 +468,7 @@ def _map(
         if registrations is not None or (
             type(batch.device_info) is dict and batch.device_info.get("push_token")
         ):
-            when = latest if latest is not None else batch_time
+            when = last_ms if last_ms is not None else batch_time
             commands.extend(
                 device_commands(
                     state, registrations or [], batch.device_info, batch.device_type, when,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import final
 
 from cioproc.models.commands import Command
 from cioproc.models.state import UserState
@@ -62,6 +63,7 @@ DROP_REASONS = frozenset(
 )
 
 
+@final  # no subclasses: callers test ``type(x) is Rejection`` (fast), and mypy narrows on it
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """An input that cannot be mapped at all; ``reason`` is a stable snake_case slug."""

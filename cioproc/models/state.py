@@ -99,7 +99,7 @@ class UserState:
 
 def encode_state(state: UserState) -> bytes:
     """Encode a state as versioned msgpack (without the time fields while all are unset)."""
-    fields = [
+    fields: list[Any] = [
         STATE_VERSION,
         state.customer_id,
         state.email,
@@ -127,7 +127,8 @@ def encode_state(state: UserState) -> bytes:
         ]
         if state.push_tokens:
             fields.append(state.push_tokens)
-    return msgpack.packb(fields, use_bin_type=True)
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return packed
 
 
 def _optional_str(value: Any, name: str) -> str | None:

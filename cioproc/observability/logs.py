@@ -67,7 +67,8 @@ def setup_logging(level: str = "info", json_lines: bool = True) -> None:
     """Configure the root logger for a cioproc process."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonFormatter() if json_lines else plain)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -7,11 +7,10 @@ runs) and ``/readyz`` (every registered readiness check passes) with aiohttp.
 
 from __future__ import annotations
 
-from typing import Callable
+import platform
+from collections.abc import Callable
 
 from aiohttp import web
-import platform
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     GC_COLLECTOR,
@@ -31,7 +30,9 @@ for _collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):  # proc
     REGISTRY.register(_collector)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
-BUILD_INFO = Gauge("cioproc_build_info", "always 1; labels say which cioproc runs", ["version", "python"], registry=REGISTRY)
+BUILD_INFO = Gauge(
+    "cioproc_build_info", "always 1; labels say which cioproc runs", ["version", "python"], registry=REGISTRY
+)
 BUILD_INFO.labels(version=__version__, python=platform.python_version()).set(1)
 
 BATCHES_IN = Counter("cioproc_batches_in", "mParticle batches read from the input topic", registry=REGISTRY)
@@ -45,7 +46,9 @@ DLQ_WRITES = Counter(
     "cioproc_dlq_writes", "records written to a dead-letter topic (its name), by reason", ["topic", "reason"],
     registry=REGISTRY,
 )
-HTTP_RESPONSES = Counter("cioproc_http_responses", "Track API responses by HTTP status code", ["code"], registry=REGISTRY)
+HTTP_RESPONSES = Counter(
+    "cioproc_http_responses", "Track API responses by HTTP status code", ["code"], registry=REGISTRY
+)
 HTTP_TRANSPORT_ERRORS = Counter(
     "cioproc_http_transport_errors", "Track API requests without a response (timeout, transport)", ["reason"],
     registry=REGISTRY,

@@ -13,12 +13,26 @@ import importlib
 DELEGATED_PARSERS = {"sandbox": "cioproc.sandbox.cli", "replay": "cioproc.replay", "demo": "cioproc.demo"}
 
 
+def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """A parser's actions: argparse has no public API that lists them (``add_argument`` returns
+    each one, but only the parser keeps them all)."""
+    return parser._actions  # noqa: SLF001  (argparse has no public accessor)
+
+
+def _subcommands(action: argparse.Action) -> dict[str, argparse.ArgumentParser] | None:
+    """{name: parser} if ``action`` is the one ``add_subparsers`` returns, else None."""
+    if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001  (argparse's class is private)
+        return action.choices
+    return None
+
+
 def _words(parser: argparse.ArgumentParser) -> list[str]:
     """The options, choices and sub-subcommands a parser accepts."""
     words: list[str] = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
+    for action in _actions(parser):
+        subcommands = _subcommands(action)
+        if subcommands is not None:
+            for name, sub in subcommands.items():
                 words.append(name)
                 words.extend(w for w in _words(sub) if w not in words)
             continue
@@ -30,9 +44,9 @@ def _words(parser: argparse.ArgumentParser) -> list[str]:
 
 def command_words(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
     """{subcommand: the words it completes}, plus ``""`` for the top level."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    table = {"": list(sub.choices) + ["--help", "--version"]}
-    for name, subparser in sub.choices.items():
+    subcommands = next(s for s in map(_subcommands, _actions(parser)) if s is not None)
+    table = {"": list(subcommands) + ["--help", "--version"]}
+    for name, subparser in subcommands.items():
         module = DELEGATED_PARSERS.get(name)
         if module is not None:
             try:

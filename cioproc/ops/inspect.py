@@ -20,8 +20,9 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,9 +30,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from cioproc.app.dead_letters import DETAIL, REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
 from cioproc.config import ConfigError, load_config
 from cioproc.kafka import client_id
-from cioproc.ops import describe_error, quiet_client_logs
 from cioproc.kafka.topics import TopicsFileError, load_topics
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, CommandDecodeError, decode_command
+from cioproc.ops import describe_error, quiet_client_logs
 from cioproc.ops.check import KAFKA_TIMEOUT_S
 
 HTTP_STATUS = "cioproc.http_status"  # as cioproc.app.sender_agent writes them
@@ -45,7 +46,7 @@ class InspectError(Exception):
 def _iso(ms: int | None) -> str | None:
     if ms is None or ms < 0:
         return None
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def command_fields(value: bytes | None) -> dict[str, Any]:
@@ -121,7 +122,7 @@ def parse_time_ms(text: str) -> int:
     except ValueError:
         raise InspectError(f"--from-time {text!r} is neither Unix milliseconds nor an ISO 8601 time") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
 
 
@@ -218,6 +219,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: cannot read '{spec.name}' from Kafka at {config.kafka.bootstrap_servers}: {detail}",
               file=sys.stderr)
         return 1
-    for line in lines:
-        sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+    for record in lines:
+        sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     return 0

@@ -21,8 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from cioproc.config import Config, ConfigError, load_config
-from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
 from cioproc.kafka import client_id
+from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
 from cioproc.ops import describe_error, quiet_client_logs
 from cioproc.ops.check import KAFKA_TIMEOUT_S
 from cioproc.replay import consumer_group
@@ -90,7 +90,7 @@ def lag_of(committed: int | None, beginning: int, end: int) -> int:
     return max(0, end - start)
 
 
-def decode_members(members: list[tuple]) -> list[Member]:
+def decode_members(members: list[tuple[Any, ...]]) -> list[Member]:
     """Members of a DescribeGroups answer: (member id, [instance id,] client id, host, metadata, assignment)."""
     decoded = []
     for member in members:
@@ -143,7 +143,8 @@ async def collect(config: Config, topics: TopicsFile) -> Status:
 
 
 async def _group(admin: AIOKafkaAdminClient, name: str, group: str, roles: tuple[str, ...], topics: TopicsFile,
-                 partitions: dict[str, list[int]], beginning: dict, end: dict) -> GroupStatus:
+                 partitions: dict[str, list[int]], beginning: dict[TopicPartition, int],
+                 end: dict[TopicPartition, int]) -> GroupStatus:
     state, members = "Dead", []
     for response in await admin.describe_consumer_groups([group]):
         for entry in response.groups:  # (error, group id, state, protocol type, protocol, members, ...)
@@ -162,7 +163,8 @@ async def _group(admin: AIOKafkaAdminClient, name: str, group: str, roles: tuple
         for partition in partitions[topic]:
             tp = TopicPartition(topic, partition)
             offset = committed.get((topic, partition))
-            status.partitions.append(PartitionLag(topic, partition, offset, end[tp], lag_of(offset, beginning[tp], end[tp])))
+            lag = lag_of(offset, beginning[tp], end[tp])
+            status.partitions.append(PartitionLag(topic, partition, offset, end[tp], lag))
     return status
 
 

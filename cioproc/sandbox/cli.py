@@ -31,11 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--admin-token",
         default=None,
-        help="token the /_sandbox/* routes require (Authorization: Bearer TOKEN); default: a random one, printed at start",
+        help="token the /_sandbox/* routes require (Authorization: Bearer TOKEN); "
+        "default: a random one, printed at start",
     )
-    parser.add_argument("--fault-rate", type=float, default=0.0, help="fraction of requests answered with a fault status")
-    parser.add_argument("--fault-statuses", type=_statuses, default=(500, 503, 429), help="fault statuses (default 500,503,429)")
-    parser.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds sent with 429 (default %(default)s)")
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.0, help="fraction of requests answered with a fault status"
+    )
+    parser.add_argument(
+        "--fault-statuses", type=_statuses, default=(500, 503, 429), help="fault statuses (default 500,503,429)"
+    )
+    parser.add_argument(
+        "--retry-after", type=int, default=1, help="Retry-After seconds sent with 429 (default %(default)s)"
+    )
     parser.add_argument("--latency-ms", type=int, default=0, help="latency added to every Track request")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections closed before handling")
     parser.add_argument(
@@ -90,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
 
     def ready(url: str) -> None:
-        print(f"Customer.io sandbox listening on {url} (site id {config.site_id}); inspect {url}/_sandbox/people", flush=True)
+        print(
+            f"Customer.io sandbox listening on {url} (site id {config.site_id}); inspect {url}/_sandbox/people",
+            flush=True,
+        )
         if args.admin_token:
             print("sandbox admin token (Authorization: Bearer ...): the one given with --admin-token", flush=True)
         else:

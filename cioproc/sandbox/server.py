@@ -29,7 +29,7 @@ import base64
 import binascii
 import hmac
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +143,9 @@ def _track(endpoint: str, call: Call) -> Callable[[web.Request], Any]:
         if decision.status is not None:
             counters.fault(str(decision.status))
             counters.status(decision.status)
-            headers = {hdrs.RETRY_AFTER: str(sandbox.faults.config.retry_after)} if decision.status == 429 else None
+            headers: dict[str, str] | None = None
+            if decision.status == 429:
+                headers = {hdrs.RETRY_AFTER: str(sandbox.faults.config.retry_after)}
             return _json(FAULT_BODIES[decision.status], decision.status, headers)
         if not sandbox.authorized(request.headers.get(hdrs.AUTHORIZATION)):
             counters.status(401)
@@ -210,7 +212,9 @@ async def _health(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def _admin_guard(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+async def _admin_guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """The /_sandbox/ routes answer only requests that carry the admin token."""
     path = request.path
     if path.startswith("/_sandbox/") and path not in OPEN_ADMIN_PATHS:

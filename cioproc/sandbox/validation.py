@@ -306,6 +306,7 @@ def _device(target: Identifier, device: Any, token_key: str, delete: bool) -> De
     token = device.get(token_key)
     if not isinstance(token, str) or not token:
         errors.append(EntryError(f"device.{token_key}", "required", f"device.{token_key} must be a non-empty string"))
+        token = ""  # not used: the errors are raised below
     if delete:
         if errors:
             raise InvalidRequest(errors)

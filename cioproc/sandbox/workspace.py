@@ -292,11 +292,11 @@ class Workspace:
             del self._by_id[person.id]
         if person.email is not None and not _same(EMAIL, person.email, identifiers[EMAIL]):
             del self._by_email[person.email.lower()]
-        if identifiers[ID] is not None:
-            self._by_id[identifiers[ID]] = person.cio_id
-        if identifiers[EMAIL] is not None and not _same(EMAIL, person.email, identifiers[EMAIL]):
-            self._by_email[identifiers[EMAIL].lower()] = person.cio_id
-            person.email = identifiers[EMAIL]
+        if (new_id := identifiers[ID]) is not None:
+            self._by_id[new_id] = person.cio_id
+        if (new_email := identifiers[EMAIL]) is not None and not _same(EMAIL, person.email, new_email):
+            self._by_email[new_email.lower()] = person.cio_id
+            person.email = new_email
         elif identifiers[EMAIL] is None:
             person.email = None
         person.id = identifiers[ID]

@@ -7,7 +7,6 @@ here ever holds the API key (see :func:`redact`).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 from dataclasses import dataclass
@@ -151,7 +150,7 @@ class TrackClient:
                     retry_after=response.headers.get("Retry-After"),
                     latency=time.perf_counter() - started,
                 )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TransportError("timeout", "timed out", time.perf_counter() - started) from None
         except (aiohttp.ClientError, OSError) as exc:
             detail = self.redact(f"{type(exc).__name__}: {exc}")

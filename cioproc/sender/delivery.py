@@ -30,7 +30,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from cioproc.config import Config
 from cioproc.models.commands import Command, CommandKind
@@ -275,7 +275,9 @@ class Deliverer:
 
     # -- v2 ---------------------------------------------------------------------------------
 
-    async def deliver_entries(self, mpids: Sequence[str], entries: Sequence[bytes], merges: Sequence[bool]) -> list[Outcome]:
+    async def deliver_entries(
+        self, mpids: Sequence[str], entries: Sequence[bytes], merges: Sequence[bool]
+    ) -> list[Outcome]:
         """:meth:`deliver` for commands already encoded as v2 entries (v2 transport only): one
         Outcome per entry, in input order. ``mpids`` and ``merges`` (is the command a merge)
         are what lanes and packing need of each command."""
@@ -315,7 +317,7 @@ class Deliverer:
         """Send ``entries[i]`` for every ``i`` in ``sendable`` (in order per user)."""
         if not sendable:
             return
-        total = sum(len(entries[i]) for i in sendable)  # type: ignore[arg-type]
+        total = sum(len(cast(bytes, entries[i])) for i in sendable)  # sendable: entries that are not None
         # as many lanes as full requests: concurrency without shrinking the batches
         wanted = max(1, math.ceil(total / self.config.max_batch_bytes))
         if self.config.max_batch_entries is not None:
@@ -447,7 +449,9 @@ class Deliverer:
                 self.stats.blocked_since.setdefault(partition, self._clock())
             self._retrying[partition] += 1
 
-    async def _send_retry(self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int]) -> Verdict:
+    async def _send_retry(
+        self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int]
+    ) -> Verdict:
         """A retry: one at a time per partition, so a blocked partition holds at most one of the
         shared request slots (timeouts hold one for ``total_timeout``) and the others keep theirs."""
         gate = self._retry_gates.get(partition)
@@ -484,7 +488,9 @@ class Deliverer:
                 if not self._auth_ok:
                     self._auth_ok = True
                     self.stats.auth_blocked = False
-                    log.warning("Customer.io accepts the requests again (HTTP %s); delivery resumed", verdict.http_status)
+                    log.warning(
+                        "Customer.io accepts the requests again (HTTP %s); delivery resumed", verdict.http_status
+                    )
             finally:
                 if probing:
                     self._auth_probe.release()

@@ -195,7 +195,9 @@ def v2_entry_from_wire(data: bytes) -> tuple[str, str, bytes]:
                 entry["attributes"] = attributes
                 return mpid, kind, _serialize(entry)
             if kind == "identify" and (name is None or type(name) is str):
-                entry = {"type": "person", "identifiers": {id_type: id_value}, "action": "identify", "attributes": attributes}
+                entry = {
+                    "type": "person", "identifiers": {id_type: id_value}, "action": "identify", "attributes": attributes
+                }
                 if timestamp:
                     entry["timestamp"] = timestamp
                 return mpid, kind, _serialize(entry)
