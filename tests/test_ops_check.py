@@ -75,7 +75,7 @@ def test_missing_topics_are_a_line_each(kafka_bootstrap, unique, tmp_path):
                      CIOPROC_TOPICS_FILE=str(path), CIOPROC_APP_ID=app_id)
     assert result.returncode == 1
     lines = problems(result)
-    assert sum("does not exist" in line for line in lines) == 2, lines  # commands and commands_dlq
+    assert sum("does not exist" in line for line in lines) == 3, lines  # commands, commands_dlq, erasure results
     assert any(line.startswith("problem  customer.io: cannot reach the Track API at http://127.0.0.1:1")
                for line in lines), lines
     assert len(lines) == 3
