@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cioproc.errors import ConfigurationError
 from cioproc.models.settings import MappingSettings, UserIdType
 
 REGION_HOSTS = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
@@ -69,12 +70,17 @@ VARIABLES: dict[str, str | None] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError, ValueError):
     """One or more configuration problems; ``problems`` holds one line each."""
+
+    label = "config error"
 
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def lines(self) -> list[str]:
+        return list(self.problems)
 
 
 class Secret:

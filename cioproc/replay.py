@@ -87,6 +87,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from cioproc.config import ConfigError, load_config
+from cioproc.errors import KafkaFailure
 from cioproc.kafka.failures import watch_connections
 from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
 
@@ -98,7 +99,7 @@ REPLAYABLE = {"batches": "re-process the input batches", "audiences": "re-proces
               "commands": "re-deliver the commands"}
 
 
-class ReplayError(RuntimeError):
+class ReplayError(KafkaFailure, RuntimeError):
     """A replay that must not or cannot run; the message says why."""
 
 

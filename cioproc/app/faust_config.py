@@ -17,6 +17,7 @@ from faust.auth import GSSAPICredentials, SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT
 
 from cioproc.config import Config, KafkaSettings
+from cioproc.errors import StartupError as StartupError  # re-exported: its home before cioproc.errors
 from cioproc.kafka.topics import TopicsFile
 
 DEFAULT_APP_ID = "cioproc"
@@ -29,10 +30,6 @@ PRODUCER_LINGER_S = 0.005  # gather a chunk's records into few produce requests
 PRODUCER_MAX_BATCH_BYTES = 512 * 1024
 MAX_POLL_RECORDS = 2000
 SESSION_TIMEOUT_S = 10.0  # upper bound of one chunk, i.e. of the work between two acks
-
-
-class StartupError(RuntimeError):
-    """The worker cannot start; the message is one line saying why and what to do."""
 
 
 def app_id(environ: Mapping[str, str] | None = None) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from cioproc.errors import ConfigurationError
+
 ROLES = (
     "batches",  # mparticle.batches: inbound mParticle event batches
     "audiences",  # mparticle.audiences: audience membership changes
@@ -31,7 +33,7 @@ REQUIRED_KEYS = ("name", "role", "partitions", "replication_factor")
 DEFAULT_FILE = "topics.yaml"
 
 
-class TopicsFileError(ValueError):
+class TopicsFileError(ConfigurationError, ValueError):
     """topics.yaml is not valid; the message is one line naming the topic and the field."""
 
 

@@ -15,6 +15,7 @@ import aiohttp
 from yarl import URL
 
 from cioproc import __version__
+from cioproc.errors import ConfigurationError, DeliveryError
 
 USER_AGENT = f"cioproc/{__version__}"
 
@@ -25,7 +26,7 @@ REGION_HOSTS = {
 REGION_HOSTNAMES = frozenset(URL(url).host for url in REGION_HOSTS.values())
 
 
-class ClientConfigError(ValueError):
+class ClientConfigError(ConfigurationError, ValueError):
     """A Track API location or credentials that cannot be used."""
 
 
@@ -73,7 +74,7 @@ class HttpResult:
     latency: float
 
 
-class TransportError(Exception):
+class TransportError(DeliveryError):
     """No HTTP response: connection refused or dropped, timeout, DNS. The message holds neither
     the key nor the request path (a v1 path holds a person's identifier)."""
 
