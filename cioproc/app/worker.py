@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import Any
 
 import faust
 
@@ -18,6 +19,17 @@ from cioproc.app.startup import verify_topics
 from cioproc.config import ROLES, Config, load_config
 from cioproc.kafka.topics import ActualTopic, TopicsFile, load_topics
 from cioproc.observability.logs import register_secret, setup_logging
+
+
+class CommandLineWorker(faust.Worker):
+    """The Worker ``faust -A cioproc.app worker`` runs: cioproc's JSON logging stays in place."""
+
+    def __init__(self, *services: Any, **options: Any) -> None:
+        options.update(override_logging=False, redirect_stdouts=False)
+        super().__init__(*services, **options)
+        for app in services:  # the start-up banner shows the web server only when it runs
+            if isinstance(app, CioprocApp) and app.boot_strategy.enable_web is False:
+                app.conf.web_enabled = False
 
 
 def prepare_app(role: str = "all") -> CioprocApp:
