@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cioproc import __version__
-from cioproc.config import ROLES
+from cioproc.config import ROLES, SETTINGS
 from cioproc.errors import CioprocError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_topics)
 
     p = _add(sub, "config", "print the effective configuration, secrets masked")
+    p.epilog = f"{p.epilog}\n\nvariables (default):\n" + "\n".join(
+        f"  {s.variable} ({s.default or 'unset'}{', masked' if s.secret else ''}): {s.help}" for s in SETTINGS
+    )
     p.set_defaults(handler=_config)
 
     p = _add(sub, "worker", "run the Faust app: processor, sender or both")

@@ -13,11 +13,11 @@ from typing import Any
 from faust.auth import GSSAPICredentials, SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT
 
-from cioproc.config import Config, KafkaSettings
+from cioproc.config import Config, KafkaSettings, setting_for
 from cioproc.errors import StartupError as StartupError  # re-exported: its home before cioproc.errors
 from cioproc.kafka.topics import TopicsFile
 
-APP_ID_VARIABLE = "CIOPROC_APP_ID"
+APP_ID_VARIABLE = setting_for("app_id").variable
 TABLE_NAME = "users"
 
 # Producer and consumer tuning for batch processing (see cioproc.app.processor).

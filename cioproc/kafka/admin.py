@@ -82,7 +82,7 @@ async def reconcile(topics: TopicsFile, bootstrap: str, create: bool, **client: 
         await admin.close()
 
 
-def main(action: str, bootstrap: str, path: str | None = None, **client: Any) -> int:
+def main(action: str, bootstrap: str, path: str, **client: Any) -> int:
     """Run apply or check and print one line per topic; non-zero exit on drift or missing."""
     topics = load_topics(path)  # a TopicsFileError goes to the command line, which prints it
     with watch_connections() as failures:
