@@ -533,10 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             _print_plan(exc.plan, args.what)
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        except ReplayError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except KafkaError as exc:
+        except KafkaError as exc:  # (a ReplayError goes to the command line, which prints it)
             reason = (
                 failures.describe(exc, bootstrap) if failures.last
                 else f"Kafka at {bootstrap}: {type(exc).__name__}: {exc}"

@@ -204,9 +204,8 @@ def main(args: argparse.Namespace) -> int:
     spec = topics.by_role(role)
     try:
         lines = asyncio.run(read(args, config.kafka.bootstrap_servers, spec.name, config.kafka.aiokafka_kwargs()))
-    except InspectError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except InspectError:
+        raise  # the command line prints it (one line, exit 1)
     except Exception as exc:  # a broker that is down or refuses: one line
         detail = describe_error(exc)
         print(f"error: cannot read '{spec.name}' from Kafka at {config.kafka.bootstrap_servers}: {detail}",
