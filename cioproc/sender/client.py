@@ -15,14 +15,11 @@ import aiohttp
 from yarl import URL
 
 from cioproc import __version__
+from cioproc.config import REGION_HOSTS  # the regions' hosts, declared with the CIO_REGION setting
 from cioproc.errors import ConfigurationError, DeliveryError
 
 USER_AGENT = f"cioproc/{__version__}"
 
-REGION_HOSTS = {
-    "us": "https://track.customer.io",
-    "eu": "https://track-eu.customer.io",
-}
 REGION_HOSTNAMES = frozenset(URL(url).host for url in REGION_HOSTS.values())
 
 
