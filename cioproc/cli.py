@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cioproc import __version__
-from cioproc.config import ROLES
+from cioproc.config import ROLES, SETTINGS
+from cioproc.errors import CioprocError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -20,36 +21,24 @@ def _kafka(args: argparse.Namespace) -> int:
 
 
 def _topics(args: argparse.Namespace) -> int:
-    from cioproc.config import ConfigError, load_config
+    from cioproc.config import load_config
     from cioproc.kafka import admin
 
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        return _config_failed(exc)
+    config = load_config()
     bootstrap = args.bootstrap or config.kafka.bootstrap_servers
     path = args.file or str(config.topics_file)
     return admin.main(args.action, bootstrap, path, **config.kafka.aiokafka_kwargs())
 
 
 def _config(args: argparse.Namespace) -> int:
-    from cioproc.config import ConfigError, load_config
+    from cioproc.config import load_config
 
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        return _config_failed(exc)
+    config = load_config()
     for line in config.warnings():
         print(f"warning: {line}", file=sys.stderr)
     for key, value in config.masked().items():
         print(f"{key}={value}")
     return 0
-
-
-def _config_failed(exc: Exception) -> int:
-    for line in getattr(exc, "problems", [str(exc)]):
-        print(f"config error: {line}", file=sys.stderr)
-    return 2
 
 
 # One example block per subcommand, shown by `cioproc COMMAND --help`.
@@ -140,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_topics)
 
     p = _add(sub, "config", "print the effective configuration, secrets masked")
+    p.epilog = f"{p.epilog}\n\nvariables (default):\n" + "\n".join(
+        f"  {s.variable} ({s.default or 'unset'}{', masked' if s.secret else ''}): {s.help}" for s in SETTINGS
+    )
     p.set_defaults(handler=_config)
 
     p = _add(sub, "worker", "run the Faust app: processor, sender or both")
@@ -220,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except CioprocError as exc:  # every kind of cioproc error: its lines, its exit code, no traceback
+        for line in exc.lines():
+            print(f"{exc.label}: {line}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

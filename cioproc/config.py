@@ -13,12 +13,15 @@ import math
 import os
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cioproc.errors import ConfigurationError
 from cioproc.models.settings import MappingSettings, UserIdType
 
 REGION_HOSTS = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
@@ -33,48 +36,17 @@ _HOST_NAME = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*\.?")
 # up to the last @ of a URL (a password may hold one)
 _USER_INFO = re.compile(r"(^|,)(\s*[A-Za-z][A-Za-z0-9+.-]*://)?[^,\s]*@")
 
-# Every variable the code reads, with its default (None: unset). The README's table and
-# docker-compose.yml are checked against this list by tests.
-VARIABLES: dict[str, str | None] = {
-    "CIO_SITE_ID": None,
-    "CIO_API_KEY": None,
-    "CIO_REGION": "us",
-    "CIO_TRACK_URL": None,
-    "CIO_USER_ID_TYPE": "prefer_customer_id",
-    "CIO_INCLUDE_USER_ATTRIBUTES": "true",
-    "CIO_SEND_CREATED_AT": "false",
-    "CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT": "false",
-    "CIO_MERGE_PEOPLE": "false",
-    "CIO_FORWARD_DEVICES": "false",
-    "CIO_ERASURE_ACTION": "delete",
-    "CIO_TRANSPORT": "v2",
-    "CIO_MAX_REQUESTS_PER_SECOND": "100",
-    "CIO_MAX_CONCURRENCY": "8",
-    "KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
-    "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
-    "KAFKA_SASL_MECHANISM": None,
-    "KAFKA_SASL_USERNAME": None,
-    "KAFKA_SASL_PASSWORD": None,
-    "KAFKA_SSL_CAFILE": None,
-    "KAFKA_SSL_CERTFILE": None,
-    "KAFKA_SSL_KEYFILE": None,
-    "CIOPROC_APP_ID": "cioproc",
-    "CIOPROC_TOPICS_FILE": "topics.yaml",
-    "CIOPROC_STORE": "memory",
-    "CIOPROC_DATA_DIR": ".cioproc/worker",
-    "CIOPROC_METRICS_PORT": "9108",
-    "CIOPROC_METRICS_HOST": "127.0.0.1",
-    "CIOPROC_LOG_LEVEL": "info",
-    "CIOPROC_ENV_FILE": ".env",
-}
-
-
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError, ValueError):
     """One or more configuration problems; ``problems`` holds one line each."""
+
+    label = "config error"
 
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def lines(self) -> list[str]:
+        return list(self.problems)
 
 
 class Secret:
@@ -103,10 +75,217 @@ class Secret:
         return bool(self._value)
 
 
+# ---- the settings table: each variable once -------------------------------------------------
+
+Parsed = tuple[Any, str | None]
+"""A setting's value, and the one-line problem when its text is not valid (the value is then a fallback)."""
+Parser = Callable[[str, "str | None", "str | None"], Parsed]
+"""(variable, text: the stripped value or else the default, raw: the value as given) -> Parsed."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its default, how it is parsed and validated, where it goes in
+    :class:`Config` (``fields``: attribute paths; none for one read before parsing), whether it
+    is masked, and a line of help. :data:`SETTINGS` drives :func:`parse_config`,
+    :meth:`Config.masked` (``cioproc config``), :data:`VARIABLES` and the dataclass defaults."""
+
+    variable: str
+    default: str | None
+    parse: Parser
+    fields: tuple[str, ...]
+    help: str
+    secret: bool = False
+
+
+def _plain(name: str, text: str | None, raw: str | None) -> Parsed:
+    return text, None
+
+
+def _path(name: str, text: str | None, raw: str | None) -> Parsed:
+    return Path(text or ""), None
+
+
+def _secret(name: str, text: str | None, raw: str | None) -> Parsed:
+    return (Secret(text) if text else None), None
+
+
+def _boolean(name: str, text: str | None, raw: str | None) -> Parsed:
+    value = (text or "").lower()
+    if value in TRUE:
+        return True, None
+    if value in FALSE:
+        return False, None
+    return False, f"{name}={raw!r} is not a boolean (use true or false)"
+
+
+def _choice(allowed: tuple[str, ...], rule: str, upper: bool = False, show_raw: bool = True) -> Parser:
+    """One of ``allowed`` (case-insensitive); the problem shows the raw value (or the normalized one)."""
+
+    def parse(name: str, text: str | None, raw: str | None) -> Parsed:
+        value = (text or "").upper() if upper else (text or "").lower()
+        if value in allowed:
+            return value, None
+        return (value if upper else allowed[0]), f"{name}={(raw if show_raw else value)!r} {rule}"
+
+    return parse
+
+
+def _number(kind: type, minimum: float, maximum: float | None = None) -> Parser:
+    def parse(name: str, text: str | None, raw: str | None) -> Parsed:
+        try:
+            value = kind(text)
+            if not math.isfinite(value) or value < minimum:  # nan compares false to everything
+                raise ValueError
+        except (TypeError, ValueError):
+            return kind(_setting(name).default), f"{name}={text!r} must be a {kind.__name__} >= {minimum}"
+        if maximum is not None and value > maximum:
+            return value, f"{name}={value} is not a TCP port"
+        return value, None
+
+    return parse
+
+
+def _region(name: str, text: str | None, raw: str | None) -> Parsed:
+    value = (text or "").lower()
+    if value in REGION_HOSTS:
+        return value, None
+    return "us", f"{name}={raw!r} is not a Customer.io region (use us or eu)"
+
+
+def _track_url(name: str, text: str | None, raw: str | None) -> Parsed:
+    if text is None:
+        return None, None
+    problem = _track_url_problem(text)
+    return text.rstrip("/"), (f"{name}={mask_user_info(text)!r} {problem}" if problem else None)
+
+
+def _user_id_type(name: str, text: str | None, raw: str | None) -> Parsed:
+    try:
+        return UserIdType((text or "").lower()), None
+    except ValueError:
+        return UserIdType.PREFER_CUSTOMER_ID, f"{name}={raw!r} must be customer_id, email or prefer_customer_id"
+
+
+def _listen_address(name: str, text: str | None, raw: str | None) -> Parsed:
+    host = text or ""
+    return host, (None if _listen_host(host) else f"{name}={host!r} must be an IP address or a host name to listen on")
+
+
+def _bootstrap(name: str, text: str | None, raw: str | None) -> Parsed:
+    value = text or ""
+    if all(_host_port(part) for part in value.split(",")):
+        return value, None
+    return value, f"{name}={mask_user_info(value)!r} must be host:port[,host:port...]"
+
+
+def _mechanism(name: str, text: str | None, raw: str | None) -> Parsed:
+    if text is None:
+        return None, None
+    value = text.upper()
+    problem = f"{name}={value!r} must be one of {', '.join(sorted(SASL_MECHANISMS))}"
+    return value, (None if value in SASL_MECHANISMS else problem)
+
+
+def _store(name: str, text: str | None, raw: str | None) -> Parsed:
+    value = (text or "").lower()
+    if value not in ("memory", "rocksdb"):
+        return "memory", f"{name}={raw!r} must be memory or rocksdb"
+    if value == "rocksdb" and not _rocksdb_installed():
+        return value, f"{name}=rocksdb needs the rocksdb extra: pip install 'cioproc[rocksdb]'"
+    return value, None
+
+
+def _app_id(name: str, text: str | None, raw: str | None) -> Parsed:
+    value = text or ""
+    if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", value):
+        return value, None
+    return value, f"{name}={value!r} must be letters, digits, '.', '_' or '-' (1-200)"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("CIO_SITE_ID", None, _plain, ("site_id",), "Customer.io Site ID (the sender needs it)"),
+    Setting("CIO_API_KEY", None, _secret, ("api_key",), "Customer.io Track API key (the sender needs it)",
+            secret=True),
+    Setting("CIO_REGION", "us", _region, ("region",), "us or eu: the Track API host"),
+    Setting("CIO_TRACK_URL", None, _track_url, ("track_url",), "another Track API base URL (the sandbox, a proxy)"),
+    Setting("CIO_USER_ID_TYPE", "prefer_customer_id", _user_id_type, ("mapping.user_id_type",),
+            "customer_id, email or prefer_customer_id"),
+    Setting("CIO_INCLUDE_USER_ATTRIBUTES", "true", _boolean, ("mapping.include_user_attributes",),
+            "forward all user attributes"),
+    Setting("CIO_SEND_CREATED_AT", "false", _boolean, ("mapping.send_created_at",), "forward created_at"),
+    Setting("CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT", "false", _boolean, ("mapping.audience_attribute_per_segment",),
+            "also set 'In <audience name>'"),
+    Setting("CIO_MERGE_PEOPLE", "false", _boolean, ("mapping.merge_people",),
+            "merge people when an identifier changes (irreversible)"),
+    Setting("CIO_FORWARD_DEVICES", "false", _boolean, ("mapping.forward_devices",), "forward push tokens as devices"),
+    Setting("CIO_ERASURE_ACTION", "delete",
+            _choice(("delete", "suppress"), "must be delete or suppress (delete and block the identifiers)"),
+            ("mapping.erasure_action",), "what an erasure does: delete or suppress"),
+    Setting("CIO_TRANSPORT", "v2",
+            _choice(("v2", "v1"), "must be v2 (batch API) or v1 (one request per command)"),
+            ("transport", "mapping.transport"), "v2 (batch API) or v1 (one request per command)"),
+    Setting("CIO_MAX_REQUESTS_PER_SECOND", "100", _number(float, 0.1), ("max_requests_per_second",),
+            "ceiling on Track API requests"),
+    Setting("CIO_MAX_CONCURRENCY", "8", _number(int, 1), ("max_concurrency",), "Track API requests in flight"),
+    Setting("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", _bootstrap, ("kafka.bootstrap_servers",),
+            "the Kafka cluster: host:port[,host:port...]"),
+    Setting("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+            _choice(tuple(SECURITY_PROTOCOLS),
+                    f"must be one of {', '.join(sorted(SECURITY_PROTOCOLS))}", upper=True, show_raw=False),
+            ("kafka.security_protocol",), "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    Setting("KAFKA_SASL_MECHANISM", None, _mechanism, ("kafka.sasl_mechanism",), "PLAIN, SCRAM-SHA-256, ..."),
+    Setting("KAFKA_SASL_USERNAME", None, _plain, ("kafka.sasl_username",), "SASL user"),
+    Setting("KAFKA_SASL_PASSWORD", None, _secret, ("kafka.sasl_password",), "SASL password", secret=True),
+    Setting("KAFKA_SSL_CAFILE", None, _plain, ("kafka.ssl_cafile",), "CA certificates (PEM)"),
+    Setting("KAFKA_SSL_CERTFILE", None, _plain, ("kafka.ssl_certfile",), "client certificate (PEM)"),
+    Setting("KAFKA_SSL_KEYFILE", None, _plain, ("kafka.ssl_keyfile",), "client key (PEM, unencrypted)"),
+    Setting("CIOPROC_APP_ID", "cioproc", _app_id, ("app_id",), "the Faust app id (the processors' consumer group)"),
+    Setting("CIOPROC_TOPICS_FILE", "topics.yaml", _path, ("topics_file",), "the topics file"),
+    Setting("CIOPROC_STORE", "memory", _store, ("store",), "the users table store: memory or rocksdb"),
+    Setting("CIOPROC_DATA_DIR", ".cioproc/worker", _path, ("data_dir",), "where the worker keeps table data"),
+    Setting("CIOPROC_METRICS_PORT", "9108", _number(int, 0, 65535), ("metrics_port",), "metrics and health port"),
+    Setting("CIOPROC_METRICS_HOST", "127.0.0.1", _listen_address, ("metrics_host",),
+            "the address the metrics server listens on"),
+    Setting("CIOPROC_LOG_LEVEL", "info",
+            _choice(("info", "debug", "warning", "error"), "must be debug, info, warning or error"),
+            ("log_level",), "debug, info, warning or error"),
+    Setting("CIOPROC_ENV_FILE", ".env", _path, (), "the optional env file (read before the others)"),
+)
+
+# Every variable the code reads, with its default (None: unset). The README's table and
+# docker-compose.yml are checked against this list by tests.
+VARIABLES: dict[str, str | None] = {setting.variable: setting.default for setting in SETTINGS}
+_BY_VARIABLE = {setting.variable: setting for setting in SETTINGS}
+_BY_FIELD = {path: setting for setting in SETTINGS for path in setting.fields}
+ENV_FILE = SETTINGS[-1]  # CIOPROC_ENV_FILE: read before the others, to find them
+
+
+def _setting(variable: str) -> Setting:
+    return _BY_VARIABLE[variable]
+
+
+def setting_for(field_path: str) -> Setting:
+    """The setting that fills a :class:`Config` attribute (``"app_id"``, ``"kafka.sasl_username"``)."""
+    return _BY_FIELD[field_path]
+
+
+def _default(field_path: str) -> Any:
+    """The parsed default of a Config attribute: the dataclasses' defaults come from the table."""
+    setting = setting_for(field_path)
+    return setting.parse(setting.variable, setting.default, None)[0]
+
+
+def _defaults(prefix: str) -> dict[str, Any]:
+    """Parsed defaults of the fields under ``prefix`` ("mapping.", "kafka.")."""
+    return {path[len(prefix):]: _default(path) for path in _BY_FIELD if path.startswith(prefix)}
+
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
-    bootstrap_servers: str = "localhost:9092"
-    security_protocol: str = "PLAINTEXT"
+    bootstrap_servers: str = field(default_factory=lambda: _default("kafka.bootstrap_servers"))
+    security_protocol: str = field(default_factory=lambda: _default("kafka.security_protocol"))
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: Secret | None = None
@@ -132,24 +311,24 @@ class KafkaSettings:
 
 @dataclass(frozen=True)
 class Config:
-    """The effective configuration of a cioproc process."""
+    """The effective configuration of a cioproc process (defaults: those of :data:`SETTINGS`)."""
 
     site_id: str | None = None
     api_key: Secret | None = None
-    region: str = "us"
+    region: str = field(default_factory=lambda: _default("region"))
     track_url: str | None = None
-    mapping: MappingSettings = field(default_factory=MappingSettings)
-    transport: str = "v2"
-    max_requests_per_second: float = 100.0
-    max_concurrency: int = 8
+    mapping: MappingSettings = field(default_factory=lambda: MappingSettings(**_defaults("mapping.")))
+    transport: str = field(default_factory=lambda: _default("transport"))
+    max_requests_per_second: float = field(default_factory=lambda: _default("max_requests_per_second"))
+    max_concurrency: int = field(default_factory=lambda: _default("max_concurrency"))
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
-    app_id: str = "cioproc"
-    topics_file: Path = Path("topics.yaml")
-    store: str = "memory"
-    data_dir: Path = Path(".cioproc/worker")
-    metrics_port: int = 9108
-    metrics_host: str = "127.0.0.1"
-    log_level: str = "info"
+    app_id: str = field(default_factory=lambda: _default("app_id"))
+    topics_file: Path = field(default_factory=lambda: _default("topics_file"))
+    store: str = field(default_factory=lambda: _default("store"))
+    data_dir: Path = field(default_factory=lambda: _default("data_dir"))
+    metrics_port: int = field(default_factory=lambda: _default("metrics_port"))
+    metrics_host: str = field(default_factory=lambda: _default("metrics_host"))
+    log_level: str = field(default_factory=lambda: _default("log_level"))
 
     @property
     def track_base_url(self) -> str:
@@ -174,40 +353,17 @@ class Config:
 
     def masked(self) -> dict[str, str]:
         """Every variable with its effective value, secrets masked, for `cioproc config`."""
-        m = self.mapping
-        k = self.kafka
-        values: dict[str, Any] = {
-            "CIO_SITE_ID": self.site_id,
-            "CIO_API_KEY": _mask(self.api_key),
-            "CIO_REGION": self.region,
-            "CIO_TRACK_URL": self.track_url,
-            "CIO_USER_ID_TYPE": m.user_id_type.value,
-            "CIO_INCLUDE_USER_ATTRIBUTES": m.include_user_attributes,
-            "CIO_SEND_CREATED_AT": m.send_created_at,
-            "CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT": m.audience_attribute_per_segment,
-            "CIO_MERGE_PEOPLE": m.merge_people,
-            "CIO_FORWARD_DEVICES": m.forward_devices,
-            "CIO_ERASURE_ACTION": m.erasure_action,
-            "CIO_TRANSPORT": self.transport,
-            "CIO_MAX_REQUESTS_PER_SECOND": self.max_requests_per_second,
-            "CIO_MAX_CONCURRENCY": self.max_concurrency,
-            "KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
-            "KAFKA_SECURITY_PROTOCOL": k.security_protocol,
-            "KAFKA_SASL_MECHANISM": k.sasl_mechanism,
-            "KAFKA_SASL_USERNAME": k.sasl_username,
-            "KAFKA_SASL_PASSWORD": _mask(k.sasl_password),
-            "KAFKA_SSL_CAFILE": k.ssl_cafile,
-            "KAFKA_SSL_CERTFILE": k.ssl_certfile,
-            "KAFKA_SSL_KEYFILE": k.ssl_keyfile,
-            "CIOPROC_APP_ID": self.app_id,
-            "CIOPROC_TOPICS_FILE": self.topics_file,
-            "CIOPROC_STORE": self.store,
-            "CIOPROC_DATA_DIR": self.data_dir,
-            "CIOPROC_METRICS_PORT": self.metrics_port,
-            "CIOPROC_METRICS_HOST": self.metrics_host,
-            "CIOPROC_LOG_LEVEL": self.log_level,
-        }
-        return {key: "" if value is None else mask_user_info(_text(value)) for key, value in values.items()}
+        values: dict[str, str] = {}
+        for setting in SETTINGS:
+            if not setting.fields:
+                continue  # read before parsing (CIOPROC_ENV_FILE)
+            value = attrgetter(setting.fields[0])(self)
+            if setting.secret:
+                value = _mask(value)
+            elif isinstance(value, Enum):
+                value = value.value
+            values[setting.variable] = "" if value is None else mask_user_info(_text(value))
+        return values
 
 
 def _mask(secret: Secret | None) -> str | None:
@@ -252,7 +408,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 def load_config(environ: Mapping[str, str] | None = None) -> Config:
     """The configuration from the environment, with a `.env` file filling gaps; ConfigError lists every problem."""
     env = dict(os.environ if environ is None else environ)
-    env_file = Path(env.get("CIOPROC_ENV_FILE", ".env"))
+    env_file = Path(env.get(ENV_FILE.variable, ENV_FILE.default or ""))
     if env_file.is_file():
         for key, value in read_env_file(env_file).items():
             env.setdefault(key, value)
@@ -260,151 +416,37 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
 
 
 def parse_config(env: Mapping[str, str]) -> Config:
-    """Validate variables (no file, no os.environ): pure, for tests and the CLI."""
+    """Validate variables (no file, no os.environ): pure, for tests and the CLI. Each variable
+    is parsed as :data:`SETTINGS` says; then the checks that involve several of them."""
     problems: list[str] = []
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(setting.variable)
+        text = setting.default if raw is None or raw.strip() == "" else raw.strip()
+        value, problem = setting.parse(setting.variable, text, raw)
+        if problem is not None:
+            problems.append(problem)
+        for path in setting.fields:
+            values[path] = value
 
-    def get(name: str) -> str | None:
-        value = env.get(name)
-        if value is None or value.strip() == "":
-            return VARIABLES[name]
-        return value.strip()
-
-    def boolean(name: str) -> bool:
-        value = (get(name) or "").lower()
-        if value in TRUE:
-            return True
-        if value in FALSE:
-            return False
-        problems.append(f"{name}={env.get(name)!r} is not a boolean (use true or false)")
-        return False
-
-    def number(name: str, kind: type, minimum: float) -> Any:
-        raw = get(name)
-        try:
-            value = kind(raw)
-            if not math.isfinite(value) or value < minimum:  # nan compares false to everything
-                raise ValueError
-            return value
-        except (TypeError, ValueError):
-            problems.append(f"{name}={raw!r} must be a {kind.__name__} >= {minimum}")
-            return kind(VARIABLES[name])
-
-    region = (get("CIO_REGION") or "").lower()
-    if region not in REGION_HOSTS:
-        problems.append(f"CIO_REGION={env.get('CIO_REGION')!r} is not a Customer.io region (use us or eu)")
-        region = "us"
-    track_url = get("CIO_TRACK_URL")
-    if track_url is not None:
-        problem = _track_url_problem(track_url)
-        if problem:
-            problems.append(f"CIO_TRACK_URL={mask_user_info(track_url)!r} {problem}")
-        track_url = track_url.rstrip("/")
-    id_type_raw = (get("CIO_USER_ID_TYPE") or "").lower()
-    try:
-        user_id_type = UserIdType(id_type_raw)
-    except ValueError:
-        problems.append(
-            f"CIO_USER_ID_TYPE={env.get('CIO_USER_ID_TYPE')!r} must be customer_id, email or prefer_customer_id"
-        )
-        user_id_type = UserIdType.PREFER_CUSTOMER_ID
-    transport = (get("CIO_TRANSPORT") or "").lower()
-    if transport not in ("v1", "v2"):
-        problems.append(
-            f"CIO_TRANSPORT={env.get('CIO_TRANSPORT')!r} must be v2 (batch API) or v1 (one request per command)"
-        )
-        transport = "v2"
-    erasure_action = (get("CIO_ERASURE_ACTION") or "").lower()
-    if erasure_action not in ("delete", "suppress"):
-        problems.append(
-            f"CIO_ERASURE_ACTION={env.get('CIO_ERASURE_ACTION')!r} must be delete or suppress "
-            "(delete and block the identifiers)"
-        )
-        erasure_action = "delete"
-    mapping = MappingSettings(
-        user_id_type=user_id_type,
-        include_user_attributes=boolean("CIO_INCLUDE_USER_ATTRIBUTES"),
-        send_created_at=boolean("CIO_SEND_CREATED_AT"),
-        audience_attribute_per_segment=boolean("CIO_AUDIENCE_ATTRIBUTE_PER_SEGMENT"),
-        transport=transport,
-        merge_people=boolean("CIO_MERGE_PEOPLE"),
-        forward_devices=boolean("CIO_FORWARD_DEVICES"),
-        erasure_action=erasure_action,
-    )
-    rps = number("CIO_MAX_REQUESTS_PER_SECOND", float, 0.1)
-    concurrency = number("CIO_MAX_CONCURRENCY", int, 1)
-    metrics_port = number("CIOPROC_METRICS_PORT", int, 0)
-    if metrics_port > 65535:
-        problems.append(f"CIOPROC_METRICS_PORT={metrics_port} is not a TCP port")
-    metrics_host = get("CIOPROC_METRICS_HOST") or "127.0.0.1"
-    if not _listen_host(metrics_host):
-        problems.append(f"CIOPROC_METRICS_HOST={metrics_host!r} must be an IP address or a host name to listen on")
-
-    bootstrap = get("KAFKA_BOOTSTRAP_SERVERS") or ""
-    if not all(_host_port(part) for part in bootstrap.split(",")):
-        problems.append(f"KAFKA_BOOTSTRAP_SERVERS={mask_user_info(bootstrap)!r} must be host:port[,host:port...]")
-    protocol = (get("KAFKA_SECURITY_PROTOCOL") or "").upper()
-    if protocol not in SECURITY_PROTOCOLS:
-        problems.append(f"KAFKA_SECURITY_PROTOCOL={protocol!r} must be one of {', '.join(sorted(SECURITY_PROTOCOLS))}")
-    mechanism = get("KAFKA_SASL_MECHANISM")
-    if mechanism is not None:
-        mechanism = mechanism.upper()
-        if mechanism not in SASL_MECHANISMS:
-            problems.append(f"KAFKA_SASL_MECHANISM={mechanism!r} must be one of {', '.join(sorted(SASL_MECHANISMS))}")
+    protocol, mechanism = values["kafka.security_protocol"], values["kafka.sasl_mechanism"]
     if protocol.startswith("SASL") and mechanism is None:
         problems.append(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM")
-    password = get("KAFKA_SASL_PASSWORD")
     if protocol.startswith("SASL") and mechanism in SASL_WITH_PASSWORD:
-        for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
-            if get(name) is None:
+        for path in ("kafka.sasl_username", "kafka.sasl_password"):
+            if values[path] is None:
+                name = setting_for(path).variable
                 problems.append(f"{name} is not set: KAFKA_SASL_MECHANISM={mechanism} needs a username and password")
-    kafka = KafkaSettings(
-        bootstrap_servers=bootstrap,
-        security_protocol=protocol,
-        sasl_mechanism=mechanism,
-        sasl_username=get("KAFKA_SASL_USERNAME"),
-        sasl_password=Secret(password) if password else None,
-        ssl_cafile=get("KAFKA_SSL_CAFILE"),
-        ssl_certfile=get("KAFKA_SSL_CERTFILE"),
-        ssl_keyfile=get("KAFKA_SSL_KEYFILE"),
-    )
+    kafka = KafkaSettings(**_under(values, "kafka."))
     problems.extend(_ssl_file_problems(kafka))
-
-    store = (get("CIOPROC_STORE") or "").lower()
-    if store not in ("memory", "rocksdb"):
-        problems.append(f"CIOPROC_STORE={env.get('CIOPROC_STORE')!r} must be memory or rocksdb")
-        store = "memory"
-    elif store == "rocksdb" and not _rocksdb_installed():
-        problems.append("CIOPROC_STORE=rocksdb needs the rocksdb extra: pip install 'cioproc[rocksdb]'")
-    log_level = (get("CIOPROC_LOG_LEVEL") or "").lower()
-    if log_level not in ("debug", "info", "warning", "error"):
-        problems.append(f"CIOPROC_LOG_LEVEL={env.get('CIOPROC_LOG_LEVEL')!r} must be debug, info, warning or error")
-        log_level = "info"
-
-    app_id = get("CIOPROC_APP_ID") or "cioproc"
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", app_id):
-        problems.append(f"CIOPROC_APP_ID={app_id!r} must be letters, digits, '.', '_' or '-' (1-200)")
-
-    api_key = get("CIO_API_KEY")
     if problems:
         raise ConfigError(problems)
-    return Config(
-        site_id=get("CIO_SITE_ID"),
-        api_key=Secret(api_key) if api_key else None,
-        region=region,
-        track_url=track_url,
-        mapping=mapping,
-        transport=transport,
-        max_requests_per_second=rps,
-        max_concurrency=concurrency,
-        kafka=kafka,
-        app_id=app_id,
-        topics_file=Path(get("CIOPROC_TOPICS_FILE") or "topics.yaml"),
-        store=store,
-        data_dir=Path(get("CIOPROC_DATA_DIR") or ".cioproc/worker"),
-        metrics_port=metrics_port,
-        metrics_host=metrics_host,
-        log_level=log_level,
-    )
+    top = {path: value for path, value in values.items() if "." not in path}
+    return Config(**top, mapping=MappingSettings(**_under(values, "mapping.")), kafka=kafka)
+
+
+def _under(values: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {path[len(prefix):]: value for path, value in values.items() if path.startswith(prefix)}
 
 
 def _listen_host(host: str) -> bool:
@@ -470,9 +512,10 @@ def _track_url_problem(url: str) -> str | None:
 def _ssl_file_problems(kafka: KafkaSettings) -> list[str]:
     """One line per KAFKA_SSL_* file that is missing, unreadable or not PEM, or a key that does not fit."""
     problems = []
-    expected = {"KAFKA_SSL_CAFILE": (kafka.ssl_cafile, b"-----BEGIN CERTIFICATE-----"),
-                "KAFKA_SSL_CERTFILE": (kafka.ssl_certfile, b"-----BEGIN CERTIFICATE-----"),
-                "KAFKA_SSL_KEYFILE": (kafka.ssl_keyfile, b"PRIVATE KEY-----")}
+    ca, cert, key = (setting_for(f"kafka.ssl_{kind}").variable for kind in ("cafile", "certfile", "keyfile"))
+    expected = {ca: (kafka.ssl_cafile, b"-----BEGIN CERTIFICATE-----"),
+                cert: (kafka.ssl_certfile, b"-----BEGIN CERTIFICATE-----"),
+                key: (kafka.ssl_keyfile, b"PRIVATE KEY-----")}
     for name, (value, marker) in expected.items():
         if value is None:
             continue
@@ -482,7 +525,7 @@ def _ssl_file_problems(kafka: KafkaSettings) -> list[str]:
             problems.append(f"{name}={value!r} is not a readable file ({exc.strerror or exc})")
             continue
         if marker not in content:
-            kind = "private key" if name == "KAFKA_SSL_KEYFILE" else "certificate"
+            kind = "private key" if name == key else "certificate"
             problems.append(
                 f"{name}={value!r} is not a PEM {kind} (expected a '-----BEGIN ...{kind.upper()}-----' block)"
             )
@@ -500,7 +543,7 @@ def _ssl_file_problems(kafka: KafkaSettings) -> list[str]:
         try:
             context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile, password=lambda: b"")
         except ssl.SSLError as exc:
-            name = "KAFKA_SSL_KEYFILE" if kafka.ssl_keyfile else "KAFKA_SSL_CERTFILE"
+            name = key if kafka.ssl_keyfile else cert
             problems.append(f"{name}={(kafka.ssl_keyfile or kafka.ssl_certfile)!r} does not load with the certificate "
                             f"of KAFKA_SSL_CERTFILE ({exc.reason}; encrypted keys are not supported)")
     return problems

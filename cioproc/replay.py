@@ -87,6 +87,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from cioproc.config import ConfigError, load_config
+from cioproc.errors import KafkaFailure
 from cioproc.kafka.failures import watch_connections
 from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
 
@@ -98,7 +99,7 @@ REPLAYABLE = {"batches": "re-process the input batches", "audiences": "re-proces
               "commands": "re-deliver the commands"}
 
 
-class ReplayError(RuntimeError):
+class ReplayError(KafkaFailure, RuntimeError):
     """A replay that must not or cannot run; the message says why."""
 
 
@@ -532,10 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             _print_plan(exc.plan, args.what)
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        except ReplayError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except KafkaError as exc:
+        except KafkaError as exc:  # (a ReplayError goes to the command line, which prints it)
             reason = (
                 failures.describe(exc, bootstrap) if failures.last
                 else f"Kafka at {bootstrap}: {type(exc).__name__}: {exc}"

@@ -24,7 +24,6 @@ from cioproc.app import plan as plan_module
 from cioproc.app.dead_letters import dead_letter_headers, read_dead_letter_headers
 from cioproc.app.faust_config import (
     StartupError,
-    app_id,
     check_changelog_topic,
     faust_credentials,
     faust_settings,
@@ -425,13 +424,6 @@ def test_key_partition_is_kafkas_default_partitioner(key, java_murmur2):
 
 
 # ---- Faust settings ---------------------------------------------------------------------------------
-
-
-def test_app_id_default_environment_and_bad_value():
-    assert app_id({}) == "cioproc"
-    assert app_id({"CIOPROC_APP_ID": " test-7 "}) == "test-7"
-    with pytest.raises(StartupError, match="CIOPROC_APP_ID"):
-        app_id({"CIOPROC_APP_ID": "no spaces please"})
 
 
 def test_changelog_name_must_match_the_app_id():

@@ -31,7 +31,6 @@ from cioproc.app.batching import BatchApp
 from cioproc.app.fast_restore import store_url as restore_store_url
 from cioproc.app.faust_config import (
     TABLE_NAME,
-    StartupError,
     check_changelog_topic,
     faust_settings,
     table_options,
@@ -42,6 +41,7 @@ from cioproc.app.processor import Processor
 from cioproc.app.startup import verify_topics
 from cioproc.app.stats import ProcessorStats
 from cioproc.config import ROLES, Config, load_config
+from cioproc.errors import StartupError
 from cioproc.kafka import client_id
 from cioproc.kafka.topics import ActualTopic, TopicsFile, load_topics
 from cioproc.observability.metrics import MetricsServer

@@ -1,47 +1,30 @@
 """What the Faust app is configured with, derived from cioproc's :class:`~cioproc.config.Config`.
 
-Pure functions (no Kafka I/O): the app id, the Faust settings, the Kafka credentials and
+Pure functions (no Kafka I/O): the Faust settings, the Kafka credentials and
 the table store. Faust's own environment variables (``BROKER_URL``, ``APP_STORE``, ...) are
 not read: a worker's behaviour follows from cioproc's variables and ``topics.yaml`` only.
 """
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from faust.auth import GSSAPICredentials, SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT
 
-from cioproc.config import Config, KafkaSettings
+from cioproc.config import Config, KafkaSettings, setting_for
+from cioproc.errors import StartupError as StartupError  # re-exported: its home before cioproc.errors
 from cioproc.kafka.topics import TopicsFile
 
-DEFAULT_APP_ID = "cioproc"
-APP_ID_VARIABLE = "CIOPROC_APP_ID"
+APP_ID_VARIABLE = setting_for("app_id").variable
 TABLE_NAME = "users"
-_APP_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 # Producer and consumer tuning for batch processing (see cioproc.app.processor).
 PRODUCER_LINGER_S = 0.005  # gather a chunk's records into few produce requests
 PRODUCER_MAX_BATCH_BYTES = 512 * 1024
 MAX_POLL_RECORDS = 2000
 SESSION_TIMEOUT_S = 10.0  # upper bound of one chunk, i.e. of the work between two acks
-
-
-class StartupError(RuntimeError):
-    """The worker cannot start; the message is one line saying why and what to do."""
-
-
-def app_id(environ: Mapping[str, str] | None = None) -> str:
-    """The Faust app id (the consumer group): ``$CIOPROC_APP_ID`` or ``cioproc``."""
-    env = os.environ if environ is None else environ
-    value = (env.get(APP_ID_VARIABLE) or "").strip() or DEFAULT_APP_ID
-    if not _APP_ID.match(value):
-        raise StartupError(f"{APP_ID_VARIABLE}={value!r} must be letters, digits, '.', '_' or '-' (1-200)")
-    return value
 
 
 def changelog_topic_name(app_id_: str, table: str = TABLE_NAME) -> str:

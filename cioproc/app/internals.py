@@ -36,7 +36,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from mode import Service
 
-from cioproc.app.faust_config import StartupError
+from cioproc.errors import StartupError
 
 # 1. The tested range ---------------------------------------------------------------------
 

@@ -313,10 +313,6 @@ class Sender:
         for message in records:
             unacked.discard(message)
 
-    async def deliver_chunk(self, records: list[Message]) -> None:
-        """Deliver one partition's chunk, dead-letter what is refused, then ack every record."""
-        await self.deliver_prepared(self.prepare(records))
-
     def prepare(self, records: list[Message]) -> _Prepared:
         """Decode (and for v2 encode) a chunk's records; any record that cannot become a request
         is set aside for the dead-letter topic, never raised. A chunk with erasures takes

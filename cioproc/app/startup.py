@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from cioproc.app.faust_config import StartupError
+from cioproc.errors import StartupError
 from cioproc.kafka.admin import describe_topics
 from cioproc.kafka.failures import watch_connections
 from cioproc.kafka.topics import ActualTopic, TopicsFile, drift

@@ -10,25 +10,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import Any
 
 import faust
 
-from cioproc.app.factory import create_app
-from cioproc.app.faust_config import StartupError
+from cioproc.app.factory import CioprocApp, create_app
 from cioproc.app.startup import verify_topics
-from cioproc.config import ROLES, Config, ConfigError, load_config
-from cioproc.kafka.topics import ActualTopic, TopicsFile, TopicsFileError, load_topics
+from cioproc.config import ROLES, Config, load_config
+from cioproc.kafka.topics import ActualTopic, TopicsFile, load_topics
 from cioproc.observability.logs import register_secret, setup_logging
 
 
-def main(role: str = "all") -> int:
-    """Run a worker for ``role`` in this process; the exit status."""
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config error: {line}", file=sys.stderr)
-        return 2
+class CommandLineWorker(faust.Worker):
+    """The Worker ``faust -A cioproc.app worker`` runs: cioproc's JSON logging stays in place."""
+
+    def __init__(self, *services: Any, **options: Any) -> None:
+        options.update(override_logging=False, redirect_stdouts=False)
+        super().__init__(*services, **options)
+        for app in services:  # the start-up banner shows the web server only when it runs
+            if isinstance(app, CioprocApp) and app.boot_strategy.enable_web is False:
+                app.conf.web_enabled = False
+
+
+def prepare_app(role: str = "all") -> CioprocApp:
+    """What every way of running a worker does before Faust starts (``cioproc worker`` and
+    ``faust -A cioproc.app worker``): the configuration, its secrets registered for redaction,
+    JSON logs, the app, and the cluster's topics checked. A CioprocError (one line each
+    problem) when it cannot run; nothing has started then."""
+    config = load_config()
     if config.api_key:
         register_secret(config.api_key.reveal())
     if config.kafka.sasl_password:
@@ -36,19 +45,18 @@ def main(role: str = "all") -> int:
     setup_logging(config.log_level)
     for line in config.warnings():
         logging.getLogger("cioproc.config").warning(line)
-    try:
-        topics = load_topics(config.topics_file)
-        app = create_app(role, config, topics)
-        actual = _preflight(app.role, config, topics)
-        app.use_topic_limits(actual)
-        app.topics_verified = True
-    except ConfigError as exc:  # e.g. the sender's credentials
-        for line in exc.problems:
-            print(f"config error: {line}", file=sys.stderr)
-        return 2
-    except (StartupError, TopicsFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    topics = load_topics(config.topics_file)
+    app = create_app(role, config, topics)
+    actual = _preflight(app.role, config, topics)
+    app.use_topic_limits(actual)
+    app.topics_verified = True
+    return app
+
+
+def main(role: str = "all") -> int:
+    """Run a worker for ``role`` in this process; the exit status (a CioprocError for the CLI to print)."""
+    app = prepare_app(role)
+    config = app.config
     worker = faust.Worker(
         app,
         loglevel=config.log_level,
@@ -81,4 +89,6 @@ if __name__ == "__main__":
     if chosen not in ROLES:
         print(f"usage: python -m cioproc.app.worker [{'|'.join(ROLES)}]", file=sys.stderr)
         sys.exit(2)
-    sys.exit(main(chosen))
+    from cioproc.cli import main as cli_main
+
+    sys.exit(cli_main(["worker", "--role", chosen]))

@@ -24,12 +24,13 @@ from typing import Any
 
 import orjson
 
+from cioproc.errors import DataError
 from cioproc.generate.model import INPUT_ROLES, Record
 
 AUDIENCE_TYPE = "audience_membership_change_request"
 
 
-class LineError(ValueError):
+class LineError(DataError):
     """A line that is not a message; the text says why (the caller adds the line number)."""
 
 

@@ -19,6 +19,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_gzip, has_lz4, has_zstd
 
+from cioproc.errors import KafkaFailure
 from cioproc.generate.model import INPUT_ROLES, Record
 from cioproc.kafka.topics import TopicsFile
 
@@ -27,7 +28,7 @@ METADATA_TIMEOUT_S = 15.0
 PROGRESS_EVERY = 1000
 
 
-class ProduceError(RuntimeError):
+class ProduceError(KafkaFailure, RuntimeError):
     """Producing failed: the broker is unreachable, a topic is missing, or a send was refused."""
 
 

@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from cioproc.kafka.failures import watch_connections
-from cioproc.kafka.topics import ActualTopic, TopicsFile, TopicsFileError, drift, load_topics
+from cioproc.kafka.topics import ActualTopic, TopicsFile, drift, load_topics
 
 
 @dataclass
@@ -82,13 +82,9 @@ async def reconcile(topics: TopicsFile, bootstrap: str, create: bool, **client: 
         await admin.close()
 
 
-def main(action: str, bootstrap: str, path: str | None = None, **client: Any) -> int:
+def main(action: str, bootstrap: str, path: str, **client: Any) -> int:
     """Run apply or check and print one line per topic; non-zero exit on drift or missing."""
-    try:
-        topics = load_topics(path)
-    except TopicsFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    topics = load_topics(path)  # a TopicsFileError goes to the command line, which prints it
     with watch_connections() as failures:
         try:
             report = asyncio.run(reconcile(topics, bootstrap, create=(action == "apply"), **client))

@@ -15,13 +15,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cioproc.errors import KafkaFailure
 
 POM = Path(__file__).with_name("pom.xml")
 KAFKA_VERSION = "4.4.0"  # keep in step with pom.xml and docker-compose.yml
@@ -65,7 +66,7 @@ Configuration:
 
 DOWNLOADED = "Downloaded from "  # Maven's line for each file it fetched (batch mode)
 
-class BrokerError(RuntimeError):
+class BrokerError(KafkaFailure, RuntimeError):
     """The local broker could not be fetched, started or stopped."""
 
 
@@ -441,28 +442,25 @@ def _port_open(port: int) -> bool:
 
 
 def main(action: str, port: int | None = None, secure: bool = False) -> int:
-    """`cioproc kafka start|stop|status` (``secure``: start with SASL_SSL and mutual-TLS listeners)."""
+    """`cioproc kafka start|stop|status` (``secure``: start with SASL_SSL and mutual-TLS listeners);
+    a BrokerError goes to the command line, which prints it."""
     from cioproc.kafka import secure as secure_broker
 
-    try:
-        broker = secure_broker.choose(LocalBroker.from_env(port), secure=secure, starting=action == "start")
-        if action == "start":
-            broker.start()
-            secure_broker.announce(broker)
-        elif action == "stop":
-            broker.stop()
-        elif action == "status":
-            if broker.is_running():
-                print(f"kafka: running on {broker.bootstrap} (pid {broker.pid()})")
-            else:
-                note = broker.stale_pid_note()
-                if note:
-                    print(note)
-                print(f"kafka: not running on port {broker.port}")
-                return 1
+    broker = secure_broker.choose(LocalBroker.from_env(port), secure=secure, starting=action == "start")
+    if action == "start":
+        broker.start()
+        secure_broker.announce(broker)
+    elif action == "stop":
+        broker.stop()
+    elif action == "status":
+        if broker.is_running():
+            print(f"kafka: running on {broker.bootstrap} (pid {broker.pid()})")
         else:
-            raise BrokerError(f"unknown action {action!r}")
-    except BrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+            note = broker.stale_pid_note()
+            if note:
+                print(note)
+            print(f"kafka: not running on port {broker.port}")
+            return 1
+    else:
+        raise BrokerError(f"unknown action {action!r}")
     return 0

@@ -9,12 +9,14 @@ users between partitions and breaks co-partitioning with the user table.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from cioproc.config import setting_for
+from cioproc.errors import ConfigurationError
 
 ROLES = (
     "batches",  # mparticle.batches: inbound mParticle event batches
@@ -28,10 +30,10 @@ ROLES = (
 )
 TOPIC_KEYS = {"name", "role", "partitions", "replication_factor", "config", "description"}
 REQUIRED_KEYS = ("name", "role", "partitions", "replication_factor")
-DEFAULT_FILE = "topics.yaml"
+DEFAULT_FILE = str(setting_for("topics_file").default)
 
 
-class TopicsFileError(ValueError):
+class TopicsFileError(ConfigurationError, ValueError):
     """topics.yaml is not valid; the message is one line naming the topic and the field."""
 
 
@@ -56,14 +58,9 @@ class TopicsFile:
         raise TopicsFileError(f"{self.path}: no topic with role {role!r}")
 
 
-def topics_path() -> Path:
-    """The topics file: $CIOPROC_TOPICS_FILE, else ./topics.yaml."""
-    return Path(os.environ.get("CIOPROC_TOPICS_FILE", DEFAULT_FILE))
-
-
-def load_topics(path: Path | str | None = None) -> TopicsFile:
+def load_topics(path: Path | str) -> TopicsFile:
     """Read and validate a topics file; raise TopicsFileError with one clear line."""
-    path = Path(path) if path is not None else topics_path()
+    path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:

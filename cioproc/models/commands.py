@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from cioproc.errors import DataError
+
 COMMAND_VERSION = 1
 # Kafka header on a command record: its input record's timestamp (Unix ms, ASCII digits), for the
 # sender's end-to-end latency. Not the record timestamp: replayed input would look expired to retention.
@@ -54,7 +56,7 @@ class CommandKind(str, Enum):
 _KINDS = frozenset(kind.value for kind in CommandKind)
 
 
-class CommandDecodeError(ValueError):
+class CommandDecodeError(DataError):
     """Bytes that are not a command of a version this code understands."""
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import msgpack
 
+from cioproc.errors import DataError
+
 __all__ = ["MAX_STATE_BYTES", "STATE_VERSION", "StateDecodeError", "UserState", "decode_state", "encode_state"]
 
 STATE_VERSION = 1
@@ -32,7 +34,7 @@ _FIELDS_BEFORE_TIMES = 13  # written by releases before identity and audience ti
 MAX_STATE_BYTES = 64 * 1024  # an encoded state's ceiling (a changelog record, a table value)
 
 
-class StateDecodeError(ValueError):
+class StateDecodeError(DataError):
     """Bytes that are not a user state of a version this code understands."""
 
 

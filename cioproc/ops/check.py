@@ -38,7 +38,8 @@ class Report:
 async def check(role: str, config: Config) -> Report:
     """Every check for ``role`` with a valid ``config``."""
     from cioproc.app.factory import group_id
-    from cioproc.app.faust_config import StartupError, check_changelog_topic
+    from cioproc.app.faust_config import check_changelog_topic
+    from cioproc.errors import StartupError
     from cioproc.kafka.topics import TopicsFileError, load_topics
 
     report = Report()

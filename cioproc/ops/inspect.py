@@ -28,9 +28,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cioproc.app.dead_letters import DETAIL, REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
-from cioproc.config import ConfigError, load_config
+from cioproc.config import load_config
+from cioproc.errors import CioprocError
 from cioproc.kafka import client_id
-from cioproc.kafka.topics import TopicsFileError, load_topics
+from cioproc.kafka.topics import load_topics
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, CommandDecodeError, decode_command
 from cioproc.ops import describe_error, quiet_client_logs
 from cioproc.ops.check import KAFKA_TIMEOUT_S
@@ -39,7 +40,7 @@ HTTP_STATUS = "cioproc.http_status"  # as cioproc.app.sender_agent writes them
 ERROR = "cioproc.error"
 
 
-class InspectError(Exception):
+class InspectError(CioprocError):
     """A request that cannot be served; the message is one line."""
 
 
@@ -197,23 +198,14 @@ def main(args: argparse.Namespace) -> int:
     if args.limit < 1:
         print("error: --limit must be at least 1", file=sys.stderr)
         return 2
-    try:
-        config = load_config()
-        topics = load_topics(config.topics_file)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config error: {line}", file=sys.stderr)
-        return 2
-    except TopicsFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config = load_config()  # a CioprocError goes to the command line, which prints it
+    topics = load_topics(config.topics_file)
     role = "commands" if args.what == "commands" else f"{args.source}_dlq"
     spec = topics.by_role(role)
     try:
         lines = asyncio.run(read(args, config.kafka.bootstrap_servers, spec.name, config.kafka.aiokafka_kwargs()))
-    except InspectError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except InspectError:
+        raise  # the command line prints it (one line, exit 1)
     except Exception as exc:  # a broker that is down or refuses: one line
         detail = describe_error(exc)
         print(f"error: cannot read '{spec.name}' from Kafka at {config.kafka.bootstrap_servers}: {detail}",

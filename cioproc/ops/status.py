@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from cioproc.config import Config, ConfigError, load_config
+from cioproc.config import Config, load_config
 from cioproc.kafka import client_id
-from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
+from cioproc.kafka.topics import TopicsFile, load_topics
 from cioproc.ops import describe_error, quiet_client_logs
 from cioproc.ops.check import KAFKA_TIMEOUT_S
 from cioproc.replay import consumer_group
@@ -201,16 +201,8 @@ def _ranges(numbers: list[int]) -> str:
 
 def main(as_json: bool = False) -> int:
     quiet_client_logs()
-    try:
-        config = load_config()
-        topics = load_topics(config.topics_file)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config error: {line}", file=sys.stderr)
-        return 2
-    except TopicsFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config = load_config()  # a CioprocError goes to the command line, which prints it
+    topics = load_topics(config.topics_file)
     try:
         status = asyncio.run(collect(config, topics))
     except Exception as exc:  # a broker that is down or refuses: one line

@@ -15,17 +15,15 @@ import aiohttp
 from yarl import URL
 
 from cioproc import __version__
+from cioproc.config import REGION_HOSTS  # the regions' hosts, declared with the CIO_REGION setting
+from cioproc.errors import ConfigurationError, DeliveryError
 
 USER_AGENT = f"cioproc/{__version__}"
 
-REGION_HOSTS = {
-    "us": "https://track.customer.io",
-    "eu": "https://track-eu.customer.io",
-}
 REGION_HOSTNAMES = frozenset(URL(url).host for url in REGION_HOSTS.values())
 
 
-class ClientConfigError(ValueError):
+class ClientConfigError(ConfigurationError, ValueError):
     """A Track API location or credentials that cannot be used."""
 
 
@@ -73,7 +71,7 @@ class HttpResult:
     latency: float
 
 
-class TransportError(Exception):
+class TransportError(DeliveryError):
     """No HTTP response: connection refused or dropped, timeout, DNS. The message holds neither
     the key nor the request path (a v1 path holds a person's identifier)."""
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast
 
 from cioproc.config import Config
+from cioproc.errors import ConfigurationError
 from cioproc.models.commands import Command, CommandKind
 from cioproc.sender.client import ClientConfigError, TrackClient, TransportError, resolve_base_url
 from cioproc.sender.packing import batch_body, pack
@@ -52,7 +53,7 @@ BLOCKING_ACTIONS = (Action.AUTH, Action.MISCONFIGURED)  # pause all delivery, pr
 DELIVERY_PARTITION: ContextVar[tuple[str, int] | None] = ContextVar("cioproc_delivery_partition", default=None)
 
 
-class SenderConfigError(ValueError):
+class SenderConfigError(ConfigurationError, ValueError):
     """Sender configuration that cannot work (missing credentials, bad URL, bad limits)."""
 
 

@@ -33,10 +33,11 @@ from urllib.parse import quote
 import msgpack
 import orjson
 
+from cioproc.errors import DeliveryError
 from cioproc.models.commands import COMMAND_VERSION, ID_TYPES, Command, CommandKind, decode_command
 
 
-class PayloadError(ValueError):
+class PayloadError(DeliveryError, ValueError):
     """A command that cannot be expressed as a Track API request; ``reason`` is a short code."""
 
     def __init__(self, reason: str, message: str) -> None:
