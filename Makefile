@@ -56,16 +56,16 @@ bench-mapping: install
 	$(PY) bench/mapping.py $(ARGS)
 
 bench-processor: install
-	$(PY) bench/processor.py $(ARGS)
+	PY=$(PY) scripts/bench.sh bench/processor.py $(ARGS)
 
 bench-sender: install
-	$(PY) bench/sender.py $(ARGS)
+	PY=$(PY) scripts/bench.sh bench/sender.py $(ARGS)
 
 bench-recovery: install
-	$(PY) bench/recovery.py $(ARGS)
+	PY=$(PY) scripts/bench.sh bench/recovery.py $(ARGS)
 
 bench-latency: install
-	$(PY) bench/latency.py $(ARGS)
+	PY=$(PY) scripts/bench.sh bench/latency.py $(ARGS)
 
 clean:
 	-$(PY) -m cioproc.cli kafka stop
