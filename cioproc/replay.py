@@ -86,13 +86,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from cioproc import names
 from cioproc.config import ConfigError, load_config
 from cioproc.errors import KafkaFailure
 from cioproc.kafka.failures import watch_connections
 from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
 
-REDRIVEN_HEADER = "cioproc.redriven"  # value: "<dead-letter topic>:<partition>:<offset>"
-SOURCE_TOPIC_HEADER = "cioproc.source.topic"  # set on both kinds of dead letters
+REDRIVEN_HEADER = names.REDRIVEN  # value: "<dead-letter topic>:<partition>:<offset>"
+SOURCE_TOPIC_HEADER = names.SOURCE_TOPIC  # set on both kinds of dead letters
 INACTIVE_STATES = ("Empty", "Dead", "")
 ASSIGNMENT_TIMEOUT_S = 30.0
 REPLAYABLE = {"batches": "re-process the input batches", "audiences": "re-process the audience changes",
@@ -150,13 +151,8 @@ def parse_offsets(text: str) -> dict[int, int]:
 
 
 def consumer_group(role: str, app_id: str) -> str:
-    """The consumer group of a worker role: the app id for ``processor`` and ``all``,
-    ``<app id>-sender`` for ``sender``, ``<app id>-dlq-redrive`` for the re-drive."""
-    if role in ("processor", "all"):
-        return app_id
-    if role in ("sender", "dlq-redrive"):
-        return f"{app_id}-{role}"
-    raise ValueError(f"unknown role {role!r}")
+    """The consumer group of a worker role (see :func:`cioproc.names.group_id`)."""
+    return names.group_id(role, app_id)
 
 
 def choose_commands_group(app_id: str, has_offsets: Mapping[str, bool]) -> str:

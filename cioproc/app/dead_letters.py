@@ -22,12 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-REASON = "cioproc.reason"
-DETAIL = "cioproc.detail"
-SOURCE_TOPIC = "cioproc.source.topic"
-SOURCE_PARTITION = "cioproc.source.partition"
-SOURCE_OFFSET = "cioproc.source.offset"
-VALUE_TRUNCATED = "cioproc.value.truncated"
+from cioproc.names import DETAIL, REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC, VALUE_TRUNCATED
+
 MAX_DETAIL_BYTES = 1000
 
 # Upper bounds of what Kafka's record batch format (v2) adds around one record.

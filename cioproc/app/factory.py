@@ -27,6 +27,7 @@ from typing import Any
 
 from mode import Service
 
+from cioproc import names
 from cioproc.app.batching import BatchApp
 from cioproc.app.fast_restore import store_url as restore_store_url
 from cioproc.app.faust_config import (
@@ -144,14 +145,10 @@ def attach_lag_reporter(app: BatchApp) -> LagReporter:
 
 
 def group_id(role: str, app_id: str) -> str:
-    """The Faust app id (and so the consumer group) a role runs under.
-
-    Senders get a group of their own, ``<app id>-sender``: a consumer group whose members
-    subscribe to different topics would let Faust's assignor hand processor partitions to
-    senders. Roles ``processor`` and ``all`` share ``<app id>``; do not mix those two in one
-    deployment either (run ``all`` alone, or ``processor`` + ``sender``).
-    """
-    return f"{app_id}-sender" if role == "sender" else app_id
+    """The Faust app id (and so the consumer group) a role runs under: see
+    :func:`cioproc.names.group_id` (``processor`` and ``all`` share ``<app id>``, senders get
+    ``<app id>-sender``; do not mix ``processor`` and ``all`` in one deployment either)."""
+    return names.group_id(role, app_id)
 
 
 def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Processor:

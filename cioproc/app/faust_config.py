@@ -16,9 +16,10 @@ from faust.types.auth import CredentialsT
 from cioproc.config import Config, KafkaSettings, setting_for
 from cioproc.errors import StartupError as StartupError  # re-exported: its home before cioproc.errors
 from cioproc.kafka.topics import TopicsFile
+from cioproc.names import USERS_TABLE
 
 APP_ID_VARIABLE = setting_for("app_id").variable
-TABLE_NAME = "users"
+TABLE_NAME = USERS_TABLE
 
 # Producer and consumer tuning for batch processing (see cioproc.app.processor).
 PRODUCER_LINGER_S = 0.005  # gather a chunk's records into few produce requests

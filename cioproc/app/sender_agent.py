@@ -61,6 +61,7 @@ from cioproc.app.internals import unacked_messages
 from cioproc.config import Config
 from cioproc.kafka.topics import ActualTopic, TopicsFile
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, Command, decode_command
+from cioproc.names import ERROR, HTTP_STATUS, REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
 from cioproc.observability import metrics
 from cioproc.sender import Deliverer, SenderConfig
 from cioproc.sender.delivery import DELIVERY_PARTITION
@@ -68,13 +69,7 @@ from cioproc.sender.payloads import PayloadError, v2_entry_from_wire
 
 log = logging.getLogger("cioproc.sender")
 
-# Headers of a command dead letter (UTF-8 text values).
-REASON = "cioproc.reason"
-HTTP_STATUS = "cioproc.http_status"
-ERROR = "cioproc.error"
-SOURCE_TOPIC = "cioproc.source.topic"
-SOURCE_PARTITION = "cioproc.source.partition"
-SOURCE_OFFSET = "cioproc.source.offset"
+# Headers of a command dead letter: see cioproc.names.
 MAX_HEADER_BYTES = 256  # reason and error headers, and metric labels, taken from a response
 EXPORT_INTERVAL_S = 1.0
 MAX_CHUNKS_PER_PARTITION = 2  # one being delivered, the next decoded; more pauses the partition

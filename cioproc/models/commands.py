@@ -32,11 +32,12 @@ from typing import Any, NamedTuple
 import msgpack
 
 from cioproc.errors import DataError
+from cioproc.names import INPUT_TIMESTAMP
 
 COMMAND_VERSION = 1
 # Kafka header on a command record: its input record's timestamp (Unix ms, ASCII digits), for the
 # sender's end-to-end latency. Not the record timestamp: replayed input would look expired to retention.
-INPUT_TIMESTAMP_HEADER = "cioproc.input.ts"
+INPUT_TIMESTAMP_HEADER = INPUT_TIMESTAMP
 ID_TYPES = ("id", "email")
 
 

@@ -27,17 +27,22 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from cioproc.app.dead_letters import DETAIL, REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
 from cioproc.config import load_config
 from cioproc.errors import CioprocError
 from cioproc.kafka import client_id
 from cioproc.kafka.topics import load_topics
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, CommandDecodeError, decode_command
+from cioproc.names import (  # as cioproc.app.sender_agent writes them
+    DETAIL,
+    ERROR,
+    HTTP_STATUS,
+    REASON,
+    SOURCE_OFFSET,
+    SOURCE_PARTITION,
+    SOURCE_TOPIC,
+)
 from cioproc.ops import describe_error, quiet_client_logs
 from cioproc.ops.check import KAFKA_TIMEOUT_S
-
-HTTP_STATUS = "cioproc.http_status"  # as cioproc.app.sender_agent writes them
-ERROR = "cioproc.error"
 
 
 class InspectError(CioprocError):
