@@ -59,6 +59,7 @@ from faust.types import Message
 
 from cioproc.app.batching import BatchApp
 from cioproc.app.dead_letters import BATCH_OVERHEAD_BYTES, record_bytes
+from cioproc.app.gc_tuning import tune_gc
 from cioproc.app.plan import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, ChunkPlan, Outgoing, PlanTopics, plan_chunk
 from cioproc.app.stats import ProcessorStats
 from cioproc.app.table_store import TableStore
@@ -118,6 +119,7 @@ class Processor:
         records = app.track_current(messages)
         if not records:
             return
+        tune_gc()  # (the first chunk: start-up is over)
         try:
             plan = plan_chunk(records, self.topics, self.settings, self.store.get, self.partition_for, _state_reset,
                               self.max_record_bytes)
