@@ -127,8 +127,11 @@ def encode_command(command: Command) -> bytes:
 def encode_commands(commands: list[Command]) -> bytes:
     """The value of a ``commands/1`` record: the commands as one msgpack array, in order.
 
-    Byte for byte :func:`join_commands` of each command's :func:`encode_command`, in one call."""
-    return msgpack.packb([_wire_fields(command) for command in commands], use_bin_type=True)
+    Byte for byte :func:`join_commands` of each command's :func:`encode_command`, in one call:
+    a Command is a tuple in the wire order after the version, and msgpack packs a tuple as an
+    array and a ``str`` enum as its string (``tests/test_command_records.py`` checks both)."""
+    version = COMMAND_VERSION
+    return msgpack.packb([(version, *command) for command in commands], use_bin_type=True)
 
 
 def join_commands(encoded: list[bytes]) -> bytes:
