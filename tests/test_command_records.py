@@ -204,3 +204,97 @@ def test_inspect_shows_a_dead_letter_of_one_command_and_of_a_whole_record():
                                  [("cioproc.reason", b"x"), *LIST], commands=True)
     assert [c["event_id"] for c in whole["value"]] == [cmd(1).event_id, cmd(2).event_id]
     assert decode_command(encode_command(cmd(1))) == cmd(1)
+
+
+# ---- a stop (SIGTERM) while a chunk is being written ----------------------------------------------
+
+
+def test_a_chunk_being_written_when_the_fetcher_is_cancelled_is_finished_and_acked():
+    """Faust cancels the fetch loop first on SIGTERM. Records already handed to the producer are
+    written anyway, so their inputs must be acked (and committed by the drain), not read again."""
+    from pathlib import Path
+
+    from cioproc.app.processor import Processor
+    from cioproc.app.stats import ProcessorStats
+    from cioproc.kafka.topics import load_topics
+
+    topics = load_topics(Path(__file__).resolve().parents[1] / "topics.yaml")
+    batches_topic = topics.by_role("batches").name
+
+    class Producer:
+        def __init__(self) -> None:
+            self.gate = asyncio.Event()
+            self.sent: list[str] = []
+
+        async def partitions_for(self, topic: str) -> list[int]:
+            return [0, 1, 2, 3]
+
+        def create_batch(self):
+            class Batch:
+                records = 0
+
+                def append(self, **_: object) -> bool:
+                    self.records += 1
+                    return True
+
+            return Batch()
+
+        async def send_batch(self, batch, topic: str, partition: int):
+            self.sent.append(topic)
+
+            async def acknowledged():
+                await self.gate.wait()
+
+                class Metadata:
+                    offset = 0
+
+                return Metadata()
+
+            return asyncio.ensure_future(acknowledged())
+
+    class Store:
+        def get(self, partition: int, key: bytes):
+            return None
+
+        def put(self, states, offsets) -> None:
+            self.states = states
+
+    producer, acked = Producer(), []
+
+    class App:
+        def track_current(self, messages):
+            return messages
+
+        class consumer:  # noqa: N801 - stands in for Faust's consumer
+            ack = staticmethod(acked.append)
+
+        class sensors:  # noqa: N801
+            @staticmethod
+            def on_message_out(*_: object) -> None:
+                pass
+
+        class producer:  # noqa: N801
+            @staticmethod
+            def _ensure_producer():
+                return producer
+
+        async def crash(self, exc: BaseException) -> None:
+            raise AssertionError(f"crashed: {exc}")
+
+    processor = Processor(App(), None, topics, MappingSettings(), ProcessorStats("dlq"))
+    processor.store = Store()
+    records = [Message(batches_topic, key_partition(str(m).encode(), 4), m, 1_700_000_000.0, 0, [],
+                       str(m).encode(), batch(m, 2), None) for m in (7, 8)]
+
+    async def run() -> None:
+        chunk = asyncio.ensure_future(processor(records))
+        while not producer.sent:  # the commands are with the producer, not yet acknowledged
+            await asyncio.sleep(0)
+        chunk.cancel()  # the fetcher stops
+        await asyncio.sleep(0.01)
+        producer.gate.set()  # the broker acknowledges what was sent
+        with pytest.raises(asyncio.CancelledError):
+            await chunk
+
+    asyncio.new_event_loop().run_until_complete(run())
+    assert acked == records and not processor.failed

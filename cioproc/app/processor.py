@@ -14,6 +14,10 @@ For a chunk the processor
    partition: the table is co-partitioned with its inputs) and awaits those,
 5. writes the states to the local store, and acks the chunk's records with Faust.
 
+Steps 3-5 finish even when the fetch loop is cancelled meanwhile (Faust's fetcher is
+cancelled first on SIGTERM): records already handed to the producer get written anyway, so
+their inputs are acked, and the drain commits them.
+
 How "an input offset is committed only after its commands and table update are
 acknowledged by the broker" is met: Faust commits, per partition, the offset after the
 longest run of acked records (``Consumer._new_offset``), from its commit timer, every
@@ -115,7 +119,6 @@ class Processor:
 
     async def __call__(self, messages: list[Message]) -> None:
         app = self.app
-        consumer = app.consumer
         if self.failed:
             return
         records = app.track_current(messages)
@@ -125,8 +128,19 @@ class Processor:
         try:
             plan = plan_chunk(records, self.topics, self.settings, self.store.get, self.partition_for, _state_reset,
                               self.max_record_bytes)
-            await self._send(plan.commands + plan.dead_letters + plan.forwards)
-            offsets = await self._send_states(plan)
+            writing = asyncio.ensure_future(self._write(plan))
+            try:
+                offsets = await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                # The fetcher is stopping (SIGTERM): this chunk's records are on their way to the
+                # broker already. Finish it, so that what gets written is acked (and committed by
+                # the drain) rather than written and read again after the restart.
+                await asyncio.wait([writing])
+                if not writing.cancelled() and writing.exception() is None:
+                    self._done(records, plan, writing.result())
+                else:
+                    self.failed = True
+                raise
         except Exception as exc:  # the producer gave up, or the store: stop before anything later is acked
             self.failed = True
             log.error(
@@ -138,9 +152,18 @@ class Processor:
             )
             await app.crash(exc)
             return
+        self._done(records, plan, offsets)
+
+    async def _write(self, plan: ChunkPlan) -> dict[int, int]:
+        """Commands, dead letters and forwards, then the states, all acknowledged (steps 3-4)."""
+        await self._send(plan.commands + plan.dead_letters + plan.forwards)
+        return await self._send_states(plan)
+
+    def _done(self, records: list[Message], plan: ChunkPlan, offsets: dict[int, int]) -> None:
+        """Store the states and ack the records (step 5)."""
         self.store.put(plan.states, offsets)
-        ack = consumer.ack
-        done = app.sensors.on_message_out
+        ack = self.app.consumer.ack
+        done = self.app.sensors.on_message_out
         for message in records:
             ack(message)
             done(message.tp, message.offset, message)
