@@ -36,9 +36,9 @@ Measured for issue 13 (2 shared cores, medians of 5 repeats, each run's figures 
 - before (one record per command): processor/lean 0.37, processor/raw 0.34; CPU per 1000
   batches: worker 138 ms, lean loop 50 ms (ratio 0.36).
 - after (one ``commands/1`` record per batch, GC tuned, cached partitioner): processor/lean
-  0.47 and 0.48 in two runs (single repeats 0.35-0.62 as the machine's load moved),
-  processor/raw 0.48 and 0.55; CPU per 1000 batches: worker 81-87 ms, lean loop 43-44 ms
-  (ratio 0.51).
+  0.48, 0.47 and 0.50 in three runs (single repeats 0.35-0.62 as the machine's load moved),
+  processor/raw 0.55, 0.48 and 0.46; CPU per 1000 batches: worker 81-122 ms, lean loop
+  43-62 ms (ratio 0.51 in each run).
 - where the worker's time goes after (py-spy, share of all samples, start-up included):
   the planner 42 % (mapping 14 %, JSON parse 7 %, state decode 6 %, records and state
   encoding 11 %), producing 7 %, Faust's consumer thread (fetching, record unpacking) 16 %,
