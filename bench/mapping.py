@@ -121,28 +121,58 @@ def _event(rng: random.Random, event_type: str, ts: int, session: str, sid: int)
     return {"event_type": event_type, "data": data}
 
 
+def _compact_event(rng: random.Random, event_type: str, ts: int) -> dict:
+    """An event as SDKs send most of them: no device state snapshot, session or null fields."""
+    data: dict[str, Any] = {
+        "timestamp_unixtime_ms": ts,
+        "event_id": rng.getrandbits(63),
+    }
+    if event_type == "custom_event":
+        data["event_name"] = rng.choice(EVENT_NAMES)
+        data["custom_attributes"] = {
+            "product_id": f"SKU-{rng.randint(1000, 9999)}",
+            "price": f"{rng.uniform(1, 500):.2f}",
+        }
+    elif event_type == "screen_view":
+        data["screen_name"] = rng.choice(SCREENS)
+    elif event_type == "session_end":
+        data["session_duration_ms"] = rng.randint(1000, 600_000)
+    elif event_type == "opt_out":
+        data["is_opted_out"] = True
+    return {"event_type": event_type, "data": data}
+
+
 def realistic_batch(
-    rng: random.Random, mpid: int, user: int, start_ms: int, points: int
+    rng: random.Random, mpid: int, user: int, start_ms: int, points: int, compact: bool = False
 ) -> dict[str, Any]:
-    """One mParticle outbound batch for user ``user``: ~8 events, a dozen user attributes."""
+    """One mParticle outbound batch for user ``user``: ~8 events, a dozen user attributes.
+
+    ``compact``: exactly 8 events without device state snapshots and 14 user attributes
+    (about 2.3 KB, the batches of issue 13's benchmark)."""
     platform, os_name = PLATFORMS[user % len(PLATFORMS)]
     session = str(uuid.UUID(int=rng.getrandbits(128))).upper()
     sid = rng.getrandbits(62)
     ts = start_ms
-    kinds = ["session_start"] + ["custom_event"] * rng.randint(3, 5)
-    kinds += ["screen_view"] * rng.randint(1, 2) + ["session_end"]
-    if rng.random() < 0.01:
-        kinds.insert(1, "opt_out")
+    if compact:
+        screens = rng.randint(1, 2)
+        kinds = ["session_start"] + ["custom_event"] * (6 - screens) + ["screen_view"] * screens + ["session_end"]
+        if rng.random() < 0.01:
+            kinds[1] = "opt_out"
+    else:
+        kinds = ["session_start"] + ["custom_event"] * rng.randint(3, 5)
+        kinds += ["screen_view"] * rng.randint(1, 2) + ["session_end"]
+        if rng.random() < 0.01:
+            kinds.insert(1, "opt_out")
     events = []
     for kind in kinds:
         ts += rng.randint(200, 20_000)
-        events.append(_event(rng, kind, ts, session, sid))
+        events.append(_compact_event(rng, kind, ts) if compact else _event(rng, kind, ts, session, sid))
     identities = [{"identity_type": "email", "identity": f"user{user}@example.com",
                    "timestamp_unixtime_ms": start_ms - 86_400_000}]
     if user % 3:
         identities.append({"identity_type": "customer_id", "identity": f"C{user:08d}",
                            "timestamp_unixtime_ms": start_ms - 86_400_000})
-    return {
+    batch = {
         "events": events,
         "device_info": {
             "platform": platform, "os_version": "17.2", "device_model": "x86_64",
@@ -166,6 +196,7 @@ def realistic_batch(
             "favourite_genres": ["jazz", "rock"] if user % 2 else ["pop"],
             "last_purchase_amount": f"{(user * 7) % 500}.00",
             "loyalty_points": str(points), "newsletter": "true",
+            **({"$Mobile": f"+1555{user:07d}", "app_theme": "dark" if user % 2 else "light"} if compact else {}),
         },
         "deleted_user_attributes": [],
         "user_identities": identities,
@@ -177,13 +208,18 @@ def realistic_batch(
         "mpid": mpid,
         "sdk_version": "8.20.0",
     }
+    if compact:
+        del batch["consent_state"]
+        batch["device_info"] = {key: batch["device_info"][key] for key in ("platform", "os_version", "device_model")}
+    return batch
 
 
-def generate(batches: int, users: int, seed: int = 7) -> tuple[list[bytes], list[bytes]]:
+def generate(batches: int, users: int, seed: int = 7, compact: bool = False) -> tuple[list[bytes], list[bytes]]:
     """Serialised batches: every user's first one, then ``batches`` more of random users.
 
     Each user's batches follow one another in time (minutes to hours apart); one in ten
-    changes an attribute (loyalty points), so some identifies are due.
+    changes an attribute (loyalty points), so some identifies are due. ``compact``: see
+    :func:`realistic_batch`.
     """
     rng = random.Random(seed)
     mpids = [rng.getrandbits(63) - (1 << 62) for _ in range(users)]
@@ -194,7 +230,7 @@ def generate(batches: int, users: int, seed: int = 7) -> tuple[list[bytes], list
         clocks[user] += rng.randint(60_000, 12 * 3_600_000)
         if rng.random() < 0.1:
             points[user] += rng.randint(1, 100)
-        return orjson.dumps(realistic_batch(rng, mpids[user], user, clocks[user], points[user]))
+        return orjson.dumps(realistic_batch(rng, mpids[user], user, clocks[user], points[user], compact))
 
     first = [next_batch(user) for user in range(users)]
     later = [next_batch(rng.randrange(users)) for _ in range(batches)]

@@ -357,7 +357,8 @@ def _start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes
 
 
 async def bench_kafka(args: argparse.Namespace) -> dict[str, Any]:
-    """A backlog of the commands on a real ``cio.commands`` topic, delivered by a real
+    """A backlog of the commands on a real ``cio.commands`` topic (one ``commands/1`` record per
+    simulated batch, as the processor writes them), delivered by a real
     ``cioproc worker --role sender`` process; timed from the worker's readiness (its
     partitions assigned) until the sandbox holds every command. The raw loop posts the same
     commands' v2 bodies to the same sandbox (its own process here, as the worker is too)."""
@@ -370,7 +371,7 @@ async def bench_kafka(args: argparse.Namespace) -> dict[str, Any]:
 
     from cioproc.kafka.admin import reconcile
     from cioproc.kafka.topics import load_topics
-    from cioproc.models.commands import encode_command
+    from cioproc.models.commands import COMMAND_LIST_FORMAT, RECORD_FORMAT_HEADER, encode_commands
 
     commands = generate(args.commands, args.users)
     events = sum(1 for c in commands if c.kind in (CommandKind.TRACK, CommandKind.SCREEN))
@@ -390,8 +391,16 @@ async def bench_kafka(args: argparse.Namespace) -> dict[str, Any]:
     await producer.start()
     try:
         name = topics.by_role("commands").name
+        # As the processor writes them: one record per simulated batch (a run of one user's commands).
+        runs: list[list[Command]] = []
         for command in commands:
-            await producer.send(name, encode_command(command), key=command.mpid.encode())
+            if runs and runs[-1][0].mpid == command.mpid and command.kind is not CommandKind.IDENTIFY:
+                runs[-1].append(command)
+            else:
+                runs.append([command])
+        for run in runs:
+            await producer.send(name, encode_commands(run), key=run[0].mpid.encode(),
+                                headers=[(RECORD_FORMAT_HEADER, COMMAND_LIST_FORMAT)])
         await producer.flush()
     finally:
         await producer.stop()

@@ -12,8 +12,10 @@ __all__ = [
     "ERROR",
     "HTTP_STATUS",
     "INPUT_TIMESTAMP",
+    "RECORD_FORMAT",
     "REASON",
     "REDRIVEN",
+    "SOURCE_INDEX",
     "SOURCE_OFFSET",
     "SOURCE_PARTITION",
     "SOURCE_TOPIC",
@@ -32,7 +34,9 @@ HTTP_STATUS = "cioproc.http_status"  # command dead letters: Customer.io's answe
 ERROR = "cioproc.error"  # command dead letters: Customer.io's error text
 VALUE_TRUNCATED = "cioproc.value.truncated"  # the original value's size, when cut to fit
 REDRIVEN = "cioproc.redriven"  # on a re-driven record: "<dead-letter topic>:<partition>:<offset>"
-INPUT_TIMESTAMP = "cioproc.input.ts"  # on a command: its input record's timestamp (Unix ms)
+INPUT_TIMESTAMP = "cioproc.input.ts"  # on a command record: its input record's timestamp (Unix ms)
+RECORD_FORMAT = "cioproc.format"  # on a command record holding several commands: "commands/1"
+SOURCE_INDEX = "cioproc.source.index"  # command dead letters: the command's place in its record
 
 USERS_TABLE = "users"  # the Faust table keyed by MPID
 

@@ -91,6 +91,7 @@ from cioproc.config import ConfigError, load_config
 from cioproc.errors import KafkaFailure
 from cioproc.kafka.failures import watch_connections
 from cioproc.kafka.topics import TopicsFile, TopicsFileError, load_topics
+from cioproc.models.commands import RECORD_FORMAT_HEADER, record_format
 
 REDRIVEN_HEADER = names.REDRIVEN  # value: "<dead-letter topic>:<partition>:<offset>"
 SOURCE_TOPIC_HEADER = names.SOURCE_TOPIC  # set on both kinds of dead letters
@@ -438,8 +439,11 @@ async def redrive_dlq(
                     target = redrive_target(record.headers, allowed, default_target)
                     if not dry_run:
                         marker = f"{record.topic}:{record.partition}:{record.offset}".encode()
-                        sends.append(await producer.send(target, record.value, key=record.key,
-                                                         headers=[(REDRIVEN_HEADER, marker)]))
+                        headers = [(REDRIVEN_HEADER, marker)]
+                        whole = record_format(record.headers)
+                        if whole is not None:  # a multi-command record dead-lettered whole: read it the same way
+                            headers.append((RECORD_FORMAT_HEADER, whole))
+                        sends.append(await producer.send(target, record.value, key=record.key, headers=headers))
                     result.redriven += 1
                     result.by_target[target] = result.by_target.get(target, 0) + 1
                     positions[tp] = record.offset + 1

@@ -31,7 +31,14 @@ from cioproc.mapping.erasure import (
     result_value,
 )
 from cioproc.mapping.results import Rejection
-from cioproc.models.commands import Command, CommandDecodeError, CommandKind, decode_command, encode_command
+from cioproc.models.commands import (
+    Command,
+    CommandDecodeError,
+    CommandKind,
+    decode_command,
+    decode_record,
+    encode_command,
+)
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import UserState, decode_state
 from cioproc.sandbox.api import Counters, TrackApi
@@ -243,7 +250,7 @@ def test_an_erasure_drops_every_command_its_chunk_planned_for_the_user_and_a_lat
     mpid7 = map_batch(parse_batch(batch_value(7, "m1"), 1_700_000_000_000), None, MappingSettings())
     first = map_batch(parse_batch(batch_value(42, "m1"), 1_700_000_000_000), None, MappingSettings())
     second = map_batch(parse_batch(batch_value(42, "m2"), 1_700_000_000_000), first.state, MappingSettings())
-    kinds = [(out.key, decode_command(out.value).kind.value) for out in plan.commands]
+    kinds = [(out.key, c.kind.value) for out in plan.commands for c in decode_record(out.value, out.headers)]
     assert kinds == [(b"7", c.kind.value) for c in mpid7.commands] + [(b"42", "erase")]
     assert plan.counts.drops["erased_before_sending"] == len(first.commands) + len(second.commands)
     erase = decode_command(plan.commands[-1].value)
@@ -252,7 +259,7 @@ def test_an_erasure_drops_every_command_its_chunk_planned_for_the_user_and_a_lat
     assert plan.states[slot] is None and slot not in store
     later = run([rec(TOPICS.batches, 42, batch_value(42, "m3"), 3)], store)
     fresh = map_batch(parse_batch(batch_value(42, "m3"), 1_700_000_000_000), None, MappingSettings())
-    assert [decode_command(out.value) for out in later.commands] == fresh.commands  # a new person
+    assert [c for out in later.commands for c in decode_record(out.value, out.headers)] == fresh.commands  # new person
     assert decode_state(store[slot]) == fresh.state
 
 
@@ -399,6 +406,7 @@ class Msg:
     topic: str = "out.commands"
     partition: int = 0
     offset: int = 0
+    headers: list[tuple[str, bytes]] | None = None  # single-command records, as before the format header
 
 
 def identify(mpid: str, n: int) -> Msg:

@@ -27,7 +27,7 @@ from mparticle.models.user_attribute_change_event import UserAttributeChangeEven
 from cioproc.app.plan import PlanTopics, plan_chunk
 from cioproc.mapping import Batch, map_batch, parse_batch
 from cioproc.mapping.results import MapResult
-from cioproc.models.commands import decode_command
+from cioproc.models.commands import decode_record
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import UserState
 
@@ -257,7 +257,7 @@ def test_item9_the_kafka_record_time_reaches_the_mapping_from_the_processor() ->
         timestamp = RECEIVED / 1000  # seconds, as Kafka clients give it
 
     plan = plan_chunk([Record()], topics, DEFAULT, lambda p, k: None, lambda t, k: 0)
-    tracks = [c for c in map(decode_command, (o.value for o in plan.commands)) if c.name]
+    tracks = [c for o in plan.commands for c in decode_record(o.value, o.headers) if c.name]
     assert [c.timestamp for c in tracks] == [RECEIVED // 1000]
     assert plan.counts.drops["invalid_timestamp"] == 1
 

@@ -14,6 +14,7 @@ from pipeline_harness import ADMIN_TOKEN, KEY, SITE, Pipeline, http
 
 from cioproc.generate.synthetic import generate
 from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
+from cioproc.models.commands import decode_record
 from cioproc.models.settings import MappingSettings
 from cioproc.sandbox.config import SandboxConfig
 from cioproc.sandbox.server import serve
@@ -127,7 +128,7 @@ def test_batches_become_exactly_the_predicted_workspace(pipeline):
     assert http(f"http://127.0.0.1:{port}/readyz")["ready"] is True
     # Every user's commands are keyed by MPID, in the order the mapping made them.
     commands = pipeline.read("commands")
-    assert len(commands) == n_commands
+    assert sum(len(decode_record(record.value, record.headers)) for record in commands) == n_commands
     assert all(record.key for record in commands)
 
 

@@ -32,7 +32,7 @@ from helpers_kafka import (
 
 from cioproc.app.dead_letters import read_dead_letter_headers
 from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
-from cioproc.models.commands import Command, CommandKind, decode_command
+from cioproc.models.commands import Command, CommandKind, decode_record
 from cioproc.models.settings import MappingSettings
 
 pytestmark = pytest.mark.kafka
@@ -148,14 +148,21 @@ def produce_in_phases(bootstrap: str, topics, app_id: str, records, workers) -> 
 def by_user(records) -> dict[str, list[Command]]:
     result: dict[str, list[Command]] = defaultdict(list)
     for record in records:
-        command = decode_command(record.value)
-        assert record.key == command.mpid.encode()
-        result[command.mpid].append(command)
+        for command in decode_record(record.value, record.headers):
+            assert record.key == command.mpid.encode()
+            result[command.mpid].append(command)
     return result
 
 
+def count_commands(records) -> int:
+    """Commands in command records (a record holds one input's commands for one user)."""
+    return sum(len(decode_record(record.value, record.headers)) for record in records)
+
+
 def read_commands(bootstrap: str, topics, at_least: int) -> list:
-    return read_topic_sync(bootstrap, topics.by_role("commands").name, lambda r: len(r) >= at_least, timeout=60)
+    """The commands topic's records, once they hold ``at_least`` commands."""
+    return read_topic_sync(bootstrap, topics.by_role("commands").name, lambda r: count_commands(r) >= at_least,
+                           timeout=60)
 
 
 def is_subsequence(needle: list, haystack: list) -> bool:
@@ -406,17 +413,18 @@ def test_sigkill_mid_stream_then_restart_recovers_the_table_from_the_changelog(k
     bootstrap, topics, app_id, pool = kafka_env
     env = {"CIOPROC_STORE": store, "CIOPROC_DATA_DIR": str(pool.directory / "data-restart")}
     inputs, history_commands, worker = history_phase(bootstrap, topics, app_id, pool, **env)
-    history_total = sum(map(len, history_commands.values()))
     first = len(inputs.records)
     stream(inputs, per_user=120)  # ~15,000 commands: the kill below lands a few hundred in
-    produce_inputs(bootstrap, topics, inputs.records[first:])
     commands_topic = topics.by_role("commands").name
-    asyncio.run(when_end_offsets_reach(
-        bootstrap, commands_topic, history_total + 300,
+    history_records = sum(asyncio.run(end_offsets(bootstrap, [commands_topic])).values())
+    produce_inputs(bootstrap, topics, inputs.records[first:])
+    asyncio.run(when_end_offsets_reach(  # a record holds one input's commands: 100 records, 300-400 commands
+        bootstrap, commands_topic, history_records + 100,
         lambda: worker.process.send_signal(signal.SIGKILL), worker.alive,
     ))
     worker.process.wait(timeout=10)
-    mid = sum(asyncio.run(end_offsets(bootstrap, [commands_topic])).values())
+    mid_records = sum(asyncio.run(end_offsets(bootstrap, [commands_topic])).values())
+    mid = count_commands(read_topic_sync(bootstrap, commands_topic, lambda r: len(r) >= mid_records))
     total = sum(map(len, inputs.expected.values()))
     assert mid < total, "the worker finished before it was killed: not a mid-stream kill"
 
@@ -446,10 +454,10 @@ def test_two_workers_split_the_partitions_and_one_takes_over_when_the_other_stop
 
     first = len(inputs.records)
     stream(inputs, per_user=40)
-    produce_inputs(bootstrap, topics, inputs.records[first:])
     commands_topic = topics.by_role("commands").name
-    history_total = sum(map(len, history_commands.values()))
-    while sum(asyncio.run(end_offsets(bootstrap, [commands_topic])).values()) < history_total + 200:
+    history_records = sum(asyncio.run(end_offsets(bootstrap, [commands_topic])).values())
+    produce_inputs(bootstrap, topics, inputs.records[first:])
+    while sum(asyncio.run(end_offsets(bootstrap, [commands_topic])).values()) < history_records + 70:  # ~200 commands
         assert time.monotonic() < deadline, first_worker.log()[-3000:]
         time.sleep(0.05)
     assert first_worker.terminate(timeout=30) == 0  # a clean stop: SIGTERM

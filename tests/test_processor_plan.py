@@ -37,7 +37,7 @@ from cioproc.app.stats import Counts, ProcessorStats
 from cioproc.config import Config, KafkaSettings, parse_config
 from cioproc.kafka.topics import ActualTopic, load_topics
 from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
-from cioproc.models.commands import CommandKind, decode_command
+from cioproc.models.commands import CommandKind, decode_record
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import UserState, decode_state
 from cioproc.observability import metrics
@@ -111,7 +111,7 @@ def run(records: list[Rec], store: DictStore | None = None, **kw: Any):
 
 
 def commands(plan) -> list:
-    return [decode_command(out.value) for out in plan.commands]
+    return [command for out in plan.commands for command in decode_record(out.value, out.headers)]
 
 
 # ---- planning ---------------------------------------------------------------------------------

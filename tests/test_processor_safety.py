@@ -25,7 +25,7 @@ from cioproc.app.plan import (
 )
 from cioproc.mapping import audience as audience_module
 from cioproc.mapping import mapper as mapper_module
-from cioproc.models.commands import decode_command
+from cioproc.models.commands import decode_record
 from cioproc.models.state import MAX_STATE_BYTES, UserState, decode_state, encode_state
 
 TOPICS_WITH_CHANGELOG = PlanTopics(
@@ -57,7 +57,7 @@ def test_a_bug_inside_the_batch_mapping_dead_letters_the_input_with_its_offset(m
 
     monkeypatch.setattr(mapper_module, "_map", buggy)
     plan = run([here(12, 0), here(13, 7), here(14, 8)])
-    assert {decode_command(c.value).mpid for c in plan.commands} == {"12", "14"}
+    assert {command.mpid for c in plan.commands for command in decode_record(c.value, c.headers)} == {"12", "14"}
     [letter] = plan.dead_letters
     info = read_dead_letter_headers(letter.headers)
     assert (info.reason, info.offset, info.topic) == (INTERNAL_ERROR, 7, TOPICS.batches)
@@ -120,7 +120,7 @@ def test_an_input_whose_command_does_not_fit_the_commands_topic_is_dead_lettered
     store = DictStore()
     plan = run([here(20, 0), here(21, 1, value=value), here(22, 2)], store, limits={TOPICS.commands: 2500})
     assert reasons(plan) == [RECORD_TOO_LARGE] and plan.dead_letters[0].value == value
-    assert {decode_command(c.value).mpid for c in plan.commands} == {"20", "22"}
+    assert {command.mpid for c in plan.commands for command in decode_record(c.value, c.headers)} == {"20", "22"}
     assert all(record_size(c.key, c.value, c.headers) <= 2500 for c in plan.commands)
     assert (partition_for(TOPICS.batches, b"21"), b"21") not in plan.states  # nothing of it is kept
 

@@ -17,7 +17,7 @@ from pipeline_harness import Pipeline
 from test_pipeline_e2e import batches
 
 from cioproc.mapping import map_batch, parse_batch
-from cioproc.models.commands import decode_command
+from cioproc.models.commands import decode_record
 from cioproc.models.settings import MappingSettings
 
 pytestmark = pytest.mark.kafka
@@ -76,7 +76,9 @@ def test_sigterm_drains_commits_what_it_finished_and_exits_in_bounded_time(pipel
     # would leave delivered commands uncommitted), and nothing committed was left undelivered.
 
     # Processor: the committed input offsets are exactly the records whose commands were written.
-    commands = [(r.partition, r.offset, decode_command(r.value)) for r in pipeline.read("commands")]
+    commands = [
+        (r.partition, r.offset, c) for r in pipeline.read("commands") for c in decode_record(r.value, r.headers)
+    ]
     written = {c.event_id for _, _, c in commands if c.event_id}
     committed = pipeline.offsets("batches", pipeline.app_id)
     inputs = pipeline.read("batches")

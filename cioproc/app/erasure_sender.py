@@ -36,7 +36,7 @@ from cioproc.observability import metrics
 from cioproc.sender.payloads import encode_v2_entry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cioproc.app.sender_agent import Sender, _Prepared
+    from cioproc.app.sender_agent import DeadLetter, Sender, _Prepared
 
 # encode_command writes a 10-element array, the version, then the kind: an erase starts so.
 ERASE_PREFIX = b"\x9a" + msgpack.packb(COMMAND_VERSION) + msgpack.packb(CommandKind.ERASE.value)
@@ -120,7 +120,7 @@ def prepare_erasures(sender: Sender, chunk: _Prepared, erasing: dict[int, Comman
 
 
 def settle_erasures(
-    chunk: _Prepared, outcomes: Sequence[Any], dead: list[tuple[Message, str, int | None, str | None]]
+    chunk: _Prepared, outcomes: Sequence[Any], dead: list[DeadLetter]
 ) -> list[tuple[bytes, bytes, str]]:
     """The result records ``(MPID key, value, status)`` of the chunk's erases; a failed
     erase's record is added to ``dead`` once."""

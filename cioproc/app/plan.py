@@ -4,8 +4,9 @@ No Kafka and no Faust here. :func:`plan_chunk` reads the stored state of each us
 once (through ``load_state``), maps the chunk's records in order with the mapping core, and
 returns a :class:`ChunkPlan`:
 
-- ``commands``: one record per command, keyed by MPID, in the order the mapping made them
-  (per user, that is input order);
+- ``commands``: per input and user, one record holding that user's commands in the order the
+  mapping made them (``commands/1``, see :mod:`cioproc.models.commands`; several records in
+  order when one would not fit), keyed by MPID (per user, that is input order);
 - ``dead_letters``: inputs that could not be decoded or mapped, with the original bytes;
 - ``forwards``: inputs whose key is not their MPID and whose MPID belongs to another
   partition, re-keyed so the worker owning that user's state maps them (an audience message
@@ -33,8 +34,9 @@ of all its profiles) or not at all, so state never claims unsent commands.
 
 Every record planned fits its topic's ``max.message.bytes`` (``max_record_bytes``, read
 from the cluster by the worker; Kafka's default when unknown), so the broker never refuses
-one and the worker never crash-loops on one: an input whose command or forward would not
-fit is dead-lettered as ``record_too_large``; one that would leave its user's state over
+one and the worker never crash-loops on one: a user's commands that would not fit one record
+are split over several; an input with one command or a forward that alone would not fit is
+dead-lettered as ``record_too_large``; one that would leave its user's state over
 :data:`~cioproc.models.state.MAX_STATE_BYTES` (or over the changelog's limit) as
 ``state_too_large``, the state staying as it was; a dead letter that would not fit is cut
 (:func:`~cioproc.app.dead_letters.fit_dead_letter`). A stored state over the limit (written
@@ -67,7 +69,18 @@ from cioproc.mapping import (
 )
 from cioproc.mapping.erasure import NOT_SUPPORTED, erase_command, parse_subject_request, result_value
 from cioproc.mapping.values import mpid_string
-from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, encode_command
+from cioproc.models.commands import (
+    COMMAND_LIST_FORMAT,
+    INPUT_TIMESTAMP_HEADER,
+    RECORD_FORMAT_HEADER,
+    Command,
+    CommandKind,
+    encode_command,
+    encode_commands,
+    join_commands,
+    record_format,
+    split_record,
+)
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import MAX_STATE_BYTES, StateDecodeError, UserState, decode_state, encode_state
 
@@ -78,6 +91,8 @@ INTERNAL_ERROR = "internal_error"  # dead-letter reason: an exception while plan
 RECORD_TOO_LARGE = "record_too_large"  # dead-letter reason: a command or forward over its topic's limit
 STATE_TOO_LARGE = "state_too_large"  # dead-letter reason: the user's new state would be over its limit
 
+_LIST_FORMAT = (RECORD_FORMAT_HEADER, COMMAND_LIST_FORMAT)
+_KIND_NAMES = {kind: kind.value for kind in CommandKind}  # a dict lookup: 5x faster than Enum.value
 StateLoader = Callable[[int, bytes], "bytes | None"]  # (partition, MPID key) -> stored state
 Partitioner = Callable[[str, bytes], int]  # (topic, key) -> the partition the key belongs to
 
@@ -247,7 +262,9 @@ class _Planner:
         commands = self.plan.commands
         kept = [outgoing for outgoing in commands if outgoing.key != key]
         if len(kept) != len(commands):  # planned before the erasure, never produced: drop them
-            counts.drops["erased_before_sending"] += len(commands) - len(kept)
+            counts.drops["erased_before_sending"] += sum(  # commands, not records (a record holds several)
+                len(split_record(o.value, record_format(o.headers))) for o in commands if o.key == key
+            )
             commands[:] = kept
         commands.append(Outgoing(self.topics.commands, key, encode_command(command)))
         counts.commands[command.kind.value] += 1
@@ -288,18 +305,19 @@ class _Planner:
         header, so the sender can measure the end-to-end latency (input written -> Customer.io
         accepted). A header, not the record's own timestamp: commands made from replayed input
         would otherwise look days old to the commands topic's time-based retention."""
-        topic = self.topics.commands
-        limit = self.commands_limit
         stamp = _timestamp_ms(record)
-        headers = [(INPUT_TIMESTAMP_HEADER, b"%d" % stamp)] if stamp is not None else None
-        encoded: list[Outgoing] = []
+        headers = [(INPUT_TIMESTAMP_HEADER, b"%d" % stamp), _LIST_FORMAT] if stamp is not None else [_LIST_FORMAT]
+        by_user: dict[bytes, list[Command]] = {}  # one record per user (a batch has one), commands in order
         for _, key, result in results:
-            for command in result.commands:
-                value = encode_command(command)
-                if len(value) + 200 > limit and record_size(key, value, headers) > limit:
-                    raise Refused(RECORD_TOO_LARGE, f"a {command.kind.value} command of {len(value)} bytes, "
-                                                    f"over {topic}'s max.message.bytes ({limit})")
-                encoded.append(Outgoing(topic, key, value, headers))
+            if result.commands:
+                commands = by_user.get(key)
+                if commands is None:
+                    by_user[key] = list(result.commands)
+                else:
+                    commands.extend(result.commands)
+        encoded: list[Outgoing] = []
+        for key, commands in by_user.items():
+            self.command_records(key, commands, headers, encoded)
         final: dict[int, tuple[_User, bytes, UserState]] = {}
         for user, key, result in results:
             final[id(user)] = (user, key, result.state)
@@ -314,11 +332,37 @@ class _Planner:
         for user, state, value in states:
             user.state, user.encoded = state, value
         counts = self.plan.counts
+        by_kind = counts.commands
         for _, _, result in results:
             for command in result.commands:
-                counts.commands[command.kind.value] += 1
+                by_kind[_KIND_NAMES[command.kind]] += 1
             for drop in result.drops:
                 counts.drops[drop.reason] += 1
+
+    def command_records(self, key: bytes, commands: list[Command], headers: list[tuple[str, bytes]],
+                        out: list[Outgoing]) -> None:
+        """One user's commands as ``commands/1`` records appended to ``out``: one record, or when
+        that would not fit the topic's ``max.message.bytes`` as many as it takes, in order;
+        Refused when one command alone would not fit."""
+        topic, limit = self.topics.commands, self.commands_limit
+        value = encode_commands(commands)
+        if len(value) + 200 <= limit or record_size(key, value, headers) <= limit:
+            out.append(Outgoing(topic, key, value, headers))
+            return
+        room = limit - record_size(key, b"", headers) - 5  # 5: the largest msgpack array header
+        run: list[bytes] = []
+        size = 0
+        for command in commands:
+            part = encode_command(command)
+            if len(part) > room:
+                raise Refused(RECORD_TOO_LARGE, f"a {command.kind.value} command of {len(part)} bytes, "
+                                                f"over {topic}'s max.message.bytes ({limit})")
+            if run and size + len(part) > room:
+                out.append(Outgoing(topic, key, join_commands(run), headers))
+                run, size = [], 0
+            run.append(part)
+            size += len(part)
+        out.append(Outgoing(topic, key, join_commands(run), headers))
 
     def dead_letter(self, record: InputRecord, reason: str, detail: str) -> None:
         headers = dead_letter_headers(reason, detail, record.topic, record.partition, record.offset)

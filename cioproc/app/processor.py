@@ -15,6 +15,10 @@ For a chunk the processor
    tombstone) and awaits those,
 5. writes the states to the local store, and acks the chunk's records with Faust.
 
+Steps 3-5 finish even when the fetch loop is cancelled meanwhile (Faust's fetcher is
+cancelled first on SIGTERM): records already handed to the producer get written anyway, so
+their inputs are acked, and the drain commits them.
+
 How "an input offset is committed only after its commands and table update are
 acknowledged by the broker" is met: Faust commits, per partition, the offset after the
 longest run of acked records (``Consumer._new_offset``), from its commit timer, every
@@ -52,6 +56,7 @@ next chunk starts only after this one is acknowledged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -62,6 +67,7 @@ from faust.types import Message
 
 from cioproc.app.batching import BatchApp
 from cioproc.app.dead_letters import BATCH_OVERHEAD_BYTES, KAFKA_DEFAULT_MAX_MESSAGE_BYTES, record_bytes
+from cioproc.app.gc_tuning import tune_gc
 from cioproc.app.internals import aiokafka_producer
 from cioproc.app.plan import ChunkPlan, Outgoing, PlanTopics, plan_chunk
 from cioproc.app.stats import ProcessorStats
@@ -73,6 +79,7 @@ from cioproc.models.state import StateDecodeError
 log = logging.getLogger("cioproc.processor")
 
 
+@functools.lru_cache(maxsize=1 << 15)  # users come back; aiokafka's murmur2 is pure Python (~4 us a call)
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (Java and aiokafka) gives a keyed record."""
     partition: int = (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -120,17 +127,28 @@ class Processor:
 
     async def __call__(self, messages: list[Message]) -> None:
         app = self.app
-        consumer = app.consumer
         if self.failed:
             return
         records = app.track_current(messages)
         if not records:
             return
+        tune_gc()  # (the first chunk: start-up is over)
         try:
             plan = plan_chunk(records, self.topics, self.settings, self.store.get, self.partition_for, _state_reset,
                               self.max_record_bytes, now_ms=int(time.time() * 1000))
-            await self._send(plan.commands + plan.dead_letters + plan.forwards + plan.results)
-            offsets = await self._send_states(plan)
+            writing = asyncio.ensure_future(self._write(plan))
+            try:
+                offsets = await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                # The fetcher is stopping (SIGTERM): this chunk's records are on their way to the
+                # broker already. Finish it, so that what gets written is acked (and committed by
+                # the drain) rather than written and read again after the restart.
+                await asyncio.wait([writing])
+                if not writing.cancelled() and writing.exception() is None:
+                    self._done(records, plan, writing.result())
+                else:
+                    self.failed = True
+                raise
         except Exception as exc:  # the producer gave up, or the store: stop before anything later is acked
             self.failed = True
             log.error(
@@ -142,9 +160,18 @@ class Processor:
             )
             await app.crash(exc)
             return
+        self._done(records, plan, offsets)
+
+    async def _write(self, plan: ChunkPlan) -> dict[int, int]:
+        """Commands, dead letters and forwards, then the states, all acknowledged (steps 3-4)."""
+        await self._send(plan.commands + plan.dead_letters + plan.forwards)
+        return await self._send_states(plan)
+
+    def _done(self, records: list[Message], plan: ChunkPlan, offsets: dict[int, int]) -> None:
+        """Store the states and ack the records (step 5)."""
         self.store.put(plan.states, offsets)
-        ack = consumer.ack
-        done = app.sensors.on_message_out
+        ack = self.app.consumer.ack
+        done = self.app.sensors.on_message_out
         for message in records:
             ack(message)
             done(message.tp, message.offset, message)

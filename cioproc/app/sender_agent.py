@@ -13,7 +13,9 @@ or timeouts holds only its own parts and the others go on. Only when every parti
 the worker is paused does the fetch loop wait. A part's task
 
 1. decodes the commands, for the v2 transport straight into batch entries (undecodable
-   bytes are dead-lettered as ``undecodable_command``), without waiting for the previous
+   bytes are dead-lettered as ``undecodable_command``; a record holding several commands,
+   see :mod:`cioproc.models.commands`, is split into its commands first, and one whose list
+   cannot be read is dead-lettered whole, with its format header), without waiting for the previous
    part, then, once that part is done, hands them to one ``deliver()`` /
    ``deliver_entries()`` call, which returns only when every command is delivered or
    refused for good,
@@ -35,8 +37,9 @@ While Customer.io rejects the credentials (401/403), or answers as if the URL we
 (404, 3xx, ...), ``deliver()`` keeps probing and does not return: nothing is acked,
 committed or dead-lettered until it works. A record that cannot become a request (not
 msgpack, a field of the wrong type) is dead-lettered as ``undecodable_command``. The
-dead-letter value is the command's msgpack bytes as consumed, so
-``cioproc replay dlq --source commands`` can re-drive it unchanged; reason, error and the
+dead-letter value is the command's msgpack bytes as consumed (one command of a multi-command
+record: that command's bytes alone, and its index in the record in ``cioproc.source.index``),
+so ``cioproc replay dlq --source commands`` can re-drive it unchanged; reason, error and the
 metric labels taken from a response are cut to ``MAX_HEADER_BYTES`` (on a UTF-8 boundary).
 """
 
@@ -44,24 +47,31 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from faust.types import TP, Message
 
 from cioproc.app.batching import BatchApp
 from cioproc.app.dead_letters import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, fit_dead_letter, utf8_prefix
 from cioproc.app.erasure_sender import Erasure, erasure_positions, prepare_erasures, settle_erasures
+from cioproc.app.gc_tuning import tune_gc
 from cioproc.app.internals import unacked_messages
 from cioproc.config import Config
 from cioproc.kafka.topics import ActualTopic, TopicsFile
-from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, Command, decode_command
-from cioproc.names import ERROR, HTTP_STATUS, REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
+from cioproc.models.commands import (
+    INPUT_TIMESTAMP_HEADER,
+    RECORD_FORMAT_HEADER,
+    Command,
+    decode_command,
+    record_format,
+    split_record,
+)
+from cioproc.names import ERROR, HTTP_STATUS, REASON, SOURCE_INDEX, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
 from cioproc.observability import metrics
 from cioproc.sender import Deliverer, SenderConfig
 from cioproc.sender.delivery import DELIVERY_PARTITION
@@ -74,26 +84,55 @@ MAX_HEADER_BYTES = 256  # reason and error headers, and metric labels, taken fro
 EXPORT_INTERVAL_S = 1.0
 MAX_CHUNKS_PER_PARTITION = 2  # one being delivered, the next decoded; more pauses the partition
 BLOCKED_WARNING_S = 600.0  # a partition retrying this long is logged (cio.commands retention bounds it)
-# A fetch holds thousands of records (and their entries) alive until its acks, so the collector's
-# young generations fill and promote them, and full collections walk every object Faust, aiokafka
-# and aiohttp made at start-up: measured, 100-190 ms of collections per 20,000 commands. Once the
-# worker runs, the start-up objects are frozen out of collections, and the youngest generation
-# is collected every GC_GEN0_THRESHOLD allocations instead of Python's 700 (the sender role only).
-GC_GEN0_THRESHOLD = 10_000
 
 
-DeadLetter = tuple[Message, str, int | None, str | None]  # record, reason, HTTP status, error
+class CommandPart(NamedTuple):
+    """One command of a multi-command record, standing in for the record where the sender needs
+    one per command: its dead letter (``value``: this command's bytes alone, a single command)
+    and its input time (the record's headers)."""
+
+    record: Message
+    value: bytes
+    position: int  # its index in the record (``index`` is a tuple method)
+
+    @property
+    def topic(self) -> str:
+        return self.record.topic
+
+    @property
+    def partition(self) -> int:
+        return self.record.partition
+
+    @property
+    def offset(self) -> int:
+        return self.record.offset
+
+    @property
+    def key(self) -> bytes | None:
+        return self.record.key
+
+    @property
+    def headers(self) -> Any:
+        return self.record.headers
 
 
-def dead_letter_headers(
-    message: Message, reason: str, status: int | None, error: str | None
-) -> list[tuple[str, bytes]]:
+DeadLetter = tuple["Message | CommandPart", str, int | None, str | None]  # record, reason, HTTP status, error
+
+
+def dead_letter_headers(message: Message | CommandPart, reason: str, status: int | None,
+                        error: str | None) -> list[tuple[str, bytes]]:
     headers = [
         (REASON, utf8_prefix(reason, MAX_HEADER_BYTES).encode()),
         (SOURCE_TOPIC, message.topic.encode()),
         (SOURCE_PARTITION, str(message.partition).encode()),
         (SOURCE_OFFSET, str(message.offset).encode()),
     ]
+    if type(message) is CommandPart:
+        headers.append((SOURCE_INDEX, str(message.position).encode()))
+    else:
+        whole = record_format(message.headers)
+        if whole is not None:  # a record dead-lettered whole: re-driven, it is read the same way
+            headers.append((RECORD_FORMAT_HEADER, whole))
     if status is not None:
         headers.append((HTTP_STATUS, str(status).encode()))
     if error:
@@ -101,7 +140,7 @@ def dead_letter_headers(
     return headers
 
 
-def input_timestamp(message: Message) -> float | None:
+def input_timestamp(message: Message | CommandPart) -> float | None:
     """When the command's input record was written (Unix seconds), from the processor's
     ``cioproc.input.ts`` header; None for a command without it (a re-driven dead letter)."""
     for key, value in cast(list[tuple[str, bytes]], message.headers or ()):  # aiokafka's: a list
@@ -111,13 +150,6 @@ def input_timestamp(message: Message) -> float | None:
             except (TypeError, ValueError):
                 return None
     return None
-
-
-def tune_gc() -> None:
-    """Once the worker runs: freeze what start-up made, collect the young generation less often."""
-    gc.freeze()
-    gen0, *older = gc.get_threshold()
-    gc.set_threshold(max(GC_GEN0_THRESHOLD, gen0), *older)
 
 
 class StatsExporter:
@@ -176,7 +208,7 @@ class _Prepared:
     records: list[Message]
     started: float
     kinds: list[str] = field(default_factory=list)
-    sources: list[Message] = field(default_factory=list)
+    sources: list[Message | CommandPart] = field(default_factory=list)
     mpids: list[str] = field(default_factory=list)
     entries: list[bytes] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
@@ -309,9 +341,10 @@ class Sender:
             unacked.discard(message)
 
     def prepare(self, records: list[Message]) -> _Prepared:
-        """Decode (and for v2 encode) a chunk's records; any record that cannot become a request
-        is set aside for the dead-letter topic, never raised. A chunk with erasures takes
-        :func:`cioproc.app.erasure_sender.prepare_erasures`."""
+        """Decode (and for v2 encode) a chunk's records, a multi-command record command by
+        command; any command that cannot become a request is set aside for the dead-letter
+        topic (a record whose command list cannot be read: the whole record), never raised. A
+        chunk with erasures takes :func:`cioproc.app.erasure_sender.prepare_erasures`."""
         chunk = _Prepared(records, time.monotonic())
         erasing = erasure_positions(records)
         if erasing:
@@ -320,32 +353,45 @@ class Sender:
 
     def add_records(self, chunk: _Prepared, records: list[Message]) -> _Prepared:
         """Decode (and for v2 encode) records onto ``chunk`` (none of them an erase)."""
-        if self.sender_config.transport != "v2":
-            for message in records:
-                try:
-                    chunk.commands.append(decode_command(cast(bytes, message.value)))  # None: dead-lettered
-                    chunk.sources.append(message)
-                except Exception as exc:  # CommandDecodeError, or anything else these bytes provoke
-                    chunk.dead.append((message, "undecodable_command", None, str(exc)))
-            chunk.kinds.extend(command.kind.value for command in chunk.commands[len(chunk.kinds):])
-            return chunk
-        append_kind, append_mpid, append_entry, append_source = (
-            chunk.kinds.append, chunk.mpids.append, chunk.entries.append, chunk.sources.append
-        )
+        v2 = self.sender_config.transport == "v2"
+        prepare_one = self._prepare_v2 if v2 else self._prepare_v1
+        dead = chunk.dead
         for message in records:
+            whole = record_format(message.headers) if message.headers else None
+            if whole is None:
+                prepare_one(chunk, message, message.value or b"")  # no value: undecodable, dead-lettered
+                continue
             try:
-                mpid, kind, entry = v2_entry_from_wire(cast(bytes, message.value))  # None: dead-lettered
-            except PayloadError as exc:  # as deliver() would refuse it
-                chunk.dead.append((message, exc.reason, None, self._deliverer().client.redact(str(exc))))
-                continue
+                parts = split_record(message.value, whole)
             except Exception as exc:  # CommandDecodeError, or anything else these bytes provoke
-                chunk.dead.append((message, "undecodable_command", None, str(exc)))
+                dead.append((message, "undecodable_command", None, str(exc)))
                 continue
-            append_kind(kind)
-            append_mpid(mpid)
-            append_entry(entry)
-            append_source(message)
+            for index, part in enumerate(parts):
+                prepare_one(chunk, CommandPart(message, part, index), part)
+        if not v2:
+            chunk.kinds.extend(command.kind.value for command in chunk.commands[len(chunk.kinds):])
         return chunk
+
+    def _prepare_v1(self, chunk: _Prepared, source: Message | CommandPart, value: bytes) -> None:
+        try:
+            chunk.commands.append(decode_command(value))
+            chunk.sources.append(source)
+        except Exception as exc:  # CommandDecodeError, or anything else these bytes provoke
+            chunk.dead.append((source, "undecodable_command", None, str(exc)))
+
+    def _prepare_v2(self, chunk: _Prepared, source: Message | CommandPart, value: bytes) -> None:
+        try:
+            mpid, kind, entry = v2_entry_from_wire(value)
+        except PayloadError as exc:  # as deliver() would refuse it
+            chunk.dead.append((source, exc.reason, None, self._deliverer().client.redact(str(exc))))
+            return
+        except Exception as exc:  # CommandDecodeError, or anything else these bytes provoke
+            chunk.dead.append((source, "undecodable_command", None, str(exc)))
+            return
+        chunk.kinds.append(kind)
+        chunk.mpids.append(mpid)
+        chunk.entries.append(entry)
+        chunk.sources.append(source)
 
     async def settle(self, chunk: _Prepared) -> tuple[list[DeadLetter], Counter[str]]:
         """Deliver a prepared chunk: what must be dead-lettered (reason and error bounded), and

@@ -22,6 +22,15 @@ A command addresses one Customer.io person by one identifier (`id` or `email`) a
 Encoding: msgpack array ``[version, kind, mpid, id_type, id_value, timestamp, attributes,
 name, event_id, secondary]``; ``secondary`` is ``[id_type, id_value]`` or nil. The device
 kinds use the same ten fields, so records written before they existed decode unchanged.
+
+Records on `cio.commands`: a record with the header ``cioproc.format: commands/1`` holds one
+user's commands in order, as a msgpack array of the arrays above (:func:`encode_commands`);
+the processor writes one such record per input batch (more when one would not fit the
+topic's ``max.message.bytes``), so the producer and the sender handle one record per batch,
+not one per command. A record without the header holds one command (:func:`encode_command`),
+as every record did before the header existed (and as re-driven dead letters do): so a
+reader never misreads a record written by an earlier version. :func:`split_record` gives a
+record's commands as single-command bytes (what the sender dead-letters, one command each).
 """
 
 from __future__ import annotations
@@ -32,12 +41,15 @@ from typing import Any, NamedTuple
 import msgpack
 
 from cioproc.errors import DataError
-from cioproc.names import INPUT_TIMESTAMP
+from cioproc.names import INPUT_TIMESTAMP, RECORD_FORMAT
 
 COMMAND_VERSION = 1
 # Kafka header on a command record: its input record's timestamp (Unix ms, ASCII digits), for the
 # sender's end-to-end latency. Not the record timestamp: replayed input would look expired to retention.
 INPUT_TIMESTAMP_HEADER = INPUT_TIMESTAMP
+# Kafka header on a command record that is not a single command: its format, versioned (ASCII).
+RECORD_FORMAT_HEADER = RECORD_FORMAT
+COMMAND_LIST_FORMAT = b"commands/1"  # a msgpack array of commands (encode_command's arrays), in order
 ID_TYPES = ("id", "email")
 
 
@@ -110,25 +122,96 @@ class Command(_CommandFields):
         return {self.id_type: self.id_value}
 
 
+def _wire_fields(command: Command) -> list[Any]:
+    secondary = list(command.secondary) if command.secondary is not None else None
+    return [
+        COMMAND_VERSION,
+        command.kind.value,
+        command.mpid,
+        command.id_type,
+        command.id_value,
+        command.timestamp,
+        command.attributes,
+        command.name,
+        command.event_id,
+        secondary,
+    ]
+
+
 def encode_command(command: Command) -> bytes:
     """Encode a command as versioned msgpack."""
-    secondary = list(command.secondary) if command.secondary is not None else None
-    packed: bytes = msgpack.packb(
-        [
-            COMMAND_VERSION,
-            command.kind.value,
-            command.mpid,
-            command.id_type,
-            command.id_value,
-            command.timestamp,
-            command.attributes,
-            command.name,
-            command.event_id,
-            secondary,
-        ],
-        use_bin_type=True,
-    )
+    packed: bytes = msgpack.packb(_wire_fields(command), use_bin_type=True)
     return packed
+
+
+def encode_commands(commands: list[Command]) -> bytes:
+    """The value of a ``commands/1`` record: the commands as one msgpack array, in order.
+
+    Byte for byte :func:`join_commands` of each command's :func:`encode_command`, in one call:
+    a Command is a tuple in the wire order after the version, and msgpack packs a tuple as an
+    array and a ``str`` enum as its string (``tests/test_command_records.py`` checks both)."""
+    version = COMMAND_VERSION
+    packed: bytes = msgpack.packb([(version, *command) for command in commands], use_bin_type=True)
+    return packed
+
+
+def join_commands(encoded: list[bytes]) -> bytes:
+    """The value of a ``commands/1`` record from single commands' bytes (msgpack arrays concatenate)."""
+    count = len(encoded)
+    if count < 16:
+        head = bytes((0x90 | count,))
+    elif count < 0x10000:
+        head = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        head = b"\xdd" + count.to_bytes(4, "big")
+    return head + b"".join(encoded)
+
+
+def record_format(headers: Any) -> bytes | None:
+    """A command record's ``cioproc.format`` header, None without one (a single command)."""
+    for key, value in headers or ():
+        if key == RECORD_FORMAT_HEADER:
+            return bytes(value) if value is not None else b""
+    return None
+
+
+def split_record(value: bytes | None, record_format: bytes | None) -> list[bytes]:
+    """A command record's commands, each as a single command's bytes, in order (not decoded).
+
+    Without a format, the value is one command (returned as it is, decodable or not). A
+    ``commands/1`` value that is not a msgpack array of arrays, or an unknown format, raises
+    CommandDecodeError: the record as a whole cannot be read.
+    """
+    if record_format is None:
+        return [value or b""]
+    if record_format != COMMAND_LIST_FORMAT:
+        raise CommandDecodeError(f"unknown command record format {record_format!r}")
+    data = value or b""
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1))
+    unpacker.feed(data)
+    try:
+        count = unpacker.read_array_header()
+        parts: list[bytes] = []
+        start = unpacker.tell()
+        for _ in range(count):
+            if data[start] & 0xF0 != 0x90 and data[start] not in (0xDC, 0xDD):
+                raise CommandDecodeError(f"element {len(parts)} of the command list is not an array")
+            unpacker.skip()
+            end = unpacker.tell()
+            parts.append(data[start:end])
+            start = end
+    except CommandDecodeError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types (and IndexError past the end)
+        raise CommandDecodeError(f"not a msgpack array of commands: {type(exc).__name__}: {exc}") from None
+    if start != len(data):
+        raise CommandDecodeError(f"{len(data) - start} bytes after the command list")
+    return parts
+
+
+def decode_record(value: bytes | None, headers: Any) -> list[Command]:
+    """Every command of a command record, in order; CommandDecodeError when one does not decode."""
+    return [decode_command(part) for part in split_record(value, record_format(headers))]
 
 
 def decode_command(data: bytes) -> Command:

@@ -1,8 +1,11 @@
 """`cioproc inspect commands|dlq`: records of the commands topic or a dead-letter topic, as JSON lines.
 
 A command is printed as its fields (kind, mpid, identifier, timestamp, attributes, name,
-event id, merge secondary), with where it is (partition, offset, record time) and, from the
-``cioproc.input.ts`` header, when its input was written. A dead letter is printed with its
+event id, merge secondary), with where it is (partition, offset, its index in the record,
+record time) and, from the ``cioproc.input.ts`` header, when its input was written: one line
+per command, so a record holding several commands (``cioproc.format: commands/1``) prints
+several lines. A dead letter of one command of such a record says its index there
+(``source_index``); a record dead-lettered whole prints its commands as a list. A dead letter is printed with its
 reason, source topic, partition and offset, the HTTP status Customer.io answered and the
 error, and its value: the command's fields (commands dead-letter topic) or the input's JSON
 (batches dead-letter topic; text when it is not JSON).
@@ -31,12 +34,19 @@ from cioproc.config import load_config
 from cioproc.errors import CioprocError
 from cioproc.kafka import client_id
 from cioproc.kafka.topics import load_topics
-from cioproc.models.commands import INPUT_TIMESTAMP_HEADER, CommandDecodeError, decode_command
+from cioproc.models.commands import (
+    INPUT_TIMESTAMP_HEADER,
+    CommandDecodeError,
+    decode_command,
+    record_format,
+    split_record,
+)
 from cioproc.names import (  # as cioproc.app.sender_agent writes them
     DETAIL,
     ERROR,
     HTTP_STATUS,
     REASON,
+    SOURCE_INDEX,
     SOURCE_OFFSET,
     SOURCE_PARTITION,
     SOURCE_TOPIC,
@@ -84,15 +94,30 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def describe_command(partition: int, offset: int, timestamp: int, key: bytes | None, value: bytes | None,
-                     headers: Iterable[tuple[str, bytes]] | None) -> dict[str, Any]:
-    """One JSON line for a commands-topic record (pure)."""
+def describe_commands(partition: int, offset: int, timestamp: int, key: bytes | None, value: bytes | None,
+                      headers: Iterable[tuple[str, bytes]] | None) -> list[dict[str, Any]]:
+    """The JSON lines of a commands-topic record, one per command (pure)."""
     info = _headers(headers)
-    return {
-        "partition": partition, "offset": offset, "record_time": _iso(timestamp),
+    where = {
+        "partition": partition, "offset": offset, "index": 0, "record_time": _iso(timestamp),
         "input_time": _iso(_int(info.get(INPUT_TIMESTAMP_HEADER))),
-        **command_fields(value),
     }
+    try:
+        parts = split_record(value, record_format(headers))
+    except CommandDecodeError as exc:
+        return [{**where, "error": f"undecodable command record: {exc}"}]
+    return [{**where, "index": index, **command_fields(part)} for index, part in enumerate(parts)]
+
+
+def _record_fields(value: bytes | None, headers: Iterable[tuple[str, bytes]] | None) -> Any:
+    """A commands-topic value: one command's fields, or a list of them for a multi-command record."""
+    whole = record_format(headers)
+    if whole is None:
+        return command_fields(value)
+    try:
+        return [command_fields(part) for part in split_record(value, whole)]
+    except CommandDecodeError as exc:
+        return {"error": f"undecodable command record: {exc}"}
 
 
 def describe_dead_letter(partition: int, offset: int, timestamp: int, key: bytes | None, value: bytes | None,
@@ -100,7 +125,7 @@ def describe_dead_letter(partition: int, offset: int, timestamp: int, key: bytes
     """One JSON line for a dead letter (pure): why, from where, Customer.io's answer, and the value."""
     info = _headers(headers)
     if commands:
-        content: Any = command_fields(value)
+        content: Any = _record_fields(value, headers)
     else:
         try:
             content = orjson.loads(value or b"")
@@ -113,6 +138,7 @@ def describe_dead_letter(partition: int, offset: int, timestamp: int, key: bytes
         "source_topic": info.get(SOURCE_TOPIC),
         "source_partition": _int(info.get(SOURCE_PARTITION)),
         "source_offset": _int(info.get(SOURCE_OFFSET)),
+        "source_index": _int(info.get(SOURCE_INDEX)),
         "http_status": _int(info.get(HTTP_STATUS)),
         "error": info.get(ERROR) or info.get(DETAIL),
         "value": content,
@@ -180,7 +206,10 @@ async def read(args: argparse.Namespace, bootstrap: str, topic: str, security: d
                     if key is not None and r.key != key:
                         continue
                     if args.what == "commands":
-                        out.append(describe_command(r.partition, r.offset, r.timestamp, r.key, r.value, r.headers))
+                        out.extend(describe_commands(r.partition, r.offset, r.timestamp, r.key, r.value, r.headers))
+                        if len(out) >= args.limit:
+                            return out[:args.limit]
+                        continue
                     else:
                         out.append(describe_dead_letter(r.partition, r.offset, r.timestamp, r.key, r.value,
                                                         r.headers, commands))
