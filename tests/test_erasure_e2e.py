@@ -12,7 +12,7 @@ import orjson
 import pytest
 from pipeline_harness import Pipeline, http
 
-from cioproc.models.commands import Command, CommandKind, decode_command, encode_command
+from cioproc.models.commands import Command, CommandKind, decode_record, encode_command
 
 pytestmark = pytest.mark.kafka
 
@@ -75,7 +75,7 @@ def pipeline(kafka_bootstrap, unique, tmp_path):
 
 
 def commands_of(pipeline: Pipeline, mpid: str) -> list[Command]:
-    return [decode_command(r.value) for r in pipeline.read("commands") if r.key == mpid.encode()]
+    return [c for r in pipeline.read("commands") if r.key == mpid.encode() for c in decode_record(r.value, r.headers)]
 
 
 def test_an_erasure_deletes_the_person_tombstones_the_state_and_drops_earlier_commands(pipeline):

@@ -163,8 +163,9 @@ class Processor:
         self._done(records, plan, offsets)
 
     async def _write(self, plan: ChunkPlan) -> dict[int, int]:
-        """Commands, dead letters and forwards, then the states, all acknowledged (steps 3-4)."""
-        await self._send(plan.commands + plan.dead_letters + plan.forwards)
+        """Commands, dead letters, forwards and request results, then the states, all
+        acknowledged (steps 3-4)."""
+        await self._send(plan.commands + plan.dead_letters + plan.forwards + plan.results)
         return await self._send_states(plan)
 
     def _done(self, records: list[Message], plan: ChunkPlan, offsets: dict[int, int]) -> None:
