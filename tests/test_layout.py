@@ -56,4 +56,4 @@ def test_no_test_module_imports_another_test_module() -> None:
         for path in sorted(tests.glob("test_*.py"))
         if (imported := _imported_modules(ast.parse(path.read_text(encoding="utf-8")))) & test_modules
     }
-    assert not offenders, f"test modules importing test modules (move the shared parts to a helpers module): {offenders}"
+    assert not offenders, f"test modules importing test modules (move what they share to a helpers module): {offenders}"
