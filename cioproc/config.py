@@ -62,7 +62,6 @@ class ConfigError(ConfigurationError, ValueError):
         return list(self.problems)
 
 
-
 @dataclass(frozen=True)
 class KafkaSettings:
     bootstrap_servers: str = field(default_factory=lambda: _default("kafka.bootstrap_servers"))
@@ -151,7 +150,6 @@ def _mask(secret: Secret | None) -> str | None:
     return "****" if secret else None  # never its length
 
 
-
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -224,7 +222,6 @@ def parse_config(env: Mapping[str, str]) -> Config:
 
 def _under(values: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {path[len(prefix):]: value for path, value in values.items() if path.startswith(prefix)}
-
 
 
 def _ssl_file_problems(kafka: KafkaSettings) -> list[str]:

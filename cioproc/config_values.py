@@ -51,7 +51,6 @@ def mask_user_info(text: str) -> str:
     return _USER_INFO.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}****@", text)
 
 
-
 def valid_listen_host(host: str) -> bool:
     """An IP address (v4 or v6) or a DNS host name."""
     try:

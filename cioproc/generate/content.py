@@ -201,7 +201,6 @@ def push_token(rng: random.Random, kind: str) -> str:
     return f"{rng.getrandbits(88):022x}:APA91b{rng.getrandbits(512):0128x}"
 
 
-
 def speller(style: str) -> Callable[[str], str]:
     """How a user spells reserved attribute names: $FirstName, $firstname, $FIRSTNAME or $Firstname."""
     if style == "lower":

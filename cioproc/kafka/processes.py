@@ -18,7 +18,6 @@ class BrokerError(KafkaFailure, RuntimeError):
     """The local broker could not be fetched, started or stopped."""
 
 
-
 def answers_metadata(bootstrap: str, timeout: float = 5.0, **client: Any) -> bool:
     """True if a Kafka broker at ``bootstrap`` answers a metadata request in time.
 
@@ -65,7 +64,6 @@ def java_runtime(needed_by: str) -> str:
     if major < 17:
         raise BrokerError(f"{needed_by} needs Java 17 or newer, found {version} at {java}")
     return java
-
 
 
 def process_alive(pid: int) -> bool:

@@ -70,7 +70,6 @@ V2_DEVICE_ACTIONS = frozenset({"add_device", "delete_device"})  # checked before
 DEVICE_PLATFORMS = ("ios", "android")
 
 
-
 def _split_attributes(
     attributes: dict[str, Any], v1: bool
 ) -> tuple[dict[str, Any], frozenset[str], dict[str, str | None]]:

@@ -57,7 +57,6 @@ class Outcome:
         return self.status == "delivered"
 
 
-
 def _lane_of(mpid: str, lanes: int) -> int:
     """The lane of a user within one deliver() call (str hashes are stable within a process)."""
     return hash(mpid) % lanes if lanes > 1 else 0
@@ -67,7 +66,6 @@ def _lane_of(mpid: str, lanes: int) -> int:
 def _delivered(http_status: int | None) -> Outcome:
     """Shared (immutable) Outcome for delivered commands."""
     return Outcome("delivered", http_status)
-
 
 
 class Deliverer(Exchange):

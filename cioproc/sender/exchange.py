@@ -59,7 +59,6 @@ def _path_template(path: str) -> str:
     return path
 
 
-
 class Exchange:
     """Sends requests for a :class:`SenderConfig` through one HTTP client; see the module docstring."""
 
