@@ -132,3 +132,13 @@ def openapi() -> dict:
     from helpers_openapi import load_openapi
 
     return load_openapi()
+
+
+@pytest.fixture
+async def track():
+    """A scripted fake Track API server (tests/helpers_sender.py), stopped after the test."""
+    from helpers_sender import FakeTrack
+
+    server = await FakeTrack().start()
+    yield server
+    await server.stop()
