@@ -17,11 +17,7 @@ from cioproc.models.commands import Command, CommandKind
 from cioproc.sender import SenderConfig
 
 SITE = "site-123"
-
-
 KEY = "sk-test-Zq8rX2p9-secret"
-
-
 ULID_BASE = "01HZX3K9T6Q8WJ1V5N2M4R"
 
 

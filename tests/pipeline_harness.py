@@ -318,14 +318,8 @@ class Pipeline:
 
 
 NOW_MS = int(time.time() * 1000)
-
-
 DEFAULTS = MappingSettings()
-
-
 EXPECTED_KINDS: Counter = Counter()  # command kinds of the last expected_workspace() call
-
-
 EXPECTED_DROPS: Counter = Counter()  # drop reasons of the last expected_workspace() call
 
 
