@@ -502,7 +502,7 @@ def test_a_dead_lettered_request_is_re_driven_to_the_erasures_topic():
 @pytest.mark.parametrize("action", [CommandKind.DELETE, CommandKind.SUPPRESS])
 async def test_the_deliverer_deletes_and_suppresses_through_the_sandbox_over_http(transport, action):
     from aiohttp import ClientSession
-    from test_sender_sandbox import Running, config
+    from helpers_sandbox import Running, sender_config
 
     from cioproc.sandbox.config import SandboxConfig
     from cioproc.sandbox.server import serve
@@ -518,7 +518,7 @@ async def test_the_deliverer_deletes_and_suppresses_through_the_sandbox_over_htt
                 Command(action, "42", "id", "c/42", 0),
                 Command(action, "42", "email", "ann@example.com", 0),  # already gone: still accepted
             ]
-            async with Deliverer(config(sandbox, transport=transport)) as deliverer:
+            async with Deliverer(sender_config(sandbox, transport=transport)) as deliverer:
                 outcomes = await deliverer.deliver(commands)
             assert all(o.delivered for o in outcomes)
             people, _ = await sandbox.workspace()
