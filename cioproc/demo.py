@@ -17,18 +17,26 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from cioproc.ops.progress import progress_bar
+from cioproc.ops.scrape import (
+    Samples,
+    by_label,
+    free_port,
+    http_json,
+    latency_quantile,
+    scrape,
+    total,
+)
+
+__all__ = ["SANDBOX_KEY", "SANDBOX_SITE", "Samples", "Started", "build_parser", "by_label", "cleanup", "free_port",
+           "http_json", "latency_quantile", "main", "print_summary", "run_pipeline", "scrape", "total"]
 
 SANDBOX_SITE = "sandbox-site"
 SANDBOX_KEY = "sandbox-demo-key"
@@ -52,61 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=900, help="give up draining after this many seconds")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the summary as JSON to FILE")
     return p
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def http_json(url: str, timeout: float = 10, token: str | None = None) -> Any:
-    """GET a JSON answer; ``token``: the sandbox's admin token (its /_sandbox/* routes need it)."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
-
-
-def scrape(url: str) -> Samples:
-    """Prometheus samples as {(name, sorted labels): value}; {} if the endpoint is not up yet."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """Sum of a metric's samples whose labels include ``labels``."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
-
-
-def latency_quantile(samples: Samples, q: float, name: str = "cioproc_end_to_end_latency_seconds") -> float | None:
-    """The ``q`` quantile (seconds) of a scraped histogram; None without observations."""
-    from cioproc.observability.metrics import histogram_quantile
-
-    buckets = [(float(dict(ls)["le"]), v) for (n, ls), v in samples.items() if n == name + "_bucket"]
-    value = histogram_quantile(q, buckets)
-    return None if value is None else round(value, 3)
-
-
-def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for (n, ls), v in samples.items():
-        if n == name:
-            key = dict(ls).get(label, "")
-            out[key] = out.get(key, 0) + v
-    return {k: v for k, v in sorted(out.items()) if v}
 
 
 @dataclass

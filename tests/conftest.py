@@ -114,3 +114,31 @@ def secure_kafka(kafka_bootstrap):
     if _secure_start is None:
         pytest.fail("the secure broker was not started at collection (secure_kafka used indirectly?)")
     return _secure_start.wait()
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap, unique, tmp_path):
+    """A topics file, the sandbox and workers of one end-to-end test (tests/pipeline_harness.py)."""
+    from pipeline_harness import Pipeline
+
+    p = Pipeline(kafka_bootstrap, unique, tmp_path)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def openapi() -> dict:
+    """Customer.io's OpenAPI file, its schemas as JSON Schema (tests/helpers_openapi.py)."""
+    from helpers_openapi import load_openapi
+
+    return load_openapi()
+
+
+@pytest.fixture
+async def track():
+    """A scripted fake Track API server (tests/helpers_sender.py), stopped after the test."""
+    from helpers_sender import FakeTrack
+
+    server = await FakeTrack().start()
+    yield server
+    await server.stop()

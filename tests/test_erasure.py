@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from test_sender_payloads import _component, openapi  # noqa: F401  (the OpenAPI fixture)
+from helpers_openapi import component
 
 from cioproc.app.erasure_sender import erasure_positions, settle_erasures, superseded_positions
 from cioproc.app.plan import PlanTopics, plan_chunk
@@ -314,12 +314,12 @@ def test_the_erasure_action_setting():
 # ---- Track API bodies -------------------------------------------------------------------------
 
 
-def test_delete_and_suppress_bodies_match_the_openapi_file(openapi):  # noqa: F811
+def test_delete_and_suppress_bodies_match_the_openapi_file(openapi):
     delete = Command(CommandKind.DELETE, "42", "email", "ann@example.com", 0)
     suppress = Command(CommandKind.SUPPRESS, "42", "id", "c/42", 0)
     assert to_v2_entry(delete) == {"type": "person", "identifiers": {"email": "ann@example.com"}, "action": "delete"}
-    _component(openapi, "person_delete").validate(to_v2_entry(delete))
-    _component(openapi, "person_suppress").validate(to_v2_entry(suppress))
+    component(openapi, "person_delete").validate(to_v2_entry(delete))
+    component(openapi, "person_suppress").validate(to_v2_entry(suppress))
     assert to_v2_entry(suppress)["action"] == "suppress"
     assert encode_v1_request(delete) == ("DELETE", "/api/v1/customers/ann%40example.com", b"")
     assert encode_v1_request(suppress) == ("POST", "/api/v1/customers/c%2F42/suppress", b"")
@@ -510,7 +510,7 @@ def test_a_dead_lettered_request_is_re_driven_to_the_erasures_topic():
 @pytest.mark.parametrize("action", [CommandKind.DELETE, CommandKind.SUPPRESS])
 async def test_the_deliverer_deletes_and_suppresses_through_the_sandbox_over_http(transport, action):
     from aiohttp import ClientSession
-    from test_sender_sandbox import Running, config
+    from helpers_sandbox import Running, sender_config
 
     from cioproc.sandbox.config import SandboxConfig
     from cioproc.sandbox.server import serve
@@ -526,7 +526,7 @@ async def test_the_deliverer_deletes_and_suppresses_through_the_sandbox_over_htt
                 Command(action, "42", "id", "c/42", 0),
                 Command(action, "42", "email", "ann@example.com", 0),  # already gone: still accepted
             ]
-            async with Deliverer(config(sandbox, transport=transport)) as deliverer:
+            async with Deliverer(sender_config(sandbox, transport=transport)) as deliverer:
                 outcomes = await deliverer.deliver(commands)
             assert all(o.delivered for o in outcomes)
             people, _ = await sandbox.workspace()

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from pipeline_harness import Pipeline, kafka_client_kwargs
-from test_listen_addresses import listening_hosts
-from test_pipeline_e2e import batches, expected_workspace
+from helpers_net import listening_hosts
+from pipeline_harness import Pipeline, batches, expected_workspace, kafka_client_kwargs
 
 from cioproc.config import read_env_file
 from cioproc.generate.jsonlines import encode_line

@@ -3,33 +3,12 @@ CIOPROC_METRICS_HOST (127.0.0.1 unless set), the sandbox to 127.0.0.1."""
 
 from __future__ import annotations
 
-import ipaddress
-from pathlib import Path
-
 import pytest
+from helpers_net import listening_hosts
 
 from cioproc.config import ConfigError, parse_config
 from cioproc.observability.metrics import MetricsServer
 from cioproc.sandbox import SandboxConfig, serve
-
-
-def listening_hosts(port: int) -> set[str]:
-    """The local addresses with a TCP socket listening on ``port`` (from /proc/net/tcp and tcp6)."""
-    hosts = set()
-    for table, width in (("tcp", 8), ("tcp6", 32)):
-        path = Path("/proc/net") / table
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines()[1:]:
-            fields = line.split()
-            address, hex_port = fields[1].split(":")
-            if int(hex_port, 16) != port or fields[3] != "0A":  # 0A: LISTEN
-                continue
-            raw = bytes.fromhex(address)
-            # The kernel prints each 32-bit word in host (little-endian) order.
-            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-            hosts.add(str(ipaddress.ip_address(words)) if width == 8 else str(ipaddress.IPv6Address(words)))
-    return hosts
 
 
 def test_metrics_host_defaults_to_loopback_and_is_validated():

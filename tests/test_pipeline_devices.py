@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from test_pipeline_e2e import EXPECTED_KINDS, NOW_MS, drained, expected_workspace, pipeline  # noqa: F401  (a fixture)
+from pipeline_harness import EXPECTED_KINDS, NOW_MS, drained, expected_workspace
 
 from cioproc.generate.synthetic import generate
 from cioproc.models.settings import MappingSettings
@@ -59,7 +59,7 @@ def device_stories(t0: int) -> list[tuple[str, str, bytes]]:
     ]
 
 
-def _produce_taking_the_shared_token_last(pipeline, records: list, n_commands: int) -> None:  # noqa: F811
+def _produce_taking_the_shared_token_last(pipeline, records: list, n_commands: int) -> None:
     """Produce all but the last record (d-other taking d-shared's token), let it be
     delivered, then that one: commands of different users are delivered in no set order
     (other partitions, concurrent requests), so the move is made to happen after the first

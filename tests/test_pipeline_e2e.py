@@ -4,92 +4,26 @@ under injected faults; a wrong API key must hold everything back until it is fix
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 
 import orjson
 import pytest
-from pipeline_harness import ADMIN_TOKEN, KEY, SITE, Pipeline, http
+from pipeline_harness import (
+    EXPECTED_DROPS,
+    EXPECTED_KINDS,
+    NOW_MS,
+    Pipeline,
+    batches,
+    drained,
+    expected_workspace,
+    http,
+)
 
-from cioproc.generate.synthetic import generate
-from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
 from cioproc.models.commands import decode_record
 from cioproc.models.settings import MappingSettings
-from cioproc.sandbox.config import SandboxConfig
-from cioproc.sandbox.server import serve
-from cioproc.sender import Deliverer, SenderConfig
 
 pytestmark = pytest.mark.kafka
-
-NOW_MS = int(time.time() * 1000)
-DEFAULTS = MappingSettings()
-EXPECTED_KINDS: Counter = Counter()  # command kinds of the last expected_workspace() call
-EXPECTED_DROPS: Counter = Counter()  # drop reasons of the last expected_workspace() call
-
-
-def batches(users: int = 150, events: int = 1500, seed: int = 11) -> list[tuple[str, str, bytes]]:
-    return [
-        (r.topic_role, r.key, orjson.dumps(r.value))
-        for r in generate(users=users, events=events, seed=seed, now_ms=NOW_MS)
-        if r.topic_role == "batches"
-    ]
-
-
-def expected_workspace(
-    records: list[tuple[str, str, bytes]], transport: str = "v2", settings: MappingSettings = DEFAULTS
-) -> tuple[list[dict], list[dict], int]:
-    """What the sandbox should hold: the pure mapping over the input, delivered in order."""
-    states: dict[str, object] = {}
-    commands = []
-    EXPECTED_DROPS.clear()
-    for role, _key, value in records:
-        if role == "audiences":
-            results = [map_audience(p, states.get(p.mpid), settings) for p in parse_audience_change(value)]
-            mpids = [p.mpid for p in parse_audience_change(value)]
-        else:
-            batch = parse_batch(value)
-            results, mpids = [map_batch(batch, states.get(batch.mpid), settings)], [batch.mpid]
-        for mpid, result in zip(mpids, results, strict=True):
-            states[mpid] = result.state
-            commands.extend(result.commands)
-            EXPECTED_DROPS.update(d.reason for d in result.drops)
-    EXPECTED_KINDS.clear()
-    EXPECTED_KINDS.update(c.kind.value for c in commands)
-
-    async def deliver() -> tuple[list[dict], list[dict]]:
-        runner, port = await serve(SandboxConfig(port=0, site_id=SITE, api_key=KEY, admin_token=ADMIN_TOKEN))
-        try:
-            config = SenderConfig(site_id=SITE, api_key=KEY, track_url=f"http://127.0.0.1:{port}",
-                                  max_requests_per_second=None, transport=transport)
-            async with Deliverer(config) as deliverer:
-                outcomes = await deliverer.deliver(commands)
-            assert all(o.delivered for o in outcomes)
-            people = await asyncio.to_thread(http, f"http://127.0.0.1:{port}/_sandbox/people?without_cio_id=1")
-            events = await asyncio.to_thread(http, f"http://127.0.0.1:{port}/_sandbox/events")
-            return people["people"], events["events"]
-        finally:
-            await runner.cleanup()
-
-    people, events = asyncio.run(deliver())
-    return people, events, len(commands)
-
-
-@pytest.fixture
-def pipeline(kafka_bootstrap, unique, tmp_path):
-    p = Pipeline(kafka_bootstrap, unique, tmp_path)
-    yield p
-    p.close()
-
-
-def drained(p: Pipeline, commands: int, worker: str = "worker") -> bool:
-    try:
-        settled = p.metric("cioproc_commands_delivered_total", worker) + p.metric(
-            "cioproc_dlq_writes_total", worker, topic=p.topics.by_role("commands_dlq").name
-        )
-    except Exception:
-        return False
-    return settled >= commands
 
 
 def _lag_partitions(p: Pipeline, topic: str) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import ssl
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+from helpers_processor import SETTINGS, TOPICS, DictStore, Rec, audience_message, batch, here, partition_for, track
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +30,7 @@ from cioproc.app.faust_config import (
     store_url,
     table_options,
 )
-from cioproc.app.plan import EMPTY_RECORD, INTERNAL_ERROR, PlanTopics, StoreError, plan_chunk
+from cioproc.app.plan import EMPTY_RECORD, INTERNAL_ERROR, StoreError, plan_chunk
 from cioproc.app.processor import key_partition
 from cioproc.app.startup import topic_problems
 from cioproc.app.stats import Counts, ProcessorStats
@@ -38,69 +38,10 @@ from cioproc.config import Config, KafkaSettings, parse_config
 from cioproc.kafka.topics import ActualTopic, load_topics
 from cioproc.mapping import map_audience, map_batch, parse_audience_change, parse_batch
 from cioproc.models.commands import CommandKind, decode_record
-from cioproc.models.settings import MappingSettings
 from cioproc.models.state import UserState, decode_state
 from cioproc.observability import metrics
 
 REPO = Path(__file__).resolve().parents[1]
-TOPICS = PlanTopics(batches="in.batches", audiences="in.audiences", commands="out.commands", dead_letters="out.dlq")
-PARTITIONS = 4
-SETTINGS = MappingSettings(send_created_at=True)
-
-
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float | None = 1_700_000_000.0
-    headers: Any = None
-
-
-def partition_for(topic: str, key: bytes) -> int:
-    return key_partition(key, PARTITIONS)
-
-
-def batch(mpid: int, *events: dict, **extra: Any) -> bytes:
-    doc = {
-        "mpid": mpid,
-        "user_identities": {"customer_id": f"c-{mpid}", "email": f"u{mpid}@example.com"},
-        "user_attributes": {"$FirstName": "Ann", "plan": "gold"},
-        "device_info": {"platform": "iOS"},
-        "application_info": {"os": "IOS"},
-        "events": list(events),
-    }
-    doc.update(extra)
-    return orjson.dumps(doc)
-
-
-def track(name: str, ts: int, message_id: str) -> dict:
-    return {
-        "event_type": "custom_event",
-        "data": {"event_name": name, "timestamp_unixtime_ms": ts, "source_message_id": message_id},
-    }
-
-
-def here(mpid: int, offset: int = 0, value: bytes | None = None, key: bytes | None | str = "mpid") -> Rec:
-    """A batches record in the partition its MPID belongs to."""
-    k = str(mpid).encode()
-    return Rec(
-        TOPICS.batches, partition_for(TOPICS.batches, k), offset, k if key == "mpid" else key, value or batch(mpid)
-    )
-
-
-class DictStore:
-    """load_state over a dict, counting reads."""
-
-    def __init__(self) -> None:
-        self.data: dict[tuple[int, bytes], bytes] = {}
-        self.reads = 0
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        self.reads += 1
-        return self.data.get((partition, key))
 
 
 def run(records: list[Rec], store: DictStore | None = None, **kw: Any):
@@ -208,22 +149,6 @@ def test_a_key_that_is_not_the_mpid_is_forwarded_under_the_mpid():
     plan = run([Rec(TOPICS.batches, 3, 0, b"wrong-key", batch(mpid))])
     assert not plan.commands and [f.key for f in plan.forwards] == [str(mpid).encode()]
     assert plan.forwards[0].partition == 1
-
-
-def audience_message(*profiles: tuple[int, int, str]) -> bytes:
-    return orjson.dumps({
-        "type": "audience_membership_change_request",
-        "id": "x",
-        "timestamp_ms": 1_700_000_005_000,
-        "user_profiles": [
-            {
-                "mpid": str(mpid),
-                "user_identities": [{"type": "customer", "encoding": "raw", "value": f"c-{mpid}"}],
-                "audiences": [{"audience_id": audience, "audience_name": name, "action": "add"}],
-            }
-            for mpid, audience, name in profiles
-        ],
-    })
 
 
 def test_audience_message_for_several_users_is_split_by_partition():

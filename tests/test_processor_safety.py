@@ -11,7 +11,7 @@ from __future__ import annotations
 import types
 
 import orjson
-from test_processor_plan import SETTINGS, TOPICS, DictStore, Rec, audience_message, batch, here, partition_for, track
+from helpers_processor import SETTINGS, TOPICS, DictStore, Rec, audience_message, batch, here, partition_for, track
 
 from cioproc.app import plan as plan_module
 from cioproc.app.dead_letters import SOURCE_OFFSET, VALUE_TRUNCATED, read_dead_letter_headers

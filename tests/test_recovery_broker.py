@@ -16,8 +16,7 @@ import time
 from collections import Counter
 
 import pytest
-from pipeline_harness import Pipeline
-from test_pipeline_e2e import batches, expected_workspace
+from pipeline_harness import Pipeline, batches, expected_workspace
 
 from cioproc.kafka.broker import LocalBroker
 

@@ -25,8 +25,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from pipeline_harness import Pipeline
-from test_pipeline_e2e import batches, expected_workspace
+from pipeline_harness import Pipeline, batches, expected_workspace
 
 pytestmark = pytest.mark.kafka
 

@@ -153,8 +153,7 @@ def test_a_second_worker_takes_over_from_its_standby_copy(kafka_bootstrap, uniqu
     other takes its partitions over reading (almost) nothing from the changelog."""
     import signal
 
-    from pipeline_harness import Pipeline
-    from test_pipeline_e2e import batches
+    from pipeline_harness import Pipeline, batches
 
     assigned = "Setting newly assigned partitions"
 

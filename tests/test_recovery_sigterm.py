@@ -13,8 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from pipeline_harness import Pipeline
-from test_pipeline_e2e import batches
+from pipeline_harness import Pipeline, batches
 
 from cioproc.mapping import map_batch, parse_batch
 from cioproc.models.commands import decode_record

@@ -14,8 +14,7 @@ import time
 from collections import Counter
 
 import pytest
-from pipeline_harness import Pipeline
-from test_pipeline_e2e import batches, expected_workspace
+from pipeline_harness import Pipeline, batches, expected_workspace
 
 from cioproc.models.commands import decode_record
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_sandbox_server import ADMIN, AUTH, call, entry, inspect, sandbox
+from helpers_sandbox import ADMIN, AUTH, call, entry, inspect, sandbox
 
 from cioproc.sandbox import validation
 from cioproc.sandbox.validation import InvalidRequest

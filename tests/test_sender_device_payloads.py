@@ -6,10 +6,9 @@ from __future__ import annotations
 import jsonschema
 import orjson
 import pytest
+from helpers_openapi import component, request_body
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_sender_payloads import _component, _request_body
-from test_sender_payloads import openapi as openapi_fixture
 
 from cioproc.models.commands import Command, CommandKind, encode_command
 from cioproc.sender.payloads import (
@@ -20,8 +19,6 @@ from cioproc.sender.payloads import (
     to_v2_entry,
     v2_entry_from_wire,
 )
-
-openapi = openapi_fixture  # the fixture, under the name its tests ask for (not a redefinition)
 
 ADD = Command(CommandKind.ADD_DEVICE, "-42", "id", "cust-1", 1_700_000_000, {"platform": "ios"}, "apns-token-1")
 DELETE = Command(CommandKind.DELETE_DEVICE, "-42", "email", "a@example.com", 1_700_000_000, {}, "fcm:tok/1")
@@ -35,8 +32,8 @@ def test_v2_add_device_entry(openapi):
         "action": "add_device",
         "device": {"token": "apns-token-1", "platform": "ios", "last_used": 1_700_000_000},
     }
-    _component(openapi, "person_add_device").validate(entry)
-    _request_body(openapi, "/api/v2/batch", "post").validate({"batch": [entry]})
+    component(openapi, "person_add_device").validate(entry)
+    request_body(openapi, "/api/v2/batch", "post").validate({"batch": [entry]})
     assert orjson.loads(encode_v2_entry(ADD)) == entry
     assert v2_entry_from_wire(encode_command(ADD)) == ("-42", "add_device", encode_v2_entry(ADD))
 
@@ -49,14 +46,14 @@ def test_v2_delete_device_entry(openapi):
         "action": "delete_device",
         "device": {"token": "fcm:tok/1"},
     }
-    _component(openapi, "person_delete_device").validate(entry)
-    _request_body(openapi, "/api/v2/batch", "post").validate({"batch": [entry]})
+    component(openapi, "person_delete_device").validate(entry)
+    request_body(openapi, "/api/v2/batch", "post").validate({"batch": [entry]})
 
 
 def test_unknown_last_used_is_left_to_customer_io(openapi):
     entry = to_v2_entry(ADD._replace(timestamp=0))
     assert "last_used" not in entry["device"]
-    _component(openapi, "person_add_device").validate(entry)
+    component(openapi, "person_add_device").validate(entry)
 
 
 def test_v1_add_device_request(openapi):
@@ -65,7 +62,7 @@ def test_v1_add_device_request(openapi):
         "PUT", "/api/v1/customers/cust-1/devices",
         {"device": {"id": "apns-token-1", "platform": "android", "last_used": 1_700_000_000}},
     )
-    _request_body(openapi, "/api/v1/customers/{identifier}/devices", "put").validate(request.body)
+    request_body(openapi, "/api/v1/customers/{identifier}/devices", "put").validate(request.body)
 
 
 def test_v1_delete_device_request_encodes_identifier_and_token(openapi):
@@ -79,13 +76,13 @@ def test_v1_delete_device_request_encodes_identifier_and_token(openapi):
 
 def test_device_schemas_are_not_vacuous(openapi):
     with pytest.raises(jsonschema.ValidationError):
-        _component(openapi, "person_add_device").validate(
+        component(openapi, "person_add_device").validate(
             {**to_v2_entry(ADD), "device": {"token": "t", "platform": "web"}}
         )
     with pytest.raises(jsonschema.ValidationError):
-        _component(openapi, "person_add_device").validate({**to_v2_entry(ADD), "device": {"platform": "ios"}})
+        component(openapi, "person_add_device").validate({**to_v2_entry(ADD), "device": {"platform": "ios"}})
     with pytest.raises(jsonschema.ValidationError):
-        _request_body(openapi, "/api/v1/customers/{identifier}/devices", "put").validate({"device": {"token": "t"}})
+        request_body(openapi, "/api/v1/customers/{identifier}/devices", "put").validate({"device": {"token": "t"}})
 
 
 @pytest.mark.parametrize(
@@ -124,4 +121,4 @@ def test_every_device_entry_is_a_valid_batch_entry(
 
 @pytest.fixture(scope="module")
 def openapi_devices(openapi):  # noqa: F811
-    return {name: _component(openapi, f"person_{name}") for name in ("add_device", "delete_device")}
+    return {name: component(openapi, f"person_{name}") for name in ("add_device", "delete_device")}

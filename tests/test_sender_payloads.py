@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import orjson
 import pytest
+from helpers_openapi import component, request_body, validator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,47 +22,7 @@ from cioproc.sender.payloads import (
     to_v2_entry,
 )
 
-OPENAPI = Path(__file__).resolve().parents[2] / "shared" / "reference" / "customerio-track-api-openapi.json"
-if not OPENAPI.exists():  # CI lays shared/ beside the clone; a worktree may sit elsewhere
-    OPENAPI = Path("/work/shared/reference/customerio-track-api-openapi.json")
-
 ULID = "01HZX3K9T6Q8WJ1V5N2M4R7B0C"
-
-
-def _json_schema(node: Any) -> Any:
-    """OpenAPI 3.x schema -> JSON Schema: map ``nullable: true`` onto a ``null`` alternative."""
-    if isinstance(node, list):
-        return [_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _json_schema(value) for key, value in node.items() if key not in ("nullable", "discriminator")}
-    if node.get("nullable") is True:
-        if isinstance(out.get("type"), str):
-            out["type"] = [out["type"], "null"]
-            if "enum" in out:
-                out["enum"] = [*out["enum"], None]
-        else:
-            out = {"anyOf": [out, {"type": "null"}]}
-    return out
-
-
-@pytest.fixture(scope="module")
-def openapi() -> dict[str, Any]:
-    return _json_schema(json.loads(OPENAPI.read_text()))
-
-
-def _validator(openapi: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Validator:
-    root = {**copy.deepcopy(schema), "components": openapi["components"]}
-    return jsonschema.Draft202012Validator(root)
-
-
-def _component(openapi: dict[str, Any], name: str) -> jsonschema.Validator:
-    return _validator(openapi, {"$ref": f"#/components/schemas/{name}"})
-
-
-def _request_body(openapi: dict[str, Any], path: str, method: str) -> jsonschema.Validator:
-    schema = openapi["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
-    return _validator(openapi, schema)
 
 
 def cmd(kind: CommandKind, **overrides: Any) -> Command:
@@ -170,21 +129,21 @@ def test_v2_entry_shape_and_schema(openapi, command, schema, expected):
     entry = to_v2_entry(command)
     assert entry == expected
     assert orjson.loads(encode_v2_entry(command)) == expected
-    _component(openapi, schema).validate(entry)
-    _request_body(openapi, "/api/v2/batch", "post").validate({"batch": [entry]})
+    component(openapi, schema).validate(entry)
+    request_body(openapi, "/api/v2/batch", "post").validate({"batch": [entry]})
 
 
 def test_schema_check_is_not_vacuous(openapi):
     """The converted schemas do reject what Customer.io would reject."""
     entry = to_v2_entry(cmd(CommandKind.IDENTIFY))
     with pytest.raises(jsonschema.ValidationError):
-        _component(openapi, "identify_person").validate({**entry, "identifiers": {"id": "a", "email": "b@c.d"}})
+        component(openapi, "identify_person").validate({**entry, "identifiers": {"id": "a", "email": "b@c.d"}})
     with pytest.raises(jsonschema.ValidationError):
-        _component(openapi, "person_event").validate(
+        component(openapi, "person_event").validate(
             {k: v for k, v in to_v2_entry(cmd(CommandKind.TRACK)).items() if k != "name"}
         )
     with pytest.raises(jsonschema.ValidationError):
-        _component(openapi, "person_merge").validate({**to_v2_entry(cmd(CommandKind.MERGE)), "primary": {}})
+        component(openapi, "person_merge").validate({**to_v2_entry(cmd(CommandKind.MERGE)), "primary": {}})
 
 
 V1_CASES = [
@@ -238,11 +197,11 @@ def test_v1_request(command, expected):
 @pytest.mark.parametrize("index", [0, 2])
 def test_v1_identify_body_matches_schema(openapi, index):
     body = to_v1_request(V1_CASES[index][0]).body
-    _request_body(openapi, "/api/v1/customers/{identifier}", "put").validate(body)
+    request_body(openapi, "/api/v1/customers/{identifier}", "put").validate(body)
 
 
 def test_v1_event_and_merge_bodies_match_schema(openapi):
-    events = _request_body(openapi, "/api/v1/customers/{identifier}/events", "post")
+    events = request_body(openapi, "/api/v1/customers/{identifier}/events", "post")
     events.validate(to_v1_request(cmd(CommandKind.TRACK, attributes={"price": 3})).body)
     # The v1 merge schema's identifier alternatives lack `required`, so any one-key object matches
     # all three and `oneOf` can never pass; add the `required` each alternative's title implies.
@@ -251,7 +210,7 @@ def test_v1_event_and_merge_bodies_match_schema(openapi):
     for side in ("primary", "secondary"):
         for alternative in schema["properties"][side]["oneOf"]:
             alternative.setdefault("required", list(alternative["properties"]))
-    _validator(openapi, schema).validate(to_v1_request(cmd(CommandKind.MERGE)).body)
+    validator(openapi, schema).validate(to_v1_request(cmd(CommandKind.MERGE)).body)
 
 
 @pytest.mark.parametrize(
@@ -309,7 +268,7 @@ def test_every_v2_entry_is_valid_batch_entry(openapi_schemas, command):
 @pytest.fixture(scope="module")
 def openapi_schemas(openapi) -> dict[str, jsonschema.Validator]:
     names = ("identify_person", "person_event", "person_screen", "person_merge", "person_delete", "person_suppress")
-    return {name: _component(openapi, name) for name in names}
+    return {name: component(openapi, name) for name in names}
 
 
 def test_unknown_time_is_left_to_customer_io():

@@ -13,10 +13,9 @@ import orjson
 import pytest
 from aiohttp import web
 from faust.types import Message
+from helpers_sender import KEY, SITE, Seen, config, track_cmd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_sender_delivery import KEY, SITE, Seen, config, track_cmd
-from test_sender_delivery import track as track_fixture
 
 from cioproc.app.dead_letters import utf8_prefix
 from cioproc.app.sender_agent import (
@@ -37,7 +36,6 @@ from cioproc.sender.client import TrackClient
 from cioproc.sender.delivery import DELIVERY_PARTITION
 from cioproc.sender.responses import Action, interpret
 
-track = track_fixture  # the fixture, under the name its tests ask for (not a redefinition)
 ULID = "01HZX3K9T6Q8WJ1V5N2M4R0000"
 
 

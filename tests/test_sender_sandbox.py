@@ -8,16 +8,15 @@ import logging
 import random
 from typing import Any
 
-import orjson
 import pytest
 from aiohttp import ClientSession
+from helpers_sandbox import KEY, Running, sender_config
 
 from cioproc.models.commands import Command, CommandKind
-from cioproc.sandbox import SANDBOX, FaultConfig, SandboxConfig, serve
-from cioproc.sender import Deliverer, Outcome, SenderConfig
+from cioproc.sandbox import FaultConfig, SandboxConfig, serve
+from cioproc.sender import Deliverer, Outcome
 from cioproc.sender.payloads import encode_v2_entry
 
-SITE, KEY = "sandbox-site", "sandbox-key"
 T0 = 1_700_000_000
 ID, T, S, U, M = CommandKind.IDENTIFY, CommandKind.TRACK, CommandKind.SCREEN, CommandKind.UNSUBSCRIBE, CommandKind.MERGE
 
@@ -77,31 +76,6 @@ EXPECTED_EVENTS = [
 ]
 
 
-class Running:
-    """An in-process sandbox and a client session to inspect it."""
-
-    def __init__(self, runner: Any, port: int, session: ClientSession) -> None:
-        self.runner, self.port, self.session = runner, port, session
-        self.url = f"http://127.0.0.1:{port}"
-
-    @property
-    def state(self) -> Any:
-        return self.runner.app[SANDBOX]
-
-    async def get(self, what: str) -> Any:
-        token = self.state.config.admin_token
-        async with self.session.get(
-            f"{self.url}/_sandbox/{what}", headers={"Authorization": f"Bearer {token}"}
-        ) as response:
-            assert response.status == 200
-            return orjson.loads(await response.read())
-
-    async def workspace(self) -> tuple[list[Any], list[Any]]:
-        people = (await self.get("people?without_cio_id=1"))["people"]
-        events = (await self.get("events"))["events"]
-        return people, events
-
-
 @pytest.fixture
 async def sandbox():
     runner, port = await serve(SandboxConfig(port=0))
@@ -110,17 +84,9 @@ async def sandbox():
     await runner.cleanup()
 
 
-def config(sandbox: Running, **overrides: Any) -> SenderConfig:
-    values: dict[str, Any] = dict(
-        site_id=SITE, api_key=KEY, track_url=sandbox.url, max_requests_per_second=None,
-        retry_base_delay=0.01, retry_max_delay=0.05, auth_retry_interval=0.1, total_timeout=5.0,
-    )
-    return SenderConfig(**(values | overrides))
-
-
 @pytest.mark.parametrize("transport", ["v2", "v1"])
 async def test_scenario_reaches_the_expected_workspace(sandbox, transport):
-    async with Deliverer(config(sandbox, transport=transport)) as deliverer:
+    async with Deliverer(sender_config(sandbox, transport=transport)) as deliverer:
         outcomes = await deliverer.deliver(SCENARIO)
     assert outcomes == [Outcome("delivered", 200)] * len(SCENARIO)
     assert await sandbox.workspace() == (EXPECTED_PEOPLE, EXPECTED_EVENTS)
@@ -147,7 +113,7 @@ def workload(users: int, commands: int, seed: int) -> list[Command]:
 async def test_twenty_percent_faults_give_the_same_workspace(sandbox):
     commands = workload(users=25, commands=400, seed=3)
     expected_events = sum(1 for command in commands if command.kind in (T, S))
-    async with Deliverer(config(sandbox, max_batch_entries=8)) as deliverer:
+    async with Deliverer(sender_config(sandbox, max_batch_entries=8)) as deliverer:
         assert all(o.delivered for o in await deliverer.deliver(commands))
     clean = await sandbox.workspace()
     assert len(clean[1]) == expected_events and len(clean[0]) == 25
@@ -156,7 +122,7 @@ async def test_twenty_percent_faults_give_the_same_workspace(sandbox):
     sandbox.state.faults.replace(
         FaultConfig(fault_rate=0.2, retry_after=0, drop_rate=0.05, drop_after_apply_rate=0.05, seed=11)
     )
-    async with Deliverer(config(sandbox, max_batch_entries=8)) as deliverer:
+    async with Deliverer(sender_config(sandbox, max_batch_entries=8)) as deliverer:
         outcomes = await deliverer.deliver(commands)
     assert all(o.delivered for o in outcomes) and deliverer.stats.dead_lettered == 0
     assert await sandbox.workspace() == clean  # same people, same events, none twice
@@ -174,7 +140,7 @@ async def test_sandbox_207_rejections_are_dead_lettered_with_its_error(sandbox):
         c(T, "mp-2", "id", "u2", 4, {}, "Forbidden"),
         c(ID, "mp-2", "id", "u2", 5, {"bad name" * 30: 1}),  # attribute name over 150 bytes
     ]
-    async with Deliverer(config(sandbox)) as deliverer:
+    async with Deliverer(sender_config(sandbox)) as deliverer:
         outcomes = await deliverer.deliver(commands)
     assert [o.status for o in outcomes] == ["delivered", "dead_letter", "delivered", "dead_letter", "dead_letter"]
     assert all(o.http_status == 207 for o in outcomes)
@@ -186,7 +152,7 @@ async def test_sandbox_207_rejections_are_dead_lettered_with_its_error(sandbox):
 
 async def test_v1_rejections_are_dead_lettered_with_its_error(sandbox):
     commands = [c(T, "mp-1", "id", "u1", 1, {}, "x" * 101), c(T, "mp-1", "id", "u1", 2, {}, "ok")]
-    async with Deliverer(config(sandbox, transport="v1")) as deliverer:
+    async with Deliverer(sender_config(sandbox, transport="v1")) as deliverer:
         outcomes = await deliverer.deliver(commands)
     assert outcomes[0].status == "dead_letter" and outcomes[0].http_status == 400
     assert "100 bytes" in (outcomes[0].error or "")
@@ -196,7 +162,7 @@ async def test_v1_rejections_are_dead_lettered_with_its_error(sandbox):
 async def test_wrong_key_blocks_without_dead_letters_until_fixed(sandbox, caplog):
     caplog.set_level(logging.INFO)
     sandbox.state.config.api_key = "rotated-key"
-    async with Deliverer(config(sandbox)) as deliverer:
+    async with Deliverer(sender_config(sandbox)) as deliverer:
         task = asyncio.create_task(deliverer.deliver(SCENARIO))
         await asyncio.sleep(0.5)
         assert not task.done() and deliverer.stats.auth_blocked and deliverer.stats.dead_lettered == 0
@@ -222,7 +188,7 @@ def padded_track(n: int, size: int) -> Command:
 
 async def test_entries_at_the_limits_are_accepted_and_over_them_dead_lettered(sandbox):
     commands = [padded_track(n, 32_000) for n in range(40)] + [padded_track(99, 32_001)]
-    async with Deliverer(config(sandbox, max_concurrency=2)) as deliverer:
+    async with Deliverer(sender_config(sandbox, max_concurrency=2)) as deliverer:
         outcomes = await deliverer.deliver(commands)
     assert all(o == Outcome("delivered", 200) for o in outcomes[:40])
     assert outcomes[40].status == "dead_letter" and outcomes[40].reason == "entry_too_large"

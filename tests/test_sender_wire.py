@@ -7,9 +7,9 @@ from __future__ import annotations
 import msgpack
 import orjson
 import pytest
+from helpers_sender import FakeTrack, config, identify_cmd, track_cmd
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_sender_delivery import FakeTrack, config, identify_cmd, track_cmd  # noqa: F401 (fixture helpers)
 
 from cioproc.models.commands import Command, CommandDecodeError, CommandKind, encode_command
 from cioproc.sender import Deliverer, SenderConfigError

@@ -8,21 +8,30 @@ its data (``.cioproc/kafka/<port>/``).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from cioproc.errors import KafkaFailure
+from cioproc.kafka.processes import (
+    BrokerError,
+    answers_metadata,
+    command_line,
+    java_runtime,
+    port_open,
+    process_alive,
+    signal_group,
+)
+
+__all__ = [
+    "BROKER_SETTINGS", "DEFAULT_PORT", "KAFKA_VERSION", "POM", "BrokerError", "LocalBroker", "answers_metadata", "main",
+]
 
 POM = Path(__file__).with_name("pom.xml")
 KAFKA_VERSION = "4.4.0"  # keep in step with pom.xml and docker-compose.yml
@@ -65,10 +74,6 @@ Configuration:
 
 
 DOWNLOADED = "Downloaded from "  # Maven's line for each file it fetched (batch mode)
-
-class BrokerError(KafkaFailure, RuntimeError):
-    """The local broker could not be fetched, started or stopped."""
-
 
 @dataclass(frozen=True)
 class LocalBroker:
@@ -121,7 +126,7 @@ class LocalBroker:
     def pid(self) -> int | None:
         """The broker's pid if its process is alive and is this broker, else None."""
         pid = self._recorded_pid()
-        return pid if pid is not None and _alive(pid) and self._is_ours(pid) else None
+        return pid if pid is not None and process_alive(pid) and self._is_ours(pid) else None
 
     def _recorded_pid(self) -> int | None:
         try:
@@ -131,15 +136,15 @@ class LocalBroker:
 
     def _is_ours(self, pid: int) -> bool:
         """True if ``pid`` runs this broker: ``kafka.Kafka`` with this broker's config file."""
-        argv = _command_line(pid)
+        argv = command_line(pid)
         return argv is not None and "kafka.Kafka" in argv and str(self.config_file) in argv
 
     def stale_pid_note(self) -> str | None:
         """What to say when the pid file names a live process that is not this broker."""
         pid = self._recorded_pid()
-        if pid is None or not _alive(pid) or self._is_ours(pid):
+        if pid is None or not process_alive(pid) or self._is_ours(pid):
             return None
-        argv = _command_line(pid)
+        argv = command_line(pid)
         shown = " ".join(argv)[:200] if argv else "unknown"
         return (f"kafka: {self.pid_file} names pid {pid}, which is not this broker (its command line: {shown}); "
                 f"not signalled")
@@ -163,7 +168,7 @@ class LocalBroker:
                 f"a broker process (pid {self.pid()}) exists for port {self.port} but does not "
                 f"answer; run `cioproc kafka stop --port {self.port}` first. Log: {self.log_file}"
             )
-        if _port_open(self.port):
+        if port_open(self.port):
             raise BrokerError(
                 f"port {self.port} is already in use by another process; choose another with "
                 f"--port or stop what listens there"
@@ -318,14 +323,14 @@ class LocalBroker:
             progress(f"kafka: not running on port {self.port}")
             return False
         progress(f"kafka: stopping pid {pid}")
-        _signal_group(pid, signal.SIGTERM)
+        signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(pid):
+        if process_alive(pid):
             progress(f"kafka: pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; killing it")
-            _signal_group(pid, signal.SIGKILL)
-            while _alive(pid):
+            signal_group(pid, signal.SIGKILL)
+            while process_alive(pid):
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         progress("kafka: stopped")
@@ -338,94 +343,9 @@ class LocalBroker:
             return "(no log)"
 
 
-def answers_metadata(bootstrap: str, timeout: float = 5.0, **client: Any) -> bool:
-    """True if a Kafka broker at ``bootstrap`` answers a metadata request in time.
-
-    ``client`` holds aiokafka security settings (``KafkaSettings.aiokafka_kwargs()``)."""
-    return asyncio.run(_metadata(bootstrap, int(timeout * 1000), client))
-
-
-async def _metadata(bootstrap: str, request_timeout_ms: int, security: dict[str, Any]) -> bool:
-    import logging
-
-    from aiokafka.client import AIOKafkaClient  # only the shell needs a client
-
-    log = logging.getLogger("aiokafka")
-    level = log.level
-    log.setLevel(logging.CRITICAL)  # "Unable connect" while a broker boots is expected here
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms, **security)
-    try:
-        async with asyncio.timeout(request_timeout_ms / 1000):
-            await client.bootstrap()
-        return True
-    except Exception:
-        return False
-    finally:
-        try:
-            await client.close()
-        except Exception:
-            pass
-        log.setLevel(level)
-
-
 def _java() -> str:
-    """A Java 17+ runtime (Kafka 4 brokers need 17): JAVA_HOME, else java on PATH."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not java or not Path(java).exists():
-        raise BrokerError("no Java runtime found: install Java 17 or newer, or set JAVA_HOME")
-    out = subprocess.run([java, "-version"], capture_output=True, text=True)
-    text = out.stderr + out.stdout
-    try:
-        version = text.split('"')[1]
-        major = int(version.split(".")[0])
-    except (IndexError, ValueError):
-        raise BrokerError(f"could not read the Java version from: {text.strip()[:200]}") from None
-    if major < 17:
-        raise BrokerError(f"Kafka {KAFKA_VERSION} needs Java 17 or newer, found {version} at {java}")
-    return java
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _command_line(pid: int) -> list[str] | None:
-    """The arguments ``pid`` was started with (None: unknown, e.g. gone)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-    except OSError:
-        pass
-    try:  # no /proc (macOS): ps gives the command line as one string
-        out = subprocess.run(["ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
-    except OSError:
-        return None
-    return out.stdout.split() if out.returncode == 0 and out.stdout.strip() else None
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    """Signal the broker's process group (it leads one: started in a new session), else the pid alone."""
-    try:
-        if os.getpgid(pid) != pid:
-            raise PermissionError  # not a group leader: never signal someone else's group
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+    """A Java runtime the broker can run on (see :func:`cioproc.kafka.processes.java_runtime`)."""
+    return java_runtime(f"Kafka {KAFKA_VERSION}")
 
 
 def _tcp_port(name: str, text: str) -> int:
@@ -433,12 +353,6 @@ def _tcp_port(name: str, text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65535:
         raise BrokerError(f"{name}={text!r} must be a TCP port number from 1 to 65534")
     return int(text)
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def main(action: str, port: int | None = None, secure: bool = False) -> int:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cioproc.kafka.broker import BrokerError, LocalBroker, _port_open, answers_metadata
+from cioproc.kafka.broker import BrokerError, LocalBroker, answers_metadata
+from cioproc.kafka.processes import port_open
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 CLIENT_USER = "cioproc"
@@ -190,7 +191,7 @@ class SecureBroker(LocalBroker):
     def start(self, progress: Callable[[str], object] = print) -> bool:
         if self.pid() is None:
             for port in (self.port + 1, self.mtls_port):
-                if _port_open(port):
+                if port_open(port):
                     raise BrokerError(
                         f"port {port} (used by the secure broker on {self.port}) is already in use; "
                         "choose another --port"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from hashlib import blake2b
 from typing import Any, Literal, overload
 
-from orjson import OPT_SORT_KEYS, JSONEncodeError
+from orjson import JSONEncodeError
 from orjson import dumps as _dumps
 
 from cioproc.mapping.attributes import (
@@ -19,6 +18,7 @@ from cioproc.mapping.attributes import (
 )
 from cioproc.mapping.batch import Batch
 from cioproc.mapping.devices import record_device
+from cioproc.mapping.event_facts import event_key, identity_time, invalid_event
 from cioproc.mapping.names import event_name
 from cioproc.mapping.person import (
     address,
@@ -63,88 +63,6 @@ _NAMES: dict[str, str] = {}  # raw event name -> trimmed, underscored (short nam
 _MAX_NAMES = 1024  # an app has a few hundred event and screen names at most; then no caching
 _MAX_CACHED_RAW = 64  # characters of a raw name worth caching (longer ones are rare)
 
-
-def event_key(
-    data: dict[str, Any], mpid: str, batch_ref: str, position: int, name: str,
-    event: dict[str, Any] | None = None,
-) -> bytes:
-    """What an event's id is hashed from.
-
-    ``source_message_id``, else ``event_id`` (these two keep the ids they always had), else
-    the ``message_id`` of mParticle's outbound form (in the event or its data), else the
-    event's place: MPID, batch id and position, and, for a batch without an id, a digest of
-    the event's content too (two batches without ids can hold different events with the same
-    name, time and position).
-    """
-    source_message_id = data.get("source_message_id")
-    if type(source_message_id) is str and source_message_id:
-        return b"s" + source_message_id.encode("utf-8", "surrogatepass")
-    event_id = data.get("event_id")
-    if type(event_id) is int:
-        return b"e%d" % event_id
-    message_id = data.get("message_id")
-    if message_id is None and event is not None:
-        message_id = event.get("message_id")
-    if type(message_id) is int:
-        message_id = str(message_id)
-    if type(message_id) is str and message_id:
-        return b"m" + message_id.encode("utf-8", "surrogatepass")
-    place = f"p{mpid}\0{batch_ref}\0{position}\0{name}".encode("utf-8", "surrogatepass")
-    if batch_ref:
-        return place
-    return place + b"\0" + _content_digest(data)
-
-
-def _content_digest(data: dict[str, Any]) -> bytes:
-    """A digest of an event's data, independent of the order of its keys."""
-    try:
-        encoded = _dumps(data, option=OPT_SORT_KEYS)
-    except (TypeError, JSONEncodeError):  # nested too deep for orjson
-        try:
-            encoded = repr(data).encode("utf-8", "surrogatepass")
-        except RecursionError:
-            return b""
-    return blake2b(encoded, digest_size=16).digest()
-
-
-def _invalid_event(event: Any, position: int) -> Drop:
-    if type(event) is not dict:
-        return Drop("invalid_event", f"event {position} is not an object")
-    return Drop("invalid_event", f"event {position} lacks event_type or data")
-
-
-def _identity_time(batch: Batch) -> int:
-    """When a batch's identities were seen: its latest trusted event time, as the event loop
-    reads it (an event without a time has the batch's), else the batch time, else the Kafka
-    record's time, else 0. Untrusted times (see untrusted_time_ms) never count: a wrong
-    clock far ahead must not make every later batch look stale."""
-    latest_trusted = latest_trusted_ms(batch.received_ms)
-
-    def trusted(value: Any) -> int | None:
-        if type(value) is int and EARLIEST_TRUSTED_MS <= value <= latest_trusted:
-            return value
-        ms, ok = untrusted_time_ms(value, latest_trusted)
-        return ms if ok else None
-
-    batch_ms = trusted(batch.timestamp_ms)
-    latest = -1
-    for event in batch.events:
-        try:
-            if type(event.get("event_type")) is not str:
-                continue
-            ts = event.get("data").get("timestamp_unixtime_ms")
-        except AttributeError:
-            continue
-        ts = batch_ms if ts is None else trusted(ts)
-        if ts is not None and ts > latest:
-            latest = ts
-    if latest >= 0:
-        return latest
-    if batch_ms is not None:
-        return batch_ms
-    return batch.received_ms or 0
-
-
 def map_batch_unchecked(
     batch: Batch, state: UserState | None, settings: MappingSettings
 ) -> MapResult:
@@ -181,7 +99,7 @@ def _map(
     if (customer_id is not None and customer_id != state.customer_id) or (
         email is not None and email != state.email
     ):  # rare: the times decide (otherwise they are only moved on, after the events)
-        update_identities(state, customer_id, email, _identity_time(batch), drops)
+        update_identities(state, customer_id, email, identity_time(batch), drops)
     identifier = choose_identifier(settings, state.customer_id, state.email)
     id_type, id_value = identifier if identifier is not None else ("", "")
     mpid = batch.mpid
@@ -232,7 +150,7 @@ def _map(
             event_type = event.get("event_type")
             ts = data.get("timestamp_unixtime_ms")
         except AttributeError:
-            drops.append(_invalid_event(event, position))
+            drops.append(invalid_event(event, position))
             continue
         if event_type == "custom_event":
             kind = _TRACK
@@ -241,7 +159,7 @@ def _map(
             kind = _SCREEN
             raw_name = data.get("screen_name")
         elif type(event_type) is not str:
-            drops.append(_invalid_event(event, position))
+            drops.append(invalid_event(event, position))
             continue
         else:
             kind = None
@@ -392,7 +310,7 @@ def _map(
                 return None
         except (TypeError, JSONEncodeError):
             return None
-    seen = latest if latest >= 0 else _identity_time(batch)  # trusted times only
+    seen = latest if latest >= 0 else identity_time(batch)  # trusted times only
     if customer_id is not None and seen > state.customer_id_ms and (
         customer_id == state.customer_id
     ):

@@ -12,11 +12,28 @@ attribute values) are measured as compact JSON, the way a client serialises them
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from cioproc.sandbox.field_checks import (
+    MAX_ATTRIBUTE_NAME_BYTES,
+    MAX_ATTRIBUTE_VALUE_BYTES,
+    MAX_ATTRIBUTES,
+    MAX_BATCH_BYTES,
+    MAX_ENTRY_BYTES,
+    MAX_EVENT_DATA_BYTES,
+    MAX_EVENT_NAME_BYTES,
+    MAX_ID_BYTES,
+    V1_OBJECT_KEYS,
+    EntryError,
+    InvalidRequest,
+    attribute_errors,
+    check_identifier,
+    is_int,
+    json_size,
+    parse_json,
+    path_identifier,
+    utf8_len,
+)
 from cioproc.sandbox.workspace import (
     CIO_ID,
     EMAIL,
@@ -30,20 +47,15 @@ from cioproc.sandbox.workspace import (
     Operation,
 )
 
-# Limits (OpenAPI info section; reference/customerio.md).
-MAX_ID_BYTES = 150
-MAX_ATTRIBUTE_NAME_BYTES = 150
-MAX_ATTRIBUTE_VALUE_BYTES = 1000
-MAX_ATTRIBUTES = 300  # per identify call and per person
-MAX_EVENT_NAME_BYTES = 100
-MAX_EVENT_DATA_BYTES = 100_000
-MAX_ENTRY_BYTES = 32_000  # each v2 batch entry, and a whole v2 entity request: at most
-MAX_BATCH_BYTES = 500_000  # a v2 batch request must be under this
+__all__ = [
+    "MAX_ID_BYTES", "MAX_ATTRIBUTE_NAME_BYTES", "MAX_ATTRIBUTE_VALUE_BYTES", "MAX_ATTRIBUTES",
+    "MAX_EVENT_NAME_BYTES", "MAX_EVENT_DATA_BYTES", "MAX_ENTRY_BYTES", "MAX_BATCH_BYTES", "V1_OBJECT_KEYS",
+    "EntryError", "InvalidRequest", "check_identifier", "json_size", "parse_json", "path_identifier",
+]
 
 ULID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")
 # Reserved keys of a v1 identify body that are not attributes of the person.
 V1_CONTROL_KEYS = frozenset({"_update", "_timestamp", "cio_relationships"})
-V1_OBJECT_KEYS = frozenset({"cio_relationships", "cio_subscription_preferences"})
 V2_PERSON_ACTIONS = frozenset({"identify", "event", "screen", "page", "merge", "delete", "suppress"})
 V2_UNSUPPORTED_PERSON_ACTIONS = frozenset(
     {
@@ -56,128 +68,6 @@ V2_UNSUPPORTED_PERSON_ACTIONS = frozenset(
 
 V2_DEVICE_ACTIONS = frozenset({"add_device", "delete_device"})  # checked before the unsupported ones
 DEVICE_PLATFORMS = ("ios", "android")
-
-
-@dataclass(frozen=True, slots=True)
-class EntryError:
-    """One reason a request (or one v2 batch entry) is refused."""
-
-    field: str
-    reason: str
-    message: str
-
-    def as_v2(self, batch_index: int | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"reason": self.reason, "field": self.field, "message": self.message}
-        if batch_index is not None:
-            body = {"batch_index": batch_index, **body}
-        return body
-
-
-class InvalidRequest(ValueError):
-    """The request (or entry) does not have a documented shape or breaks a limit."""
-
-    def __init__(self, errors: list[EntryError]) -> None:
-        super().__init__("; ".join(e.message for e in errors))
-        self.errors = errors
-
-
-def _utf8_len(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def json_size(value: Any) -> int:
-    """Bytes of ``value`` as compact JSON."""
-    return len(orjson.dumps(value))
-
-
-def parse_json(body: bytes) -> Any:
-    """Decode a request body; raise InvalidRequest when it is not JSON."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest([EntryError("body", "invalid_json", f"request body is not valid JSON: {exc}")]) from None
-
-
-def path_identifier(raw: str) -> Identifier:
-    """Infer a v1 path identifier's kind from its shape: email if it contains ``@``,
-    ``cio_<value>`` for a cio_id, otherwise an id."""
-    if "@" in raw:
-        return Identifier(EMAIL, raw)
-    if raw.startswith("cio_"):
-        return Identifier(CIO_ID, raw[4:])
-    return Identifier(ID, raw)
-
-
-def check_identifier(ident: Identifier, field: str) -> list[EntryError]:
-    """Limits and shape of one identifier value."""
-    if not ident.value:
-        return [EntryError(field, "required", f"{field}: {ident.kind} must not be empty")]
-    if ident.kind == ID and _utf8_len(ident.value) > MAX_ID_BYTES:
-        return [EntryError(field, "too_long", f"{field}: id is longer than {MAX_ID_BYTES} bytes")]
-    if ident.kind == EMAIL and "@" not in ident.value:
-        return [EntryError(field, "invalid", f"{field}: email must contain '@'")]
-    if ident.kind == EMAIL and _utf8_len(ident.value) > MAX_ATTRIBUTE_VALUE_BYTES:
-        return [EntryError(field, "too_long", f"{field}: email is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes")]
-    if ident.kind == CIO_ID and not ident.value.isalnum():
-        return [EntryError(field, "invalid", f"{field}: cio_id must be letters and digits")]
-    return []
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _attribute_errors(attributes: dict[str, Any], field: str, v1: bool) -> list[EntryError]:
-    errors: list[EntryError] = []
-    if len(attributes) > MAX_ATTRIBUTES:
-        errors.append(EntryError(field, "too_many", f"{field}: more than {MAX_ATTRIBUTES} attributes in one call"))
-    for name, value in attributes.items():
-        where = f"{field}.{name}" if field else name
-        if not name:
-            errors.append(EntryError(where, "invalid", "attribute names must not be empty"))
-        elif _utf8_len(name) > MAX_ATTRIBUTE_NAME_BYTES:
-            errors.append(
-                EntryError(where, "too_long", f"attribute name is longer than {MAX_ATTRIBUTE_NAME_BYTES} bytes")
-            )
-        if v1 and name in V1_OBJECT_KEYS:
-            if not isinstance(value, dict):
-                errors.append(EntryError(where, "invalid", f"{name} must be an object"))
-            continue
-        if name in ("_update",):
-            if not isinstance(value, bool):
-                errors.append(EntryError(where, "invalid", "_update must be a boolean"))
-            continue
-        if name in ("_timestamp", "created_at"):
-            removal = name == "created_at" and (value == "" or (value is None and not v1))
-            if not _is_int(value) and not removal:
-                errors.append(EntryError(where, "invalid", f"{name} must be an integer Unix timestamp"))
-            continue
-        if name in (ID, EMAIL):
-            errors.extend(_body_identifier_errors(name, value, where, v1))
-            continue
-        if v1 and not isinstance(value, (str, int, float, bool)):
-            errors.append(
-                EntryError(where, "invalid", f"attribute {name!r}: v1 values must be a string, number or boolean")
-            )
-            continue
-        size = _utf8_len(value) if isinstance(value, str) else json_size(value)
-        if size > MAX_ATTRIBUTE_VALUE_BYTES:
-            errors.append(
-                EntryError(
-                    where, "too_long", f"attribute {name!r} value is longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
-                )
-            )
-    return errors
-
-
-def _body_identifier_errors(kind: str, value: Any, where: str, v1: bool) -> list[EntryError]:
-    if value == "" or (value is None and not v1):
-        return []  # removal of the identifier
-    if kind == ID and _is_int(value):
-        value = str(value)
-    if not isinstance(value, str):
-        return [EntryError(where, "invalid", f"{kind} must be a string")]
-    return check_identifier(Identifier(kind, value), where)
 
 
 def _split_attributes(
@@ -206,7 +96,7 @@ def v1_identify(raw_path: str, body: Any) -> IdentifyOp:
     errors = check_identifier(target, "identifier")
     if not isinstance(body, dict):
         raise InvalidRequest(errors + [EntryError("body", "invalid", "request body must be a JSON object")])
-    errors += _attribute_errors(body, "", v1=True)
+    errors += attribute_errors(body, "", v1=True)
     if errors:
         raise InvalidRequest(errors)
     sets, removes, body_ids = _split_attributes(body, v1=True)
@@ -222,11 +112,11 @@ def _event_fields(
         errors.append(EntryError("name", "required", "name is required and must be a non-empty string"))
     else:
         trimmed = name.strip()
-        if _utf8_len(trimmed) > MAX_EVENT_NAME_BYTES:
+        if utf8_len(trimmed) > MAX_EVENT_NAME_BYTES:
             errors.append(EntryError("name", "too_long", f"event name is longer than {MAX_EVENT_NAME_BYTES} bytes"))
     if event_id is not None and (not isinstance(event_id, str) or not ULID_RE.match(event_id)):
         errors.append(EntryError("id", "invalid", "id must be a ULID (26 Crockford base32 characters)"))
-    if timestamp is not None and not _is_int(timestamp):
+    if timestamp is not None and not is_int(timestamp):
         errors.append(EntryError("timestamp", "invalid", "timestamp must be an integer Unix timestamp"))
     if data is not None:
         if not isinstance(data, dict):
@@ -315,7 +205,7 @@ def _device(target: Identifier, device: Any, token_key: str, delete: bool) -> De
     if platform not in DEVICE_PLATFORMS:
         errors.append(EntryError("device.platform", "invalid", "device.platform must be ios or android"))
     last_used = device.get("last_used")
-    if last_used is not None and not _is_int(last_used):
+    if last_used is not None and not is_int(last_used):
         errors.append(EntryError("device.last_used", "invalid", "device.last_used must be an integer Unix timestamp"))
     attributes = device.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
@@ -377,8 +267,8 @@ def v2_entry(entry: Any) -> Operation:
     attributes = attributes or {}
     timestamp = entry.get("timestamp")
     if action == "identify":
-        errors = _attribute_errors(attributes, "attributes", v1=False)
-        if timestamp is not None and not _is_int(timestamp):
+        errors = attribute_errors(attributes, "attributes", v1=False)
+        if timestamp is not None and not is_int(timestamp):
             errors.append(EntryError("timestamp", "invalid", "timestamp must be an integer Unix timestamp"))
         if errors:
             raise InvalidRequest(errors)

@@ -47,131 +47,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-ID = "id"
-EMAIL = "email"
-CIO_ID = "cio_id"
-IdKind = Literal["id", "email", "cio_id"]
-UNSUBSCRIBED = "unsubscribed"
+from cioproc.sandbox.records import (
+    CIO_ID,
+    EMAIL,
+    ID,
+    UNSUBSCRIBED,
+    DeleteOp,
+    DeviceOp,
+    Event,
+    EventOp,
+    Identifier,
+    IdentifyFailure,
+    IdentifyOp,
+    IdKind,
+    MergeOp,
+    Operation,
+    Outcome,
+    Person,
+    folded,
+    is_unsubscribed,
+    same_identifier,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class Identifier:
-    """One way to address a person."""
-
-    kind: str  # ID, EMAIL or CIO_ID
-    value: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {self.kind: self.value}
-
-
-@dataclass(frozen=True, slots=True)
-class IdentifyOp:
-    """Set and remove attributes of the person ``target`` (and maybe of identifiers)."""
-
-    target: Identifier
-    set: dict[str, Any]
-    remove: frozenset[str] = frozenset()
-    identifiers: dict[str, str | None] = field(default_factory=dict)  # body id/email; None removes
-    update_only: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class EventOp:
-    """Record an event (``type`` event, screen or page) for ``target``."""
-
-    target: Identifier
-    name: str
-    type: str
-    event_id: str | None
-    timestamp: int | None
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class MergeOp:
-    """Merge ``secondary`` into ``primary`` and delete ``secondary``."""
-
-    primary: Identifier
-    secondary: Identifier
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceOp:
-    """Add (or update) the device ``token`` of ``target``, or delete it (``delete``)."""
-
-    target: Identifier
-    token: str
-    delete: bool = False
-    platform: str | None = None
-    last_used: int | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteOp:
-    """Delete the person ``target``; with ``suppress`` also block its identifiers."""
-
-    target: Identifier
-    suppress: bool = False
-
-
-Operation = IdentifyOp | EventOp | MergeOp | DeviceOp | DeleteOp
-
-
-@dataclass(slots=True)
-class Person:
-    cio_id: str
-    id: str | None = None
-    email: str | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
-    devices: dict[str, dict[str, Any]] = field(default_factory=dict)  # token -> platform, last_used
-
-    @property
-    def unsubscribed(self) -> bool:
-        return bool(self.attributes.get(UNSUBSCRIBED, False))
-
-    def identifier(self, kind: str) -> str | None:
-        return {ID: self.id, EMAIL: self.email, CIO_ID: self.cio_id}[kind]
-
-
-@dataclass(slots=True)
-class Event:
-    event_id: str
-    name: str
-    type: str
-    timestamp: int
-    data: dict[str, Any]
-    cio_id: str
-
-
-Outcome = Literal["applied", "failed", "deduplicated"]
-
-
-def is_unsubscribed(value: Any) -> bool:
-    """Customer.io's reading of ``unsubscribed``: true in any case, 1 or "1"."""
-    if value is True:
-        return True
-    if isinstance(value, str):
-        return value.lower() == "true" or value == "1"
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 1
-
-
-def _folded(kind: str, value: str) -> str:
-    return value.lower() if kind == EMAIL else value
-
-
-def _same(kind: str, a: str | None, b: str | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.lower() == b.lower() if kind == EMAIL else a == b
-
-
-class IdentifyFailure(Exception):
-    """An identify that Customer.io accepts (200) but does not apply."""
+__all__ = [
+    "CIO_ID", "EMAIL", "ID", "UNSUBSCRIBED", "DeleteOp", "DeviceOp", "Event", "EventOp", "IdKind",
+    "IdentifyFailure", "IdentifyOp", "Identifier", "MergeOp", "Operation", "Outcome", "Person",
+    "is_unsubscribed", "Workspace",
+]
 
 
 class Workspace:
@@ -267,13 +171,13 @@ class Workspace:
         if not by_cio:
             requested[target.kind] = target.value
         for kind, value in op.identifiers.items():
-            if kind in requested and not _same(kind, requested[kind], value):
+            if kind in requested and not same_identifier(kind, requested[kind], value):
                 raise IdentifyFailure(f"path and body give different {kind} values")
             requested.setdefault(kind, value)
         final = {ID: person.id if person else None, EMAIL: person.email if person else None}
         for kind, value in requested.items():
             current = final[kind]
-            if _same(kind, current, value):
+            if same_identifier(kind, current, value):
                 continue
             may_change = by_cio or (kind == EMAIL and target.kind == ID and self.allow_email_update_by_id)
             if current is not None and not may_change:
@@ -290,11 +194,11 @@ class Workspace:
     def _set_identifiers(self, person: Person, identifiers: dict[str, str | None]) -> None:
         if person.id is not None and person.id != identifiers[ID]:
             del self._by_id[person.id]
-        if person.email is not None and not _same(EMAIL, person.email, identifiers[EMAIL]):
+        if person.email is not None and not same_identifier(EMAIL, person.email, identifiers[EMAIL]):
             del self._by_email[person.email.lower()]
         if (new_id := identifiers[ID]) is not None:
             self._by_id[new_id] = person.cio_id
-        if (new_email := identifiers[EMAIL]) is not None and not _same(EMAIL, person.email, new_email):
+        if (new_email := identifiers[EMAIL]) is not None and not same_identifier(EMAIL, person.email, new_email):
             self._by_email[new_email.lower()] = person.cio_id
             person.email = new_email
         elif identifiers[EMAIL] is None:
@@ -399,7 +303,7 @@ class Workspace:
             if isinstance(op, IdentifyOp):
                 named += [Identifier(k, v) for k, v in op.identifiers.items() if v is not None]
         for ident in named:
-            if ident.kind != CIO_ID and (ident.kind, _folded(ident.kind, ident.value)) in self.suppressed:
+            if ident.kind != CIO_ID and (ident.kind, folded(ident.kind, ident.value)) in self.suppressed:
                 return ident
         return None
 
@@ -407,12 +311,12 @@ class Workspace:
         person = self.find(op.target)
         if op.suppress:
             if op.target.kind != CIO_ID:
-                self.suppressed.add((op.target.kind, _folded(op.target.kind, op.target.value)))
+                self.suppressed.add((op.target.kind, folded(op.target.kind, op.target.value)))
             if person is not None:
                 for kind in (ID, EMAIL):
                     value = person.identifier(kind)
                     if value is not None:
-                        self.suppressed.add((kind, _folded(kind, value)))
+                        self.suppressed.add((kind, folded(kind, value)))
         if person is None:
             self._log("delete", op.target, "no such person: nothing deleted")
             return "failed" if not op.suppress else "applied"

@@ -24,116 +24,23 @@ import asyncio
 import functools
 import logging
 import math
-import random
-import time
-from collections import Counter, deque
-from collections.abc import Callable, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from cioproc.config import Config
-from cioproc.errors import ConfigurationError
 from cioproc.models.commands import Command, CommandKind
-from cioproc.sender.client import ClientConfigError, TrackClient, TransportError, resolve_base_url
+from cioproc.sender.exchange import DELIVERY_PARTITION, Exchange, SenderStats
 from cioproc.sender.packing import batch_body, pack
 from cioproc.sender.payloads import PayloadError, encode_v1_request, encode_v2_entry
-from cioproc.sender.ratelimit import RateLimiter
-from cioproc.sender.responses import Action, Verdict, backoff_delay, interpret
+from cioproc.sender.responses import Action, Verdict
+from cioproc.sender.settings import SenderConfig, SenderConfigError
 
 log = logging.getLogger("cioproc.sender")
 
+__all__ = ["DELIVERY_PARTITION", "BATCH_PATH", "Deliverer", "Outcome", "SenderConfig", "SenderConfigError",
+           "SenderStats"]
+
 BATCH_PATH = "/api/v2/batch"
-BATCH_LIMIT_BYTES = 500_000  # "Your batch request must be smaller than 500kb."
-ENTRY_LIMIT_BYTES = 32_768  # "Each of the requests within the batch must also be 32kb or smaller."
-LATENCY_SAMPLES = 4096
-BLOCKING_ACTIONS = (Action.AUTH, Action.MISCONFIGURED)  # pause all delivery, probe slowly
-
-# The (topic, partition) a deliver() call works for; its lanes inherit it (contextvars).
-DELIVERY_PARTITION: ContextVar[tuple[str, int] | None] = ContextVar("cioproc_delivery_partition", default=None)
-
-
-class SenderConfigError(ConfigurationError, ValueError):
-    """Sender configuration that cannot work (missing credentials, bad URL, bad limits)."""
-
-
-@dataclass(frozen=True)
-class SenderConfig:
-    """Where and how the sender delivers. ``repr`` masks the API key."""
-
-    site_id: str
-    api_key: str = field(repr=False)
-    region: str = "us"
-    track_url: str | None = None
-    transport: Literal["v2", "v1"] = "v2"
-    max_requests_per_second: float | None = 100.0  # None: no ceiling
-    rate_burst: float | None = None  # default: one second's worth
-    max_batch_bytes: int = 495_000
-    max_entry_bytes: int = 32_000
-    max_batch_entries: int | None = None
-    max_concurrency: int = 8  # requests in flight, across concurrent deliver() calls
-    total_timeout: float = 30.0
-    connect_timeout: float = 10.0
-    retry_base_delay: float = 0.5
-    retry_max_delay: float = 60.0
-    retry_after_cap: float = 300.0
-    max_retries: int | None = None  # None: retry transient failures until they succeed
-    auth_retry_interval: float = 30.0
-    isolate_merges: bool = True  # a merge gets a request of its own (its primary must exist)
-
-    def __post_init__(self) -> None:
-        missing = [name for name, value in (("site id", self.site_id), ("API key", self.api_key)) if not value]
-        if missing:
-            raise SenderConfigError(
-                "Customer.io credentials missing: set CIO_SITE_ID and CIO_API_KEY "
-                f"({' and '.join(missing)} not set)"
-            )
-        try:
-            resolve_base_url(self.region, self.track_url)
-        except ClientConfigError as exc:
-            raise SenderConfigError(str(exc)) from None
-        if self.transport not in ("v2", "v1"):
-            raise SenderConfigError(f"transport must be 'v2' or 'v1', got {self.transport!r}")
-        if not 0 < self.max_batch_bytes < BATCH_LIMIT_BYTES:
-            raise SenderConfigError(f"max_batch_bytes must be below {BATCH_LIMIT_BYTES}")
-        if not 0 < self.max_entry_bytes <= ENTRY_LIMIT_BYTES:
-            raise SenderConfigError(f"max_entry_bytes must be at most {ENTRY_LIMIT_BYTES}")
-        if self.max_requests_per_second is not None and self.max_requests_per_second <= 0:
-            raise SenderConfigError("max_requests_per_second must be positive (or None for no ceiling)")
-        if self.max_concurrency < 1 or (self.max_batch_entries is not None and self.max_batch_entries < 1):
-            raise SenderConfigError("max_concurrency and max_batch_entries must be at least 1")
-        positive = ("total_timeout", "connect_timeout", "retry_base_delay", "retry_max_delay", "auth_retry_interval")
-        if any(getattr(self, name) <= 0 for name in positive):
-            raise SenderConfigError(f"{', '.join(positive)} must be positive")
-
-    def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{f.name}={'***' if f.name == 'api_key' else repr(getattr(self, f.name))}" for f in fields(self)
-        )
-        return f"SenderConfig({shown})"
-
-    __str__ = __repr__
-
-    @property
-    def base_url(self) -> str:
-        """The Track API base URL these settings select."""
-        return resolve_base_url(self.region, self.track_url)
-
-    @classmethod
-    def from_config(cls, config: Config, **overrides: Any) -> SenderConfig:
-        """Sender settings from the process configuration (cioproc.config, the one place that
-        reads environment variables); keyword arguments win."""
-        values: dict[str, Any] = {
-            "site_id": config.site_id or "",
-            "api_key": config.api_key.reveal() if config.api_key else "",
-            "region": config.region,
-            "track_url": config.track_url,
-            "transport": config.transport,
-            "max_requests_per_second": config.max_requests_per_second,
-            "max_concurrency": config.max_concurrency,
-        }
-        values.update(overrides)
-        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,29 +57,6 @@ class Outcome:
         return self.status == "delivered"
 
 
-@dataclass
-class SenderStats:
-    """Counters for the metrics layer; no secrets. ``requests`` is keyed by HTTP status or
-    ``"timeout"`` / ``"transport"``; ``latencies`` holds recent request durations (seconds)."""
-
-    requests: Counter[str] = field(default_factory=Counter)
-    retries: int = 0
-    splits: int = 0
-    delivered: int = 0
-    dead_lettered: int = 0
-    bytes_sent: int = 0
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
-    auth_blocked: bool = False  # credentials refused or the deployment is wrong: all delivery paused
-    # (topic, partition) -> monotonic time since which it has had a request in retry
-    blocked_since: dict[tuple[str, int], float] = field(default_factory=dict)
-
-    def drain_latencies(self) -> list[float]:
-        """Return and forget the latency samples gathered so far."""
-        samples = list(self.latencies)
-        self.latencies.clear()
-        return samples
-
-
 def _lane_of(mpid: str, lanes: int) -> int:
     """The lane of a user within one deliver() call (str hashes are stable within a process)."""
     return hash(mpid) % lanes if lanes > 1 else 0
@@ -184,48 +68,10 @@ def _delivered(http_status: int | None) -> Outcome:
     return Outcome("delivered", http_status)
 
 
-def _path_template(path: str) -> str:
-    """A path fit for logs: v1 paths lose the (personal) identifier."""
-    if path.startswith("/api/v1/customers/"):
-        return "/api/v1/customers/{identifier}" + ("/events" if path.endswith("/events") else "")
-    return path
-
-
-class Deliverer:
-    """Delivers commands per :class:`SenderConfig`. Use ``async with`` or call :meth:`close`."""
-
-    def __init__(
-        self,
-        config: SenderConfig,
-        *,
-        client: TrackClient | None = None,
-        rate_limiter: RateLimiter | None = None,
-        rng: Callable[[], float] = random.random,
-        sleep: Callable[[float], Any] = asyncio.sleep,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        if not isinstance(config, SenderConfig):
-            raise SenderConfigError("Deliverer needs a SenderConfig")
-        self.config = config
-        self.client = client or TrackClient(
-            config.base_url,
-            config.site_id,
-            config.api_key,
-            max_connections=config.max_concurrency,
-            total_timeout=config.total_timeout,
-            connect_timeout=config.connect_timeout,
-        )
-        self.rate_limiter = rate_limiter or RateLimiter(config.max_requests_per_second, config.rate_burst)
-        self.stats = SenderStats()
-        self._rng = rng
-        self._sleep = sleep
-        self._wall_clock = wall_clock
-        self._slots: asyncio.Semaphore | None = None
-        self._auth_ok = True
-        self._auth_probe: asyncio.Lock | None = None
-        self._clock: Callable[[], float] = time.monotonic
-        self._retrying: Counter[tuple[str, int]] = Counter()  # requests in retry per partition
-        self._retry_gates: dict[tuple[str, int], asyncio.Lock] = {}  # one retry in flight per partition
+class Deliverer(Exchange):
+    """Delivers commands per :class:`SenderConfig`: lanes per user, v2 batches or v1 requests, one
+    :class:`Outcome` per command (requests go through :class:`Exchange`). Use ``async with`` or
+    call :meth:`close`."""
 
     def __repr__(self) -> str:
         return f"Deliverer({self.config!r})"
@@ -236,11 +82,6 @@ class Deliverer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self.client.close()
-
-    # -- the public operation ---------------------------------------------------------------
 
     async def deliver(self, commands: Sequence[Command]) -> list[Outcome]:
         """Deliver ``commands``; return one Outcome per command, in input order, once all are settled."""
@@ -429,141 +270,3 @@ class Deliverer:
         async with asyncio.TaskGroup() as group:
             for lane in lanes:
                 group.create_task(lane)
-
-    async def _exchange(self, method: str, path: str, body: bytes, entries: int) -> Verdict:
-        """Send one request until it gets a final verdict: retry transient failures, wait out auth."""
-        partition = DELIVERY_PARTITION.get()
-        retrying = [False]  # set once this request is in retry: its partition counts as blocked
-        try:
-            return await self._exchange_until_final(method, path, body, entries, partition, retrying)
-        finally:
-            if retrying[0] and partition is not None:
-                self._retrying[partition] -= 1
-                if not self._retrying[partition]:
-                    del self._retrying[partition]
-                    self._retry_gates.pop(partition, None)
-                    self.stats.blocked_since.pop(partition, None)
-
-    def _retry_started(self, partition: tuple[str, int] | None) -> None:
-        if partition is not None:
-            if not self._retrying[partition]:
-                self.stats.blocked_since.setdefault(partition, self._clock())
-            self._retrying[partition] += 1
-
-    async def _send_retry(
-        self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int]
-    ) -> Verdict:
-        """A retry: one at a time per partition, so a blocked partition holds at most one of the
-        shared request slots (timeouts hold one for ``total_timeout``) and the others keep theirs."""
-        gate = self._retry_gates.get(partition)
-        if gate is None:
-            gate = self._retry_gates[partition] = asyncio.Lock()
-        async with gate:
-            return await self._send_once(method, path, body, entries)
-
-    async def _exchange_until_final(
-        self, method: str, path: str, body: bytes, entries: int, partition: tuple[str, int] | None,
-        retrying: list[bool],
-    ) -> Verdict:
-        attempt = 0
-        while True:
-            probing = False
-            assert self._auth_probe is not None
-            if not self._auth_ok:
-                await self._auth_probe.acquire()
-                if self._auth_ok:
-                    self._auth_probe.release()
-                else:
-                    probing = True
-            try:
-                if probing:
-                    await self._sleep(self.config.auth_retry_interval)
-                if attempt and partition is not None:
-                    verdict = await self._send_retry(method, path, body, entries, partition)
-                else:
-                    verdict = await self._send_once(method, path, body, entries)
-                if verdict.action in BLOCKING_ACTIONS:
-                    if self._auth_ok or probing:
-                        self._auth_refused(verdict)
-                    continue
-                if not self._auth_ok:
-                    self._auth_ok = True
-                    self.stats.auth_blocked = False
-                    log.warning(
-                        "Customer.io accepts the requests again (HTTP %s); delivery resumed", verdict.http_status
-                    )
-            finally:
-                if probing:
-                    self._auth_probe.release()
-            if verdict.action is not Action.RETRY:
-                return verdict
-            if self.config.max_retries is not None and attempt >= self.config.max_retries:
-                return Verdict(
-                    Action.REJECTED,
-                    verdict.http_status,
-                    reason="retries_exhausted",
-                    error=f"gave up after {attempt + 1} attempts: {verdict.error}",
-                )
-            delay = backoff_delay(
-                attempt,
-                base=self.config.retry_base_delay,
-                cap=self.config.retry_max_delay,
-                jitter=self._rng(),
-                retry_after=verdict.retry_after,
-                retry_after_cap=self.config.retry_after_cap,
-            )
-            if not retrying[0]:
-                retrying[0] = True
-                self._retry_started(partition)
-            attempt += 1
-            self.stats.retries += 1
-            log.warning(
-                "%s %s failed (%s: %s); retry %d in %.2fs",
-                method,
-                _path_template(path),
-                verdict.reason,
-                self.client.redact(verdict.error or ""),
-                attempt,
-                delay,
-            )
-            await self._sleep(delay)
-
-    async def _send_once(self, method: str, path: str, body: bytes, entries: int) -> Verdict:
-        await self.rate_limiter.acquire()
-        assert self._slots is not None
-        async with self._slots:
-            self.stats.bytes_sent += len(body)
-            try:
-                result = await self.client.request(method, path, body)
-            except TransportError as exc:
-                self.stats.requests[exc.reason] += 1
-                self.stats.latencies.append(exc.latency)
-                return Verdict(Action.RETRY, None, reason=exc.reason, error=self.client.redact(str(exc)))
-        self.stats.requests[str(result.status)] += 1
-        self.stats.latencies.append(result.latency)
-        return interpret(
-            result.status, result.body, entries=entries, retry_after=result.retry_after, now=self._wall_clock()
-        )
-
-    def _auth_refused(self, verdict: Verdict) -> None:
-        self._auth_ok = False
-        self.stats.auth_blocked = True
-        if verdict.action is Action.MISCONFIGURED:
-            log.error(
-                "Customer.io's Track API answered HTTP %s at %s (%s): the deployment is wrong, not the data "
-                "(check CIO_TRACK_URL and CIO_REGION); delivery is paused, nothing is committed or "
-                "dead-lettered; retrying every %.0fs.",
-                verdict.http_status,
-                self.client.base_url,
-                self.client.redact(verdict.error or "")[:200],
-                self.config.auth_retry_interval,
-            )
-            return
-        log.error(
-            "Customer.io refused the credentials (HTTP %s) for site id %r at %s: delivery is paused, "
-            "nothing is committed or dead-lettered; retrying every %.0fs. Check CIO_SITE_ID and CIO_API_KEY.",
-            verdict.http_status,
-            self.config.site_id,
-            self.client.base_url,
-            self.config.auth_retry_interval,
-        )
