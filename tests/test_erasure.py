@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 from helpers_openapi import component
+from helpers_processor import PARTITIONS, Rec, partition_for
 
 from cioproc.app.erasure_sender import erasure_positions, settle_erasures, superseded_positions
 from cioproc.app.plan import PlanTopics, plan_chunk
-from cioproc.app.processor import key_partition
 from cioproc.app.sender_agent import Sender
 from cioproc.config import parse_config
 from cioproc.mapping import map_batch, parse_batch
@@ -51,7 +51,6 @@ TOPICS = PlanTopics(
     batches="in.batches", audiences="in.audiences", commands="out.commands", dead_letters="out.dlq",
     erasures="in.dsr", erasure_results="out.dsr.results",
 )
-PARTITIONS = 4
 NOW_MS = 1_764_590_400_000  # 2025-12-01T12:00:00Z
 
 
@@ -181,19 +180,6 @@ def test_results_carry_id_status_time_and_reason_but_no_identities():
 # ---- the processor's plan ---------------------------------------------------------------------
 
 
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float | None = 1_700_000_000.0
-    headers: Any = None
-
-
-def partition_for(topic: str, key: bytes) -> int:
-    return key_partition(key, PARTITIONS)
 
 
 def batch_value(mpid: int, message_id: str = "m1") -> bytes:
