@@ -48,7 +48,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -85,6 +85,15 @@ from cioproc.models.settings import MappingSettings
 from cioproc.models.state import MAX_STATE_BYTES, StateDecodeError, UserState, decode_state, encode_state
 
 __all__ = ["ChunkPlan", "InputRecord", "Outgoing", "PlanTopics", "StoreError", "plan_chunk", "record_size"]
+
+class _Keyed(Protocol):
+    """A parsed one-user record: a batch or a subject request."""
+
+    @property
+    def mpid(self) -> str: ...
+
+
+_Parsed = TypeVar("_Parsed", bound=_Keyed)
 
 EMPTY_RECORD = "empty_record"  # dead-letter reason: a record without a value (a tombstone)
 INTERNAL_ERROR = "internal_error"  # dead-letter reason: an exception while planning the record
@@ -191,17 +200,30 @@ class _Planner:
 
     # ---- one record -------------------------------------------------------------------
 
-    def batch(self, record: InputRecord) -> None:
+    def keyed(
+        self, record: InputRecord, parse: Callable[[bytes], _Parsed | Rejection]
+    ) -> tuple[_Parsed, bytes] | None:
+        """A one-user record parsed and keyed by its MPID when this worker maps it; None when
+        it was dead-lettered (no value, rejected) or forwarded to its MPID's partition."""
         value = record.value
         if value is None:
-            return self.dead_letter(record, EMPTY_RECORD, "the record has no value")
-        parsed = parse_batch(value, _timestamp_ms(record))
-        if type(parsed) is Rejection:
-            return self.dead_letter(record, parsed.reason, parsed.detail)
+            self.dead_letter(record, EMPTY_RECORD, "the record has no value")
+            return None
+        parsed = parse(value)
+        if isinstance(parsed, Rejection):
+            self.dead_letter(record, parsed.reason, parsed.detail)
+            return None
         key = parsed.mpid.encode()
         if not self.belongs_here(record, key):
             self.forward(record, [self.forwarded(record, key, value)])
+            return None
+        return parsed, key
+
+    def batch(self, record: InputRecord) -> None:
+        taken = self.keyed(record, functools.partial(parse_batch, default_timestamp_ms=_timestamp_ms(record)))
+        if taken is None:
             return
+        parsed, key = taken
         user = self.user(record.partition, key)
         result = map_batch(parsed, user.state, self.settings)
         self.apply([(user, key, result)], record)
@@ -239,16 +261,10 @@ class _Planner:
         self.plan.counts.audience_profiles += len(results)
 
     def erasure(self, record: InputRecord, now_ms: int) -> None:
-        value = record.value
-        if value is None:
-            return self.dead_letter(record, EMPTY_RECORD, "the record has no value")
-        parsed = parse_subject_request(value, record.key)
-        if type(parsed) is Rejection:
-            return self.dead_letter(record, parsed.reason, parsed.detail)
-        key = parsed.mpid.encode()
-        if not self.belongs_here(record, key):
-            self.forward(record, [self.forwarded(record, key, value)])
+        taken = self.keyed(record, functools.partial(parse_subject_request, key=record.key))
+        if taken is None:
             return
+        parsed, key = taken
         counts = self.plan.counts
         if not parsed.is_erasure:
             result = result_value(parsed.request_id, parsed.request_type, NOT_SUPPORTED, now_ms,
