@@ -11,7 +11,9 @@ import orjson
 import pytest
 from faust.types import Message
 
-from cioproc.app.plan import RECORD_TOO_LARGE, PlanTopics, plan_chunk, record_size
+from cioproc.app.dead_letters import record_size
+from cioproc.app.plan import plan_chunk
+from cioproc.app.plan_records import RECORD_TOO_LARGE, PlanTopics
 from cioproc.app.processor import key_partition
 from cioproc.app.sender_agent import REASON, SOURCE_INDEX, Sender, dead_letter_headers
 from cioproc.models.commands import (

@@ -12,7 +12,8 @@ import orjson
 import yaml
 
 from cioproc import __version__
-from cioproc.app.plan import PlanTopics, plan_chunk
+from cioproc.app.plan import plan_chunk
+from cioproc.app.plan_records import PlanTopics
 from cioproc.app.processor import key_partition
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER
 from cioproc.models.settings import MappingSettings
