@@ -57,7 +57,7 @@ def test_metrics_output_has_the_standard_collectors_and_build_info():
 
 
 def test_http_codes_and_transport_errors_are_apart_and_latencies_are_histograms():
-    from cioproc.app.sender_agent import StatsExporter
+    from cioproc.app.sender_stats import StatsExporter
     from cioproc.sender import SenderStats
 
     class FakeDeliverer:  # only what the exporter reads
