@@ -28,7 +28,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from cioproc.app.plan import PlanTopics, plan_chunk  # noqa: E402
+from cioproc.app.plan import plan_chunk  # noqa: E402
+from cioproc.app.plan_records import PlanTopics  # noqa: E402
 from cioproc.app.processor import key_partition  # noqa: E402
 from cioproc.models.settings import MappingSettings  # noqa: E402
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from cioproc.app.plan import PlanTopics
+from cioproc.app.plan_records import PlanTopics
 from cioproc.app.processor import key_partition
 from cioproc.models.settings import MappingSettings
 

@@ -11,9 +11,12 @@ import orjson
 import pytest
 from faust.types import Message
 
-from cioproc.app.plan import RECORD_TOO_LARGE, PlanTopics, plan_chunk, record_size
+from cioproc.app.dead_letters import record_size
+from cioproc.app.plan import plan_chunk
+from cioproc.app.plan_records import RECORD_TOO_LARGE, PlanTopics
 from cioproc.app.processor import key_partition
-from cioproc.app.sender_agent import REASON, SOURCE_INDEX, Sender, dead_letter_headers
+from cioproc.app.sender_agent import Sender
+from cioproc.app.sender_chunk import dead_letter_headers
 from cioproc.models.commands import (
     COMMAND_LIST_FORMAT,
     RECORD_FORMAT_HEADER,
@@ -28,6 +31,7 @@ from cioproc.models.commands import (
     split_record,
 )
 from cioproc.models.settings import MappingSettings
+from cioproc.names import REASON, SOURCE_INDEX
 from cioproc.ops.inspect import describe_commands, describe_dead_letter
 from cioproc.sandbox.config import SandboxConfig
 from cioproc.sandbox.server import serve

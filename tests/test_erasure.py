@@ -15,7 +15,8 @@ from helpers_openapi import component
 from helpers_processor import PARTITIONS, Rec, partition_for
 
 from cioproc.app.erasure_sender import erasure_positions, settle_erasures, superseded_positions
-from cioproc.app.plan import PlanTopics, plan_chunk
+from cioproc.app.plan import plan_chunk
+from cioproc.app.plan_records import PlanTopics
 from cioproc.app.sender_agent import Sender
 from cioproc.config import parse_config
 from cioproc.mapping import map_batch, parse_batch

@@ -24,7 +24,8 @@ from mapping_builders import (
 from mparticle import ApiClient
 from mparticle.models.user_attribute_change_event import UserAttributeChangeEvent
 
-from cioproc.app.plan import PlanTopics, plan_chunk
+from cioproc.app.plan import plan_chunk
+from cioproc.app.plan_records import PlanTopics
 from cioproc.mapping import Batch, map_batch, parse_batch
 from cioproc.mapping.results import MapResult
 from cioproc.models.commands import decode_record

@@ -12,7 +12,8 @@ import orjson
 import yaml
 
 from cioproc import __version__
-from cioproc.app.plan import PlanTopics, plan_chunk
+from cioproc.app.plan import plan_chunk
+from cioproc.app.plan_records import PlanTopics
 from cioproc.app.processor import key_partition
 from cioproc.models.commands import INPUT_TIMESTAMP_HEADER
 from cioproc.models.settings import MappingSettings
@@ -56,7 +57,7 @@ def test_metrics_output_has_the_standard_collectors_and_build_info():
 
 
 def test_http_codes_and_transport_errors_are_apart_and_latencies_are_histograms():
-    from cioproc.app.sender_agent import StatsExporter
+    from cioproc.app.sender_stats import StatsExporter
     from cioproc.sender import SenderStats
 
     class FakeDeliverer:  # only what the exporter reads

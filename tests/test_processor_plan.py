@@ -30,7 +30,8 @@ from cioproc.app.faust_config import (
     store_url,
     table_options,
 )
-from cioproc.app.plan import EMPTY_RECORD, INTERNAL_ERROR, StoreError, plan_chunk
+from cioproc.app.plan import plan_chunk
+from cioproc.app.plan_records import EMPTY_RECORD, INTERNAL_ERROR, StoreError
 from cioproc.app.processor import key_partition
 from cioproc.app.startup import topic_problems
 from cioproc.app.stats import Counts, ProcessorStats

@@ -13,16 +13,10 @@ import types
 import orjson
 from helpers_processor import SETTINGS, TOPICS, DictStore, Rec, audience_message, batch, here, partition_for, track
 
-from cioproc.app import plan as plan_module
-from cioproc.app.dead_letters import SOURCE_OFFSET, VALUE_TRUNCATED, read_dead_letter_headers
-from cioproc.app.plan import (
-    INTERNAL_ERROR,
-    RECORD_TOO_LARGE,
-    STATE_TOO_LARGE,
-    PlanTopics,
-    plan_chunk,
-    record_size,
-)
+from cioproc.app import plan_builder as plan_builder_module
+from cioproc.app.dead_letters import SOURCE_OFFSET, VALUE_TRUNCATED, read_dead_letter_headers, record_size
+from cioproc.app.plan import plan_chunk
+from cioproc.app.plan_records import INTERNAL_ERROR, RECORD_TOO_LARGE, STATE_TOO_LARGE, PlanTopics
 from cioproc.mapping import audience as audience_module
 from cioproc.mapping import mapper as mapper_module
 from cioproc.models.commands import decode_record
@@ -168,7 +162,7 @@ def test_record_size_bounds_what_kafka_counts_for_a_one_record_batch():
 def test_splitting_an_audience_message_parses_it_once_whatever_the_number_of_users(monkeypatch):
     loads = []
     counting = types.SimpleNamespace(loads=lambda raw: loads.append(1) or orjson.loads(raw), dumps=orjson.dumps)
-    monkeypatch.setattr(plan_module, "orjson", counting)
+    monkeypatch.setattr(plan_builder_module, "orjson", counting)
     twice = next(m for m in range(1001, 1400) if partition_for(TOPICS.audiences, str(m).encode()) != 0)
     profiles = [(m, 10 + m % 3, "A") for m in range(1000, 1400)] + [(1000, 99, "Z"), (twice, 98, "Y")]
     value = audience_message(*profiles)

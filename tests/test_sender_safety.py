@@ -18,16 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cioproc.app.dead_letters import utf8_prefix
-from cioproc.app.sender_agent import (
-    BLOCKED_WARNING_S,
-    ERROR,
-    MAX_HEADER_BYTES,
-    REASON,
-    Sender,
-    StatsExporter,
-    dead_letter_headers,
-)
+from cioproc.app.sender_agent import Sender
+from cioproc.app.sender_chunk import MAX_HEADER_BYTES, dead_letter_headers
+from cioproc.app.sender_stats import BLOCKED_WARNING_S, StatsExporter
 from cioproc.models.commands import Command, CommandKind, encode_command
+from cioproc.names import ERROR, REASON
 from cioproc.observability import metrics
 from cioproc.sandbox.config import SandboxConfig
 from cioproc.sandbox.server import serve
@@ -276,7 +271,7 @@ async def test_close_cancels_every_delivery_and_never_reopens_the_session(track)
 
     track.script = script
     sender = Sender(None, config(track, total_timeout=60.0), "dlq")  # type: ignore[arg-type]
-    tasks = [sender.dispatch(("cio.commands", partition), [record(encode_command(track_cmd(i, i)), i, partition)])
+    tasks = [sender.lanes.dispatch(("cio.commands", partition), [record(encode_command(track_cmd(i, i)), i, partition)])
              for partition in (0, 0, 0, 1) for i in range(1)]
     await asyncio.sleep(0.3)
     assert len(track.seen) == 2  # partition 0's first chunk and partition 1's: the rest wait their turn
@@ -286,7 +281,7 @@ async def test_close_cancels_every_delivery_and_never_reopens_the_session(track)
     assert len(track.seen) == 2  # nothing sent after close: no new session, no retry
     assert sender.deliverer is None
     with pytest.raises(RuntimeError):
-        sender.dispatch(("cio.commands", 0), [record(b"x", 9)])
+        sender.lanes.dispatch(("cio.commands", 0), [record(b"x", 9)])
     never.set()
 
 

@@ -36,7 +36,8 @@ from cioproc.observability import metrics
 from cioproc.sender.payloads import encode_v2_entry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cioproc.app.sender_agent import DeadLetter, Sender, _Prepared
+    from cioproc.app.sender_agent import Sender
+    from cioproc.app.sender_chunk import DeadLetter, PreparedChunk
 
 # encode_command writes a 10-element array, the version, then the kind: an erase starts so.
 ERASE_PREFIX = b"\x9a" + msgpack.packb(COMMAND_VERSION) + msgpack.packb(CommandKind.ERASE.value)
@@ -79,7 +80,7 @@ def superseded_positions(keys: Sequence[bytes | None], erasing: Sequence[int]) -
     return superseded
 
 
-def prepare_erasures(sender: Sender, chunk: _Prepared, erasing: dict[int, Command]) -> _Prepared:
+def prepare_erasures(sender: Sender, chunk: PreparedChunk, erasing: dict[int, Command]) -> PreparedChunk:
     """Fill ``chunk`` like :meth:`Sender.add_records`, with the erases expanded in place and
     the records they supersede left out (acked with the chunk, not sent)."""
     records = chunk.records
@@ -120,7 +121,7 @@ def prepare_erasures(sender: Sender, chunk: _Prepared, erasing: dict[int, Comman
 
 
 def settle_erasures(
-    chunk: _Prepared, outcomes: Sequence[Any], dead: list[DeadLetter]
+    chunk: PreparedChunk, outcomes: Sequence[Any], dead: list[DeadLetter]
 ) -> list[tuple[bytes, bytes, str]]:
     """The result records ``(MPID key, value, status)`` of the chunk's erases; a failed
     erase's record is added to ``dead`` once."""

@@ -2,7 +2,7 @@
 
 No Kafka and no Faust here. :func:`plan_chunk` reads the stored state of each user it meets
 once (through ``load_state``), maps the chunk's records in order with the mapping core, and
-returns a :class:`ChunkPlan`:
+returns a :class:`~cioproc.app.plan_records.ChunkPlan`:
 
 - ``commands``: per input and user, one record holding that user's commands in the order the
   mapping made them (``commands/1``, see :mod:`cioproc.models.commands`; several records in
@@ -41,24 +41,32 @@ dead-lettered as ``record_too_large``; one that would leave its user's state ove
 ``state_too_large``, the state staying as it was; a dead letter that would not fit is cut
 (:func:`~cioproc.app.dead_letters.fit_dead_letter`). A stored state over the limit (written
 before the state was capped) is mapped afresh, as an unreadable one.
+
+This module routes each record by its topic and maps it; taking the results into the plan
+and fitting records to their topics is :mod:`cioproc.app.plan_builder`'s part, and the
+records in and out are :mod:`cioproc.app.plan_records`.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-import orjson
-
-from cioproc.app.dead_letters import (
-    KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
-    dead_letter_headers,
-    fit_dead_letter,
-    record_size,
+from cioproc.app.plan_builder import ChunkUser, PlanBuilder, audience_messages
+from cioproc.app.plan_records import (
+    EMPTY_RECORD,
+    INTERNAL_ERROR,
+    ChunkPlan,
+    InputRecord,
+    Outgoing,
+    Partitioner,
+    PlanTopics,
+    Refused,
+    StateLoader,
+    StoreError,
+    timestamp_ms,
 )
-from cioproc.app.stats import Counts
 from cioproc.mapping import (
     MapResult,
     Rejection,
@@ -68,23 +76,12 @@ from cioproc.mapping import (
     parse_batch,
 )
 from cioproc.mapping.erasure import NOT_SUPPORTED, erase_command, parse_subject_request, result_value
-from cioproc.mapping.values import mpid_string
-from cioproc.models.commands import (
-    COMMAND_LIST_FORMAT,
-    INPUT_TIMESTAMP_HEADER,
-    RECORD_FORMAT_HEADER,
-    Command,
-    CommandKind,
-    encode_command,
-    encode_commands,
-    join_commands,
-    record_format,
-    split_record,
-)
+from cioproc.models.commands import encode_command, record_format, split_record
 from cioproc.models.settings import MappingSettings
-from cioproc.models.state import MAX_STATE_BYTES, StateDecodeError, UserState, decode_state, encode_state
+from cioproc.models.state import StateDecodeError, UserState
 
-__all__ = ["ChunkPlan", "InputRecord", "Outgoing", "PlanTopics", "StoreError", "plan_chunk", "record_size"]
+__all__ = ["plan_chunk"]
+
 
 class _Keyed(Protocol):
     """A parsed one-user record: a batch or a subject request."""
@@ -95,110 +92,9 @@ class _Keyed(Protocol):
 
 _Parsed = TypeVar("_Parsed", bound=_Keyed)
 
-EMPTY_RECORD = "empty_record"  # dead-letter reason: a record without a value (a tombstone)
-INTERNAL_ERROR = "internal_error"  # dead-letter reason: an exception while planning the record
-RECORD_TOO_LARGE = "record_too_large"  # dead-letter reason: a command or forward over its topic's limit
-STATE_TOO_LARGE = "state_too_large"  # dead-letter reason: the user's new state would be over its limit
 
-_LIST_FORMAT = (RECORD_FORMAT_HEADER, COMMAND_LIST_FORMAT)
-_KIND_NAMES = {kind: kind.value for kind in CommandKind}  # a dict lookup: 5x faster than Enum.value
-StateLoader = Callable[[int, bytes], "bytes | None"]  # (partition, MPID key) -> stored state
-Partitioner = Callable[[str, bytes], int]  # (topic, key) -> the partition the key belongs to
-
-
-class StoreError(RuntimeError):
-    """Reading a stored state failed (an I/O problem, not a problem of the record)."""
-
-
-class Refused(Exception):
-    """What a record would produce cannot be written: dead-letter the record with ``reason``."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-class InputRecord(Protocol):
-    """What the planner needs of a consumed record (a Faust ConsumerMessage has it)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Any
-
-    @property
-    def timestamp(self) -> float | None:  # seconds (read-only here, so Faust's float-typed field fits)
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class PlanTopics:
-    """The topic names the planner reads and writes."""
-
-    batches: str
-    audiences: str
-    commands: str
-    dead_letters: str
-    changelog: str = ""  # the users table's changelog (here only for its record limit)
-    erasures: str | None = None  # data subject requests (None: not read)
-    erasure_results: str | None = None
-
-
-@dataclass(slots=True)
-class Outgoing:
-    """One record to produce; without a partition, the producer's key partitioner picks it."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] | None = None
-    partition: int | None = None
-
-
-@dataclass(slots=True)
-class ChunkPlan:
-    commands: list[Outgoing] = field(default_factory=list)
-    dead_letters: list[Outgoing] = field(default_factory=list)
-    forwards: list[Outgoing] = field(default_factory=list)
-    states: dict[tuple[int, bytes], bytes | None] = field(default_factory=dict)  # None: tombstone
-    results: list[Outgoing] = field(default_factory=list)
-    counts: Counts = field(default_factory=Counts)
-
-
-@dataclass(slots=True)
-class _User:
-    loaded: UserState | None  # as stored before this chunk
-    state: UserState | None  # after the chunk's records so far
-    encoded: bytes | None = None  # ``state`` encoded, set when a record changes it
-    erased: bool = False  # an erasure request forgot the user in this chunk
-
-
-class _Planner:
-    def __init__(
-        self,
-        topics: PlanTopics,
-        settings: MappingSettings,
-        load_state: StateLoader,
-        partition_for: Partitioner,
-        on_state_reset: Callable[[bytes, StateDecodeError], None] | None,
-        max_record_bytes: Mapping[str, int] | None,
-    ):
-        self.topics = topics
-        self.settings = settings
-        self.load_state = load_state
-        self.partition_for = partition_for
-        self.on_state_reset = on_state_reset
-        limits = max_record_bytes or {}
-        self.limits = limits
-        self.commands_limit = limits.get(topics.commands, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
-        self.changelog_limit = limits.get(topics.changelog, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
-        self.plan = ChunkPlan()
-        self.users: dict[tuple[int, bytes], _User] = {}
-
-    # ---- one record -------------------------------------------------------------------
+class _Planner(PlanBuilder):
+    """Plans each record by its topic onto the plan being built (see the module docstring)."""
 
     def keyed(
         self, record: InputRecord, parse: Callable[[bytes], _Parsed | Rejection]
@@ -220,7 +116,7 @@ class _Planner:
         return parsed, key
 
     def batch(self, record: InputRecord) -> None:
-        taken = self.keyed(record, functools.partial(parse_batch, default_timestamp_ms=_timestamp_ms(record)))
+        taken = self.keyed(record, functools.partial(parse_batch, default_timestamp_ms=timestamp_ms(record)))
         if taken is None:
             return
         parsed, key = taken
@@ -236,11 +132,11 @@ class _Planner:
         value = record.value
         if value is None:
             return self.dead_letter(record, EMPTY_RECORD, "the record has no value")
-        parsed = parse_audience_change(value, _timestamp_ms(record))
+        parsed = parse_audience_change(value, timestamp_ms(record))
         if type(parsed) is Rejection:
             return self.dead_letter(record, parsed.reason, parsed.detail)
         elsewhere: dict[str, None] = {}  # MPIDs of other partitions, in order of appearance
-        results: list[tuple[_User, bytes, MapResult]] = []
+        results: list[tuple[ChunkUser, bytes, MapResult]] = []
         staged: dict[int, UserState | None] = {}  # id(user) -> its state after this message so far
         for profile in parsed:
             key = profile.mpid.encode()
@@ -254,7 +150,7 @@ class _Planner:
             results.append((user, key, result))
         forwards = []
         if elsewhere:
-            for mpid, message in _audience_messages(value, elsewhere).items():
+            for mpid, message in audience_messages(value, elsewhere).items():
                 forwards.append(self.forwarded(record, mpid.encode(), message))
         self.apply(results, record)
         self.forward(record, forwards)
@@ -287,128 +183,9 @@ class _Planner:
         user.state = user.encoded = None
         user.erased = True
 
-    # ---- helpers ----------------------------------------------------------------------
-
     def belongs_here(self, record: InputRecord, key: bytes) -> bool:
         """Keyed by its MPID (the normal case), or its MPID maps to this partition anyway."""
         return record.key == key or self.partition_for(record.topic, key) == record.partition
-
-    def user(self, partition: int, key: bytes) -> _User:
-        slot = (partition, key)
-        user = self.users.get(slot)
-        if user is None:
-            try:
-                raw = self.load_state(partition, key)
-            except Exception as exc:
-                raise StoreError(f"reading the state of MPID {key!r} failed: {exc}") from exc
-            state = None
-            if raw is not None:
-                try:
-                    if len(raw) > MAX_STATE_BYTES:
-                        raise StateDecodeError(f"{len(raw)} bytes, over the {MAX_STATE_BYTES}-byte limit")
-                    state = decode_state(raw)
-                except StateDecodeError as exc:
-                    self.plan.counts.state_resets += 1
-                    if self.on_state_reset is not None:
-                        self.on_state_reset(key, exc)
-            user = self.users[slot] = _User(state, state)
-        return user
-
-    def apply(self, results: list[tuple[_User, bytes, MapResult]], record: InputRecord) -> None:
-        """Take one input's mapping results, or raise Refused (taking nothing) when one does not fit.
-
-        Each command record carries the input record's timestamp in the ``cioproc.input.ts``
-        header, so the sender can measure the end-to-end latency (input written -> Customer.io
-        accepted). A header, not the record's own timestamp: commands made from replayed input
-        would otherwise look days old to the commands topic's time-based retention."""
-        stamp = _timestamp_ms(record)
-        headers = [(INPUT_TIMESTAMP_HEADER, b"%d" % stamp), _LIST_FORMAT] if stamp is not None else [_LIST_FORMAT]
-        by_user: dict[bytes, list[Command]] = {}  # one record per user (a batch has one), commands in order
-        for _, key, result in results:
-            if result.commands:
-                commands = by_user.get(key)
-                if commands is None:
-                    by_user[key] = list(result.commands)
-                else:
-                    commands.extend(result.commands)
-        encoded: list[Outgoing] = []
-        for key, commands in by_user.items():
-            self.command_records(key, commands, headers, encoded)
-        final: dict[int, tuple[_User, bytes, UserState]] = {}
-        for user, key, result in results:
-            final[id(user)] = (user, key, result.state)
-        states: list[tuple[_User, UserState, bytes]] = []
-        for user, key, state in final.values():
-            value = encode_state(state)
-            if len(value) > MAX_STATE_BYTES or record_size(key, value, None) > self.changelog_limit:
-                raise Refused(STATE_TOO_LARGE, f"the user's state would be {len(value)} bytes, over the limit "
-                                               f"({min(MAX_STATE_BYTES, self.changelog_limit)})")
-            states.append((user, state, value))
-        self.plan.commands.extend(encoded)
-        for user, state, value in states:
-            user.state, user.encoded = state, value
-        counts = self.plan.counts
-        by_kind = counts.commands
-        for _, _, result in results:
-            for command in result.commands:
-                by_kind[_KIND_NAMES[command.kind]] += 1
-            for drop in result.drops:
-                counts.drops[drop.reason] += 1
-
-    def command_records(self, key: bytes, commands: list[Command], headers: list[tuple[str, bytes]],
-                        out: list[Outgoing]) -> None:
-        """One user's commands as ``commands/1`` records appended to ``out``: one record, or when
-        that would not fit the topic's ``max.message.bytes`` as many as it takes, in order;
-        Refused when one command alone would not fit."""
-        topic, limit = self.topics.commands, self.commands_limit
-        value = encode_commands(commands)
-        if len(value) + 200 <= limit or record_size(key, value, headers) <= limit:
-            out.append(Outgoing(topic, key, value, headers))
-            return
-        room = limit - record_size(key, b"", headers) - 5  # 5: the largest msgpack array header
-        run: list[bytes] = []
-        size = 0
-        for command in commands:
-            part = encode_command(command)
-            if len(part) > room:
-                raise Refused(RECORD_TOO_LARGE, f"a {command.kind.value} command of {len(part)} bytes, "
-                                                f"over {topic}'s max.message.bytes ({limit})")
-            if run and size + len(part) > room:
-                out.append(Outgoing(topic, key, join_commands(run), headers))
-                run, size = [], 0
-            run.append(part)
-            size += len(part)
-        out.append(Outgoing(topic, key, join_commands(run), headers))
-
-    def dead_letter(self, record: InputRecord, reason: str, detail: str) -> None:
-        headers = dead_letter_headers(reason, detail, record.topic, record.partition, record.offset)
-        topic = self.topics.dead_letters
-        limit = self.limits.get(topic, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
-        key, value, headers = fit_dead_letter(record.key, record.value, headers, limit)
-        self.plan.dead_letters.append(Outgoing(topic, key, value, headers))
-        self.plan.counts.dead_letters[reason] += 1
-
-    def forwarded(self, record: InputRecord, key: bytes, value: bytes) -> Outgoing:
-        """The record re-keyed to ``key``, for the partition of that key; Refused when too large."""
-        headers = list(record.headers) if record.headers else None
-        limit = self.limits.get(record.topic, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
-        if record_size(key, value, headers) > limit:
-            raise Refused(RECORD_TOO_LARGE, f"a forward of {len(value)} bytes, over {record.topic}'s "
-                                            f"max.message.bytes ({limit})")
-        return Outgoing(record.topic, key, value, headers, self.partition_for(record.topic, key))
-
-    def forward(self, record: InputRecord, forwards: list[Outgoing]) -> None:
-        self.plan.forwards.extend(forwards)
-        self.plan.counts.forwarded += len(forwards)
-
-    def finish(self) -> ChunkPlan:
-        states = self.plan.states
-        for slot, user in self.users.items():
-            if user.state is not None and user.state != user.loaded:
-                states[slot] = user.encoded if user.encoded is not None else encode_state(user.state)
-            elif user.state is None and user.erased:
-                states[slot] = None  # a tombstone: the changelog keeps nothing of the user
-        return self.plan
 
 
 def plan_chunk(
@@ -459,26 +236,3 @@ def _erasures_last(records: Iterable[InputRecord], erasures: str | None) -> Iter
             yield record
     yield from requests
 
-
-def _timestamp_ms(record: InputRecord) -> int | None:
-    timestamp = record.timestamp
-    return int(timestamp * 1000) if timestamp and timestamp > 0 else None
-
-
-def _audience_messages(value: bytes, mpids: Iterable[str]) -> dict[str, bytes]:
-    """The audience message once per MPID in ``mpids``, each with only that user's profiles.
-
-    One parse and one pass over the profiles, whatever the number of users (the value was
-    validated by ``parse_audience_change`` already).
-    """
-    message = orjson.loads(value)
-    groups: dict[str, list[Any]] = {mpid: [] for mpid in mpids}
-    for profile in message["user_profiles"]:
-        group = groups.get(mpid_string(profile.get("mpid")))  # type: ignore[arg-type]
-        if group is not None:
-            group.append(profile)
-    split = {}
-    for mpid, profiles in groups.items():
-        message["user_profiles"] = profiles
-        split[mpid] = orjson.dumps(message)
-    return split

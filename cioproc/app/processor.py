@@ -69,7 +69,8 @@ from cioproc.app.batching import BatchApp
 from cioproc.app.dead_letters import BATCH_OVERHEAD_BYTES, KAFKA_DEFAULT_MAX_MESSAGE_BYTES, record_bytes
 from cioproc.app.gc_tuning import tune_gc
 from cioproc.app.internals import aiokafka_producer
-from cioproc.app.plan import ChunkPlan, Outgoing, PlanTopics, plan_chunk
+from cioproc.app.plan import plan_chunk
+from cioproc.app.plan_records import ChunkPlan, Outgoing, PlanTopics
 from cioproc.app.stats import ProcessorStats
 from cioproc.app.table_store import TableStore
 from cioproc.kafka.topics import ActualTopic, TopicsFile
