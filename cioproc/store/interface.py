@@ -35,5 +35,5 @@ class UserStore(Protocol):
         whose changelog records are acknowledged up to ``changelog_offsets`` (per partition)."""
 
     def apply_changelog(self, partition: int, records: Sequence[ChangelogRecord]) -> None:
-        """Apply one partition's changelog records, in offset order (a None value deletes);
-        the last record's offset becomes the partition's persisted offset."""
+        """Apply one partition's changelog records, in offset order (a None value deletes),
+        and advance the partition's persisted offset to the last record's."""
