@@ -20,7 +20,7 @@ MPID and partitioned as the processor partitions them. Then, R times each:
   written since is read;
 - with ``--stock``, also ``faust stock: memory`` and ``faust stock: rocksdb cold``: the same
   worker with Faust's own stores, whose recovery takes every record through Faust's
-  per-record path (the "before" of cioproc.app.fast_restore).
+  per-record path (the "before" of cioproc.store's bulk restore).
 
 Each run is its own process. Reported per run: the wall time from process start to
 readiness (``/readyz`` answers 200: partitions assigned, recovery done), the restore alone
@@ -209,7 +209,7 @@ def log_times(path: Path) -> dict[str, float]:
 # Faust's own stores (and so its per-record recovery): the worker with the table's store left to
 # the app's (memory:// or rocksdb://), for the "before" figures of --stock.
 STOCK_WORKER = (
-    "import sys, cioproc.app.fast_restore as f; f.store_url = lambda store, table: None; "
+    "import sys, cioproc.store as s; s.store_url = lambda store, table: None; "
     "from cioproc.app.worker import main; sys.exit(main('processor'))"
 )
 
@@ -247,7 +247,7 @@ def worker_run(kind: str, env: dict[str, str], log_path: Path, stock: bool = Fal
 
 
 def bulk_restored(path: Path) -> int:
-    """Records the worker's stores read in bulk (cioproc.app.fast_restore's log lines)."""
+    """Records the worker's stores read in bulk (cioproc.store.changelog's log lines)."""
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         if "bulk-restored" in line:

@@ -5,6 +5,7 @@ records without the header (every record written before) still read as one comma
 from __future__ import annotations
 
 import asyncio
+import types
 
 import msgpack
 import orjson
@@ -257,12 +258,15 @@ def test_a_chunk_being_written_when_the_fetcher_is_cancelled_is_finished_and_ack
 
             return asyncio.ensure_future(acknowledged())
 
-    class Store:
-        def get(self, partition: int, key: bytes):
+    class Store:  # a UserStore (cioproc.store.interface) holding nothing
+        def read_state(self, partition: int, key: bytes):
             return None
 
-        def put(self, states, offsets) -> None:
+        def write_states(self, states, changelog_offsets) -> None:
             self.states = states
+
+        def apply_changelog(self, partition, records) -> None:
+            raise AssertionError("the processor applies no changelog records")
 
     producer, acked = Producer(), []
 
@@ -286,8 +290,8 @@ def test_a_chunk_being_written_when_the_fetcher_is_cancelled_is_finished_and_ack
         async def crash(self, exc: BaseException) -> None:
             raise AssertionError(f"crashed: {exc}")
 
-    processor = Processor(App(), None, topics, MappingSettings(), ProcessorStats("dlq"))
-    processor.store = Store()
+    table = types.SimpleNamespace(data=Store())  # a Faust table's store is its ``data``
+    processor = Processor(App(), table, topics, MappingSettings(), ProcessorStats("dlq"))
     records = [Message(batches_topic, key_partition(str(m).encode(), 4), m, 1_700_000_000.0, 0, [],
                        str(m).encode(), batch(m, 2), None) for m in (7, 8)]
 

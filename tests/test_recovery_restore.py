@@ -1,4 +1,4 @@
-"""The bulk table restore (cioproc.app.fast_restore) against the real broker: what it reads,
+"""The bulk table restore (cioproc.store.changelog) against the real broker: what it reads,
 where it starts, what the stores hold and report afterwards.
 
 The worker-level proof that a restored table maps exactly as before (memory and RocksDB, a
@@ -17,8 +17,11 @@ from faust.types import TP
 from helpers_kafka import create_topics, produce_sync, write_topics_file
 
 from cioproc.app.factory import create_app
-from cioproc.app.fast_restore import MemoryStore, RocksDBStore, read_changelog, store_url
 from cioproc.config import parse_config
+from cioproc.store import store_url
+from cioproc.store.changelog import read_changelog
+from cioproc.store.memory import MemoryStore
+from cioproc.store.rocksdb import RocksDBStore
 
 pytestmark = pytest.mark.kafka
 
@@ -93,8 +96,9 @@ def test_memory_store_restores_in_bulk_remembers_offsets_and_keeps_standbys(kafk
     # The next rebalance reads only what was written since.
     produce(kafka_bootstrap, topic, 0, [(b"u0-3", b"later")])
     reads = []
-    original = store._apply
-    monkeypatch.setattr(store, "_apply", lambda p, records: (reads.append((p, len(records))), original(p, records)))
+    original = store.apply_changelog
+    monkeypatch.setattr(store, "apply_changelog",
+                        lambda p, records: (reads.append((p, len(records))), original(p, records)))
     asyncio.run(store.on_rebalance(set(), set(), set(), 1))
     assert reads == [(0, 1)] and store.data[b"u0-3"] == b"later"
     assert store.persisted_offset(TP(topic, 0)) == 50
@@ -126,8 +130,9 @@ def test_rocksdb_store_restores_cold_in_bulk_and_warm_from_its_persisted_offset(
     produce(kafka_bootstrap, topic, 1, [(b"u1-0", b"changed")])
     warm = store_for(tmp_path, kafka_bootstrap, app_id, topics, "rocksdb", monkeypatch, {0, 1, 2}, set())
     reads = []
-    original = warm._apply
-    monkeypatch.setattr(warm, "_apply", lambda p, records: (reads.append((p, len(records))), original(p, records)))
+    original = warm.apply_changelog
+    monkeypatch.setattr(warm, "apply_changelog",
+                        lambda p, records: (reads.append((p, len(records))), original(p, records)))
     asyncio.run(warm.on_rebalance({TP(topic, p) for p in range(PARTITIONS)}, set(),
                                   {TP(topic, p) for p in range(PARTITIONS)}, 0))
     assert reads == [(1, 1)]
@@ -138,14 +143,20 @@ def test_rocksdb_store_restores_cold_in_bulk_and_warm_from_its_persisted_offset(
         db.close()
 
 
-def test_table_store_writes_move_the_memory_stores_offsets(kafka_bootstrap, changelog, tmp_path, monkeypatch):
-    """The processor's own writes count as applied: the next rebalance does not read them back."""
-    from cioproc.app.table_store import TableStore
-
+def test_the_processors_writes_are_not_read_back_by_the_next_rebalance(kafka_bootstrap, changelog, tmp_path,
+                                                                        monkeypatch):
+    """The processor's own writes count as applied: the next rebalance reads only what follows them."""
     app_id, topics, topic = changelog
+    produce(kafka_bootstrap, topic, 0, [(b"u", b"state-0"), (b"u", b"state-1"), (b"v", b"state-2")])
     store = store_for(tmp_path, kafka_bootstrap, app_id, topics, "memory", monkeypatch, {0}, set())
-    TableStore(store.table, topic).put({(0, b"u"): b"state"}, {0: 77})
-    assert store.persisted_offset(TP(topic, 0)) == 77
+    store.write_states({(0, b"u"): b"state-1"}, {0: 1})  # as the processor does, once records 0-1 are acked
+    reads = []
+    original = store.apply_changelog
+    monkeypatch.setattr(store, "apply_changelog",
+                        lambda p, records: (reads.append(records), original(p, records)))
+    asyncio.run(store.on_rebalance(set(), set(), set(), 0))
+    assert reads == [[(b"v", b"state-2", 2)]]
+    assert store.read_state(0, b"u") == b"state-1" and store.persisted_offset(TP(topic, 0)) == 2
 
 
 def test_a_second_worker_takes_over_from_its_standby_copy(kafka_bootstrap, unique, tmp_path):

@@ -29,7 +29,6 @@ from mode import Service
 
 from cioproc import names
 from cioproc.app.batching import BatchApp
-from cioproc.app.fast_restore import store_url as restore_store_url
 from cioproc.app.faust_config import (
     TABLE_NAME,
     check_changelog_topic,
@@ -46,6 +45,7 @@ from cioproc.errors import StartupError
 from cioproc.kafka import client_id
 from cioproc.kafka.topics import ActualTopic, TopicsFile, load_topics
 from cioproc.observability.metrics import MetricsServer
+from cioproc.store import store_url
 
 log = logging.getLogger("cioproc.worker")
 
@@ -160,7 +160,7 @@ def attach_processor(app: BatchApp, config: Config, topics: TopicsFile) -> Proce
         value_type=bytes,
         partitions=changelog.partitions,
         options=table_options(config),
-        store=restore_store_url(config.store, TABLE_NAME),  # Faust's stores with a bulk restore (see fast_restore)
+        store=store_url(config.store, TABLE_NAME),  # cioproc's stores (cioproc.store), found by Faust's entry points
         help="cioproc user state (msgpack UserState) by MPID",
     )
     stats = ProcessorStats(topics.by_role("batches_dlq").name)  # the dead-letter metrics' topic label

@@ -95,12 +95,12 @@ UPSTREAM: dict[str, Watched] = {
         "relied on: the started aiokafka producer"),
     "faust.stores.memory:Store": Watched(
         "83ceb1145af05eae",
-        "cioproc/app/fast_restore.py MemoryStore (incl. on_recovery_completed), cioproc/app/table_store.py",
+        "cioproc/store/memory.py MemoryStore (incl. on_recovery_completed, apply_changelog_batch)",
         "subclassed; its data and key->partition dicts written directly"),
     "faust.stores.rocksdb:Store._db_for_partition": Watched(
         "cb7e67d5f9efc4bc", "cioproc/app/internals.py rocksdb_partition_db", "relied on: one RocksDB per partition"),
     "faust.stores.rocksdb:Store.set_persisted_offset": Watched(
-        "b4c811926678346e", "cioproc/app/fast_restore.py RocksDBStore, cioproc/app/table_store.py",
+        "b4c811926678346e", "cioproc/store/rocksdb.py RocksDBStore._advance",
         "relied on: where Faust's recovery starts"),
 }
 
@@ -150,7 +150,7 @@ def read_offsets(consumer: Any) -> Mapping[TP, int | None]:
 
 
 def memory_store_partitions(store: Any) -> dict[bytes, int]:
-    """Faust's memory ``Store._key_partition`` (key -> partition), written by bulk writes and restores.
+    """Faust's memory ``Store._key_partition`` (key -> partition), kept by cioproc's MemoryStore's writes.
     Upstream offers only per-event writes, which take the partition from the current event."""
     return cast(dict[bytes, int], store._key_partition)
 

@@ -72,10 +72,10 @@ from cioproc.app.internals import aiokafka_producer
 from cioproc.app.plan import plan_chunk
 from cioproc.app.plan_records import ChunkPlan, Outgoing, PlanTopics
 from cioproc.app.stats import ProcessorStats
-from cioproc.app.table_store import TableStore
 from cioproc.kafka.topics import ActualTopic, TopicsFile
 from cioproc.models.settings import MappingSettings
 from cioproc.models.state import StateDecodeError
+from cioproc.store import UserStore
 
 log = logging.getLogger("cioproc.processor")
 
@@ -110,7 +110,7 @@ class Processor:
             self.topics.audiences: topics.by_role("audiences").partitions,
             self.topics.erasures: topics.by_role("erasures").partitions,
         }
-        self.store = TableStore(table, self.changelog_topic)
+        self.store: UserStore = table.data  # cioproc's table store (see cioproc.store.interface)
         self.failed = False  # set for good when a chunk could not be written: nothing later is acked
 
     def use_topic_limits(self, actual: Mapping[str, ActualTopic]) -> None:
@@ -135,8 +135,8 @@ class Processor:
             return
         tune_gc()  # (the first chunk: start-up is over)
         try:
-            plan = plan_chunk(records, self.topics, self.settings, self.store.get, self.partition_for, _state_reset,
-                              self.max_record_bytes, now_ms=int(time.time() * 1000))
+            plan = plan_chunk(records, self.topics, self.settings, self.store.read_state, self.partition_for,
+                              _state_reset, self.max_record_bytes, now_ms=int(time.time() * 1000))
             writing = asyncio.ensure_future(self._write(plan))
             try:
                 offsets = await asyncio.shield(writing)
@@ -171,7 +171,7 @@ class Processor:
 
     def _done(self, records: list[Message], plan: ChunkPlan, offsets: dict[int, int]) -> None:
         """Store the states and ack the records (step 5)."""
-        self.store.put(plan.states, offsets)
+        self.store.write_states(plan.states, offsets)
         ack = self.app.consumer.ack
         done = self.app.sensors.on_message_out
         for message in records:
