@@ -136,3 +136,26 @@ def test_no_cioproc_module_branches_on_a_store_class():
     found = {str(path.relative_to(REPO)): checks for path in sorted((REPO / "cioproc").rglob("*.py"))
              if (checks := store_class_checks(path.read_text()))}
     assert found == {}
+
+
+@pytest.mark.parametrize("entry_points", [False, True])
+def test_check_reports_a_missing_store_entry_point_for_the_processor_role(entry_points, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    if not entry_points:
+        (site / "sitecustomize.py").write_text(WITHOUT_ENTRY_POINTS)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "CIOPROC_ENV_FILE": str(tmp_path / "no.env"),
+           "CIOPROC_HOME": str(tmp_path), "CIOPROC_TOPICS_FILE": str(REPO / "topics.yaml"),
+           "CIOPROC_STORE": "rocksdb", "CIOPROC_DATA_DIR": str(tmp_path / "data"),
+           "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    result = subprocess.run([sys.executable, "-m", "cioproc.cli", "check", "--role", "processor"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output, output  # Kafka at :1 is a problem either way
+    store_problems = [line for line in result.stderr.splitlines() if "cioproc-rocksdb" in line]
+    if entry_points:
+        assert not store_problems, output
+        assert "ok       table store: cioproc-rocksdb" in result.stdout, output
+    else:
+        assert len(store_problems) == 1 and store_problems[0].startswith("problem  table store: "), output
+        assert "make install" in store_problems[0], output

@@ -1,8 +1,9 @@
 """`cioproc check [--role processor|sender|all]`: can a worker of this role run here?
 
 In order: the configuration (every variable, and the sender's credentials for the sender
-roles), topics.yaml against the app id, Kafka reachable with the configured security, the
-topics the role needs (missing, co-partitioning, drift), and for the sender roles the
+roles), topics.yaml against the app id, for the processor roles the table store (registered
+with Faust by the package's entry points), Kafka reachable with the configured security,
+the topics the role needs (missing, co-partitioning, drift), and for the sender roles the
 Customer.io credentials and region (``GET /api/v1/accounts/region``). Each problem is one
 line on stderr; what is fine is one ``ok`` line on stdout. Exit 0 only when all is well,
 1 when a check failed, 2 when the configuration itself is invalid.
@@ -38,9 +39,10 @@ class Report:
 async def check(role: str, config: Config) -> Report:
     """Every check for ``role`` with a valid ``config``."""
     from cioproc.app.factory import group_id
-    from cioproc.app.faust_config import check_changelog_topic
+    from cioproc.app.faust_config import TABLE_NAME, check_changelog_topic
     from cioproc.errors import StartupError
     from cioproc.kafka.topics import TopicsFileError, load_topics
+    from cioproc.store import store_url
 
     report = Report()
     if role in ("sender", "all"):
@@ -58,6 +60,12 @@ async def check(role: str, config: Config) -> Report:
         report.ok.append(f"topics file: {topics.path}")
     except (TopicsFileError, StartupError) as exc:
         report.problems.append(f"topics file: {exc}")
+    if role in ("processor", "all"):
+        try:
+            scheme = store_url(config.store, TABLE_NAME).split(":", 1)[0]
+            report.ok.append(f"table store: {scheme} (registered with Faust)")
+        except StartupError as exc:
+            report.problems.append(f"table store: {exc}")
     await _check_kafka(role, config, topics, report)
     if role in ("sender", "all") and config.site_id and config.api_key:
         await _check_customer_io(config, report)
