@@ -3,6 +3,8 @@
 - the worker refuses a faust-streaming outside the tested range, in one line;
 - every upstream function the project copies, overrides or relies on still has the source
   recorded for the pinned version (a changed one names itself and the project's copy);
+- every method a cioproc class overrides on a faust, mode, aiokafka or aiohttp class is
+  watched (by digest) or declared a public extension hook;
 - the project's copy of ``Consumer._drain_messages`` keeps upstream's periodic yield to the
   event loop and its log of records dropped after a seek back.
 """
@@ -10,7 +12,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import inspect
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +23,7 @@ from pathlib import Path
 import pytest
 from faust.types import TP, Message
 
+import cioproc
 from cioproc.app import internals
 from cioproc.app.batching import BatchApp
 
@@ -135,3 +141,50 @@ async def test_records_before_the_read_offset_are_dropped_with_a_log(caplog):
     dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage().lower()]
     assert len(dropped) == 2 and "in-0 offset 3" in dropped[0] and "in-0 offset 4" in dropped[1], dropped
     assert not any("b'v'" in line or "b'k'" in line for line in dropped), "a record's key or value was logged"
+
+
+UPSTREAM_PACKAGES = ("faust", "mode", "aiokafka", "aiohttp")
+
+
+def upstream_overrides() -> dict[str, str]:
+    """Each function a cioproc class defines over an upstream class's: upstream name -> ours."""
+    found: dict[str, str] = {}
+    for info in pkgutil.walk_packages(cioproc.__path__, "cioproc."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__:
+                continue
+            upstream = [base for base in cls.__mro__[1:] if base.__module__.split(".")[0] in UPSTREAM_PACKAGES]
+            for name, value in vars(cls).items():
+                if not callable(value) and not isinstance(value, (staticmethod, classmethod, property)):
+                    continue
+                if name.startswith("__") and name not in ("__init__", "__post_init__"):
+                    continue
+                defining = next((base for base in upstream if name in vars(base)), None)
+                if defining is not None:
+                    upstream_name = f"{defining.__module__}:{defining.__qualname__}.{name}"
+                    found[upstream_name] = f"{cls.__module__}.{cls.__qualname__}"
+    return found
+
+
+def test_every_override_of_an_upstream_method_is_watched_or_a_public_hook():
+    overrides = upstream_overrides()
+    assert "faust.transport.consumer:Consumer._drain_messages" in overrides  # the scan finds what it must
+    unwatched = {
+        name: ours for name, ours in overrides.items()
+        if name not in internals.UPSTREAM and name.rsplit(".", 1)[0] not in internals.UPSTREAM
+        and name not in internals.PUBLIC_HOOKS
+    }
+    assert not unwatched, (
+        "cioproc overrides these upstream methods without watching them: add each to UPSTREAM in "
+        f"cioproc/app/internals.py (digest: python -m cioproc.app.internals), or to PUBLIC_HOOKS if it is "
+        f"a documented extension point: {unwatched}"
+    )
+
+
+def test_public_hooks_are_overridden_and_not_also_watched():
+    overrides = upstream_overrides()
+    assert set(internals.PUBLIC_HOOKS) <= set(overrides), set(internals.PUBLIC_HOOKS) - set(overrides)
+    assert not set(internals.PUBLIC_HOOKS) & set(internals.UPSTREAM)

@@ -8,7 +8,9 @@ them here makes an upgrade a review of one file:
    (:func:`check_faust_version`) and pinned in pyproject.toml;
 2. :data:`UPSTREAM`: each upstream function the project copies, overrides or relies on, with
    a digest of its source in the tested version; ``tests/test_faust_internals.py`` names the
-   one that changed and where the project's side lives;
+   one that changed and where the project's side lives. A test also finds every upstream
+   method a cioproc class overrides: each is in :data:`UPSTREAM` or, when it is a documented
+   extension point (a constructor, a service callback), in :data:`PUBLIC_HOOKS`;
 3. the copies and overrides themselves (:class:`BatchConsumer`, :class:`FencedApp`) and small
    accessors, each with why it is needed and what upstream offers instead.
 
@@ -102,8 +104,37 @@ UPSTREAM: dict[str, Watched] = {
     "faust.stores.rocksdb:Store.set_persisted_offset": Watched(
         "b4c811926678346e", "cioproc/store/rocksdb.py RocksDBStore._advance",
         "relied on: where Faust's recovery starts"),
+    "faust.stores.rocksdb:Store.on_rebalance": Watched(
+        "38357aed5b7fc777", "cioproc/store/rocksdb.py RocksDBStore.on_rebalance",
+        "overridden: the bulk restore runs once Faust has opened the partitions' databases"),
+    "faust.stores.base:Store.on_rebalance": Watched(
+        "a32fbe3c18de4288", "cioproc/store/memory.py MemoryStore.on_rebalance",
+        "overridden: the bulk restore after the base's bookkeeping"),
+    "faust.stores.base:Store.set_persisted_offset": Watched(
+        "1dac35f34b4d7130", "cioproc/store/memory.py MemoryStore.set_persisted_offset",
+        "overridden: the memory store keeps persisted offsets (upstream's keeps none)"),
+    "faust.tables.manager:TableManager.on_rebalance": Watched(
+        "2d2c23a07bf54328", "cioproc/store/changelog.py ChangelogRestore.restore_from_changelog",
+        "relied on: the stores' on_rebalance (the bulk restore) runs before the recovery's"),
 }
 
+
+# Upstream methods the project overrides that are documented extension points (constructors
+# extended through super(), service callbacks, listener interfaces): not watched by digest.
+PUBLIC_HOOKS: dict[str, str] = {
+    "faust.app.base:App.__init__": "extended through super(): the batch routes (cioproc/app/batching.py)",
+    "faust.app.base:App.on_first_start": "mode's service callback, extended through super() (batching.py, factory.py)",
+    "faust.worker:Worker.__init__": "extended through super(): logging options (cioproc/app/worker.py)",
+    "faust.transport.drivers.aiokafka:Transport.Consumer": "the transport's consumer class attribute "
+    "(BatchTransport; the watched App._new_transport picks the transport)",
+    "mode.services:Service.__init__": "extended through super(): the metrics service (cioproc/app/factory.py)",
+    "mode.services:ServiceCallbacks.on_start": "mode's service callback (the metrics service)",
+    "mode.services:ServiceCallbacks.on_stop": "mode's service callback (the metrics service)",
+    "aiokafka.abc:ConsumerRebalanceListener.on_partitions_assigned": "aiokafka's rebalance listener "
+    "interface (cioproc/replay/redrive.py)",
+    "aiokafka.abc:ConsumerRebalanceListener.on_partitions_revoked": "aiokafka's rebalance listener "
+    "interface (cioproc/replay/redrive.py)",
+}
 
 def upstream_source(name: str) -> str:
     """The installed source of ``module:Qualified.name``."""
