@@ -191,6 +191,20 @@ class Workspace:
             raise IdentifyFailure("a person needs an id or an email")
         return person, final
 
+    def _found_or_created(self, target: Identifier, dropped: str) -> Person | None:
+        """The person ``target`` names, created when it names them by id or email (as Customer.io
+        does for events and devices); None, logged as ``dropped``, for an unknown cio_id."""
+        person = self.find(target)
+        if person is not None:
+            return person
+        if target.kind == CIO_ID:
+            self._log(dropped, target, f"cio_id {target.value} does not exist")
+            return None
+        person = Person(cio_id=self._new_cio_id())
+        self.people[person.cio_id] = person
+        self._set_identifiers(person, {ID: None, EMAIL: None} | {target.kind: target.value})
+        return person
+
     def _set_identifiers(self, person: Person, identifiers: dict[str, str | None]) -> None:
         if person.id is not None and person.id != identifiers[ID]:
             del self._by_id[person.id]
@@ -214,14 +228,9 @@ class Workspace:
         if op.event_id is not None and op.event_id in self.events:
             self.events_deduplicated += 1
             return "deduplicated"
-        person = self.find(op.target)
+        person = self._found_or_created(op.target, "event_dropped")
         if person is None:
-            if op.target.kind == CIO_ID:
-                self._log("event_dropped", op.target, f"cio_id {op.target.value} does not exist")
-                return "failed"
-            person = Person(cio_id=self._new_cio_id())
-            self.people[person.cio_id] = person
-            self._set_identifiers(person, {ID: None, EMAIL: None} | {op.target.kind: op.target.value})
+            return "failed"
         event_id = op.event_id
         if event_id is None:
             self._next_anonymous_event += 1
@@ -233,19 +242,15 @@ class Workspace:
     # -- devices --------------------------------------------------------------------
     def device(self, op: DeviceOp) -> Outcome:
         """add_device (moves a token held by another person) or delete_device."""
-        person = self.find(op.target)
         if op.delete:
+            person = self.find(op.target)
             if person is not None and op.token in person.devices:
                 del person.devices[op.token]
                 self._device_owner.pop(op.token, None)
             return "applied"
+        person = self._found_or_created(op.target, "device_dropped")
         if person is None:
-            if op.target.kind == CIO_ID:
-                self._log("device_dropped", op.target, f"cio_id {op.target.value} does not exist")
-                return "failed"
-            person = Person(cio_id=self._new_cio_id())
-            self.people[person.cio_id] = person
-            self._set_identifiers(person, {ID: None, EMAIL: None} | {op.target.kind: op.target.value})
+            return "failed"
         owner = self._device_owner.get(op.token)
         holder = self.people.get(owner) if owner is not None else None  # (None: that person was deleted)
         if holder is not None and holder is not person:
