@@ -67,13 +67,6 @@ def person(pipeline: Pipeline, customer_id: str) -> dict | None:
     return next((p for p in pipeline.people() if p["id"] == customer_id), None)
 
 
-@pytest.fixture
-def pipeline(kafka_bootstrap, unique, tmp_path):
-    p = Pipeline(kafka_bootstrap, unique, tmp_path)
-    yield p
-    p.close()
-
-
 def commands_of(pipeline: Pipeline, mpid: str) -> list[Command]:
     return [c for r in pipeline.read("commands") if r.key == mpid.encode() for c in decode_record(r.value, r.headers)]
 

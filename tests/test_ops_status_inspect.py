@@ -24,13 +24,6 @@ def batch(mpid: int, *names: str) -> bytes:
     })
 
 
-@pytest.fixture
-def pipeline(kafka_bootstrap, unique, tmp_path):
-    p = Pipeline(kafka_bootstrap, unique, tmp_path)
-    yield p
-    p.close()
-
-
 def status(p: Pipeline) -> dict:
     result = p.cli("status", "--json")
     assert result.returncode == 0, result.stderr

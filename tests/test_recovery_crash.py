@@ -35,13 +35,6 @@ KILLS = 5
 SETTLE_S = 240
 
 
-@pytest.fixture
-def pipeline(kafka_bootstrap, unique, tmp_path):
-    p = Pipeline(kafka_bootstrap, unique, tmp_path)
-    yield p
-    p.close()
-
-
 def sender_group(p: Pipeline) -> str:
     return f"{p.app_id}-sender"
 

@@ -24,13 +24,6 @@ pytestmark = pytest.mark.kafka
 STOP_BOUND_S = 30.0
 
 
-@pytest.fixture
-def pipeline(kafka_bootstrap, unique, tmp_path):
-    p = Pipeline(kafka_bootstrap, unique, tmp_path)
-    yield p
-    p.close()
-
-
 def event_ids_by_input(records: list[tuple[str, str, bytes]]) -> dict[bytes, set[str]]:
     """For each input value: the ids of the events its mapping produces (users mapped in input order)."""
     states: dict[str, object] = {}

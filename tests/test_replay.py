@@ -23,13 +23,6 @@ pytestmark = pytest.mark.kafka
 SETTLE_S = 120
 
 
-@pytest.fixture
-def pipeline(kafka_bootstrap, unique, tmp_path):
-    p = Pipeline(kafka_bootstrap, unique, tmp_path)
-    yield p
-    p.close()
-
-
 def run_to_end(p: Pipeline, worker: str, **env: str) -> None:
     """Start a worker and wait until it committed every input record and every command."""
     p.start_worker(worker, **env)
