@@ -27,11 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 from faust.types import Message
 
 from cioproc.mapping.erasure import erase_result, erase_steps
-from cioproc.models.commands import COMMAND_VERSION, Command, CommandKind, decode_command
+from cioproc.models.commands import Command, CommandKind, command_prefix, decode_command
 from cioproc.observability import metrics
 from cioproc.sender.payloads import encode_v2_entry
 
@@ -39,8 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cioproc.app.sender_agent import Sender
     from cioproc.app.sender_chunk import DeadLetter, PreparedChunk
 
-# encode_command writes a 10-element array, the version, then the kind: an erase starts so.
-ERASE_PREFIX = b"\x9a" + msgpack.packb(COMMAND_VERSION) + msgpack.packb(CommandKind.ERASE.value)
+ERASE_PREFIX = command_prefix(CommandKind.ERASE)
 SUPERSEDED = "erased_before_delivery"
 
 

@@ -144,6 +144,13 @@ def encode_command(command: Command) -> bytes:
     return packed
 
 
+def command_prefix(kind: CommandKind) -> bytes:
+    """The first bytes of every encoded command of ``kind`` (:func:`encode_command` writes a
+    10-element array, the version, then the kind): a kind test without decoding."""
+    prefix: bytes = b"\x9a" + msgpack.packb(COMMAND_VERSION) + msgpack.packb(kind.value)
+    return prefix
+
+
 def encode_commands(commands: list[Command]) -> bytes:
     """The value of a ``commands/1`` record: the commands as one msgpack array, in order.
 
