@@ -286,3 +286,79 @@ def test_replay_never_moves_a_lagging_group_forward_and_changes_nothing_without_
         assert p.offsets("batches", group) == {0: 1200}
     finally:
         p.close()
+
+
+def produce_with_headers(p: Pipeline, role: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]) -> None:
+    """Records as (key, value, headers) on one topic, in order."""
+    from aiokafka import AIOKafkaProducer
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=p.bootstrap, acks="all", **p.client)
+        await producer.start()
+        try:
+            for key, value, headers in records:
+                await producer.send_and_wait(p.topics.by_role(role).name, value, key=key, headers=headers)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def test_replaying_commands_re_delivers_merges_and_erasures_only_when_asked_to(kafka_bootstrap, unique, tmp_path):
+    """Merge and erase act again in Customer.io (a secondary re-created since is merged away again, a
+    person who came back is erased again): a commands replay whose range holds any is refused unless
+    --allow-irreversible; the dry run counts them; a range after them replays freely."""
+    from cioproc.models.commands import (
+        COMMAND_LIST_FORMAT,
+        RECORD_FORMAT_HEADER,
+        Command,
+        CommandKind,
+        encode_command,
+        encode_commands,
+    )
+
+    p = Pipeline(kafka_bootstrap, unique, tmp_path, partitions=1)
+    try:
+        listed = [(RECORD_FORMAT_HEADER, COMMAND_LIST_FORMAT)]
+        track = Command(CommandKind.TRACK, "1", "id", "c1", 1, {}, "viewed", "01J")
+        merge = Command(CommandKind.MERGE, "1", "id", "c1", 1, {}, None, None, ("id", "c2"))
+        erase = Command(CommandKind.ERASE, "2", "id", "c3", 0, {"identifiers": [["id", "c3"]]})
+        identify = Command(CommandKind.IDENTIFY, "3", "id", "c4", 1, {"a": 1})
+        produce_with_headers(p, "commands", [
+            (b"1", encode_commands([track, merge, track]), listed),  # offset 0
+            (b"2", encode_command(erase), []),  # 1: an erase is a record of its own
+            (b"3", encode_commands([identify]), listed),  # 2
+            (b"4", b"not a command", []),  # 3: the sender dead-letters it; nothing irreversible
+            (b"3", encode_commands([identify, track]), listed),  # 4
+        ])
+        group = f"sender-{unique}"
+        commit_offsets(p, "commands", group, {0: 5})
+
+        def attempt(*args: str) -> subprocess.CompletedProcess:
+            return p.cli("replay", "commands", "--group", group, *args)
+
+        planned = attempt("--from-beginning")
+        assert planned.returncode == 0, planned.stderr
+        assert "re-delivers 1 merge and 1 erase command(s)" in planned.stdout, planned.stdout
+        assert "--allow-irreversible" in planned.stdout
+        refused = attempt("--from-beginning", "--execute")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "--allow-irreversible" in refused.stderr and "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert p.offsets("commands", group) == {0: 5}  # nothing changed
+
+        after = attempt("--from-offsets", "0:2", "--execute")  # identifies, a poison record, a track
+        assert after.returncode == 0, after.stderr
+        assert "merge" not in after.stdout and p.offsets("commands", group) == {0: 2}
+
+        commit_offsets(p, "commands", group, {0: 1})  # the group never delivered the erase at 1 yet:
+        first_time = attempt("--from-offsets", "0:1", "--execute")  # not a replay of it
+        assert first_time.returncode == 0, first_time.stderr
+        commit_offsets(p, "commands", group, {0: 5})
+
+        allowed = attempt("--from-beginning", "--execute", "--allow-irreversible")
+        assert allowed.returncode == 0, allowed.stderr
+        assert "re-delivers 1 merge and 1 erase command(s)" in allowed.stdout
+        assert p.offsets("commands", group) == {0: 0}
+    finally:
+        p.close()

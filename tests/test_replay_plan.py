@@ -198,3 +198,66 @@ def test_groups_are_the_ones_the_workers_use():
 
     for role in ("processor", "all", "sender"):
         assert consumer_group(role, "shop") == group_id(role, "shop")
+
+
+# ---- irreversible commands in a commands replay ---------------------------------------------
+
+def _command(kind, **fields):
+    from cioproc.models.commands import Command
+
+    return Command(kind, "1", "id", "c1", 1, **fields)
+
+
+def test_irreversible_kinds_are_found_in_both_record_formats_in_order():
+    from cioproc.models.commands import (
+        COMMAND_LIST_FORMAT,
+        RECORD_FORMAT_HEADER,
+        CommandKind,
+        encode_command,
+        encode_commands,
+    )
+    from cioproc.replay.plan import irreversible_kinds
+
+    listed = [(RECORD_FORMAT_HEADER, COMMAND_LIST_FORMAT)]
+    track = _command(CommandKind.TRACK, name="viewed", event_id="01J")
+    merge = _command(CommandKind.MERGE, secondary=("email", "a@example.com"))
+    assert irreversible_kinds(encode_commands([track, merge, track, merge]), listed) == ["merge", "merge"]
+    for kind in (CommandKind.ERASE, CommandKind.DELETE, CommandKind.SUPPRESS):
+        assert irreversible_kinds(encode_command(_command(kind)), []) == [kind.value]
+    for kind in (CommandKind.IDENTIFY, CommandKind.TRACK, CommandKind.UNSUBSCRIBE, CommandKind.ADD_DEVICE,
+                 CommandKind.DELETE_DEVICE):  # delete_device is not delete: its prefix differs
+        assert irreversible_kinds(encode_commands([_command(kind)]), listed) == []
+    assert irreversible_kinds(encode_command(merge), listed) == []  # a single command read as a list: unreadable
+
+
+@given(st.binary(max_size=200), st.sampled_from([[], [("cioproc.format", b"commands/1")], [("cioproc.format", b"x")]]))
+def test_irreversible_kinds_never_raise_on_arbitrary_records(value, headers):
+    from cioproc.replay.plan import irreversible_kinds
+
+    assert isinstance(irreversible_kinds(value, headers), list)
+
+
+def test_replayed_ranges_are_what_the_group_reads_again_not_for_the_first_time():
+    from cioproc.replay.plan import replayed_ranges
+
+    before = {0: 10, 1: None, 2: 4, 3: 7}
+    beginning = {0: 0, 1: 0, 2: 5, 3: 0}
+    end = {0: 12, 1: 9, 2: 9, 3: 6}  # 3: a commit past the end (a recreated topic)
+    targets = {0: 3, 1: 0, 2: 5, 3: 0}
+    assert replayed_ranges(before, beginning, targets, end) == {0: (3, 10), 3: (0, 6)}
+
+
+def test_irreversible_counts_are_described_in_one_phrase():
+    from cioproc.replay.plan import describe_irreversible
+
+    assert describe_irreversible({"erase": 2}) == "2 erase command(s)"
+    assert describe_irreversible({"erase": 1, "merge": 3}) == "3 merge and 1 erase command(s)"
+    assert describe_irreversible({"suppress": 1, "delete": 2, "merge": 1}) == \
+        "1 merge, 2 delete and 1 suppress command(s)"
+
+
+def test_only_a_commands_replay_takes_allow_irreversible():
+    parser = build_parser()
+    assert parser.parse_args(["commands", "--from-beginning", "--allow-irreversible"]).allow_irreversible
+    with pytest.raises(SystemExit):
+        parser.parse_args(["batches", "--from-beginning", "--allow-irreversible"])

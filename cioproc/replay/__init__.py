@@ -18,6 +18,13 @@ Two operations, with different safety rules:
     group at 1000 sent to 1200. Such a plan is refused (exit 1, nothing changed) unless
     ``--allow-forward`` is given.
 
+    ``replay commands`` first reads the records the group would read again (from the start
+    point to where it would resume) and counts the merge and erase (delete, suppress)
+    commands among them: those act again in Customer.io (a merge takes away a secondary
+    person created since; an erase deletes a person who came back). The plan shows the
+    count, and ``--execute`` is refused (exit 1, nothing changed) unless
+    ``--allow-irreversible`` is given. Replaying ``batches`` never merges or erases again.
+
     It refuses (exit 1) while the group has active members: a running worker would
     overwrite the moved offsets with its next commit. Stop the workers of that group first
     (a SIGKILLed worker stays a member until its session times out, 10 s for cioproc's
@@ -56,9 +63,10 @@ Effect on Customer.io
       final state is unchanged; people's attribute histories (``updated_at``, activity
       logs, campaigns triggered by attribute changes) may see the intermediate values again.
     * Unsubscribe is an identify with ``unsubscribed: true``: a replay repeats it and never
-      resubscribes anyone. Merge of two people already merged is a no-op.
-    * A replay cannot undo anything: cioproc never deletes, suppresses or resubscribes a
-      person, and a replay only re-sends what the input says.
+      resubscribes anyone.
+    * A replay cannot undo anything, and replayed input merges and erases no one again
+      (identities carry the time they were set); a commands replay re-delivers the merges
+      and erasures of its range only with ``--allow-irreversible``.
     * A re-driven command is delivered after whatever the sender delivered since it was
       refused. For events that changes nothing but their arrival; a re-driven identify sets
       the values it carries, which are older than any identify of the same person delivered
@@ -99,9 +107,11 @@ from cioproc.replay.plan import (
     REPLAYABLE,
     SOURCE_TOPIC_HEADER,
     ForwardMoveRefused,
+    IrreversibleReplayRefused,
     ReplayError,
     choose_commands_group,
     consumer_group,
+    describe_irreversible,
     forward_moves,
     parse_offsets,
     parse_time,
@@ -113,7 +123,8 @@ from cioproc.replay.redrive import RedriveResult, redrive_dlq
 
 __all__ = [
     "ASSIGNMENT_TIMEOUT_S", "INACTIVE_STATES", "REDRIVEN_HEADER", "REPLAYABLE", "SOURCE_TOPIC_HEADER",
-    "ForwardMoveRefused", "GroupState", "RedriveResult", "ReplayError", "ResetResult", "build_parser",
+    "ForwardMoveRefused", "GroupState", "IrreversibleReplayRefused", "RedriveResult", "ReplayError", "ResetResult",
+    "build_parser",
     "choose_commands_group", "committed_offsets", "consumer_group", "forward_moves", "group_state", "main",
     "parse_offsets", "parse_time", "redrive_dlq", "redrive_sources", "redrive_target", "reset_offsets",
     "resolve_commands_group", "resume_offset", "start_offsets", "topic_partitions",
@@ -138,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         mode.add_argument("--dry-run", action="store_true", help="only show the plan (the default)")
         q.add_argument("--allow-forward", action="store_true",
                        help="allow moving a partition past where the group would resume, skipping its records")
+        if name == "commands":
+            q.add_argument("--allow-irreversible", action="store_true",
+                           help="allow re-delivering merge and erase commands (they act again in Customer.io)")
     q = sub.add_parser("dlq", help="re-drive dead-lettered records to their original topic")
     q.add_argument("--source", choices=("batches", "commands"), required=True)
     q.add_argument("--from-time", type=parse_time, help="start at the dead letters of this time (default: where "
@@ -169,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.what == "dlq":
                 return _redrive(args, topics, bootstrap, client, config.app_id)
             return _reset(args, topics, bootstrap, client, config.app_id)
-        except ForwardMoveRefused as exc:
+        except (ForwardMoveRefused, IrreversibleReplayRefused) as exc:
             _print_plan(exc.plan, args.what)
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -190,11 +204,20 @@ def _reset(args: argparse.Namespace, topics: TopicsFile, bootstrap: str, client:
             group = asyncio.run(resolve_commands_group(bootstrap, topic, app_id, **client))
         else:
             group = consumer_group("processor", app_id)
-    result = asyncio.run(
-        reset_offsets(topic, group, bootstrap, from_time=args.from_time, from_offsets=args.from_offsets,
-                      from_beginning=args.from_beginning, execute=args.execute, allow_forward=args.allow_forward,
-                      **client)
-    )
+    from cioproc.ops.progress import Progress
+
+    commands = args.what == "commands"
+    bar = Progress("scanning the re-delivered commands for merges and erasures")
+    try:
+        result = asyncio.run(
+            reset_offsets(topic, group, bootstrap, from_time=args.from_time, from_offsets=args.from_offsets,
+                          from_beginning=args.from_beginning, execute=args.execute, allow_forward=args.allow_forward,
+                          check_irreversible=commands, allow_irreversible=commands and args.allow_irreversible,
+                          progress=bar.update, **client)
+        )
+    finally:
+        if bar.tty:
+            bar.finish()
     _print_plan(result, args.what)
     return 0
 
@@ -216,6 +239,9 @@ def _print_plan(plan: ResetResult, what: str) -> None:
     print(f"{plan.to_reprocess()} record(s) to {'re-deliver' if what == 'commands' else 're-process'}"
           + ("; start the workers to run them to the end of the topic" if plan.executed
              else "; dry run: nothing changed, add --execute to set these offsets"))
+    if plan.irreversible:
+        print(f"the replayed range re-delivers {describe_irreversible(plan.irreversible)}, which act again in "
+              f"Customer.io" + ("" if plan.executed else "; --execute needs --allow-irreversible for them"))
 
 
 def redrive_sources(topics: TopicsFile, source: str) -> tuple[str, ...]:

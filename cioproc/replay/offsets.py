@@ -1,8 +1,11 @@
 """Moving a consumer group's committed offsets back to a start point (`cioproc replay
-batches|audiences|commands`): the group's state, the topic's partitions and the reset itself."""
+batches|audiences|commands`): the group's state, the topic's partitions, the scan of a
+commands replay for irreversible commands, and the reset itself."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,12 +15,17 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cioproc.replay.plan import (
     INACTIVE_STATES,
     ForwardMoveRefused,
+    IrreversibleReplayRefused,
     ReplayError,
     choose_commands_group,
     consumer_group,
     forward_moves,
+    irreversible_kinds,
+    replayed_ranges,
     start_offsets,
 )
+
+Progress = Callable[[float, float], None]  # (records done, records in all)
 
 
 @dataclass
@@ -87,6 +95,7 @@ class ResetResult:
     end: dict[int, int]
     beginning: dict[int, int] = field(default_factory=dict)
     executed: bool = False
+    irreversible: dict[str, int] = field(default_factory=dict)  # commands replays: kind -> count re-delivered
 
     def forward(self) -> dict[int, tuple[int, int]]:
         return forward_moves(self.before, self.beginning, self.after)
@@ -109,12 +118,18 @@ async def reset_offsets(
     from_beginning: bool = False,
     execute: bool = False,
     allow_forward: bool = False,
+    check_irreversible: bool = False,
+    allow_irreversible: bool = False,
+    progress: Progress | None = None,
     **client: Any,
 ) -> ResetResult:
     """The plan to move the group's offsets on ``topic`` back to the start point, committed only if ``execute``.
 
     ReplayError while the group is active; ForwardMoveRefused (nothing committed) when the plan
-    moves a partition forward and ``allow_forward`` is false.
+    moves a partition forward and ``allow_forward`` is false. With ``check_irreversible`` (a
+    commands topic) the records the group would read again are scanned for merge and erase
+    commands (``progress`` follows the scan); IrreversibleReplayRefused (nothing committed)
+    when there are any, ``execute`` is set and ``allow_irreversible`` is not.
     """
     state = await group_state(bootstrap, group, **client)
     if state.active:
@@ -141,6 +156,11 @@ async def reset_offsets(
         plan = ResetResult(group, topic, before, targets, end, beginning)
         if plan.forward() and not allow_forward:
             raise ForwardMoveRefused(plan)
+        if check_irreversible:
+            ranges = replayed_ranges(before, beginning, targets, end)
+            plan.irreversible = dict(await count_irreversible(consumer, tps, ranges, progress))
+            if plan.irreversible and execute and not allow_irreversible:
+                raise IrreversibleReplayRefused(plan)
         if execute and targets:
             if (await group_state(bootstrap, group, **client)).active:  # a worker joined meanwhile
                 raise ReplayError(f"consumer group '{group}' became active: nothing was changed, stop its workers")
@@ -150,3 +170,33 @@ async def reset_offsets(
     finally:
         await consumer.stop()
 
+
+
+async def count_irreversible(
+    consumer: AIOKafkaConsumer,
+    tps: Mapping[int, TopicPartition],
+    ranges: Mapping[int, tuple[int, int]],
+    progress: Progress | None = None,
+) -> Counter[str]:
+    """The irreversible commands (by kind) in ``ranges`` ({partition: (start, stop)}), read with
+    ``consumer`` (assigned ``tps``; it commits nothing here)."""
+    counts: Counter[str] = Counter()
+    stops = {tps[p]: stop for p, (start, stop) in ranges.items()}
+    for p, (start, _stop) in ranges.items():
+        consumer.seek(tps[p], start)
+    whole, done = sum(stop - start for start, stop in ranges.values()), 0
+    while stops:
+        fetched = await consumer.getmany(*stops, timeout_ms=1000)
+        for tp, records in fetched.items():
+            stop = stops.get(tp, -1)
+            for record in records:
+                if record.offset >= stop:
+                    break
+                counts.update(irreversible_kinds(record.value, record.headers))
+                done += 1
+        for tp in list(stops):  # compaction can leave the stop offset without a record
+            if await consumer.position(tp) >= stops[tp]:
+                del stops[tp]
+        if progress is not None:
+            progress(done, whole)
+    return counts

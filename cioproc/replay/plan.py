@@ -1,15 +1,17 @@
 """The pure decisions of `cioproc replay` (see :mod:`cioproc.replay`): start times and
-offsets, which group moves, which moves are forward, where a dead letter goes back to."""
+offsets, which group moves, which moves are forward, which re-delivered commands are
+irreversible, where a dead letter goes back to."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cioproc import names
 from cioproc.errors import KafkaFailure
+from cioproc.models.commands import CommandDecodeError, CommandKind, command_prefix, record_format, split_record
 
 if TYPE_CHECKING:
     from cioproc.replay.offsets import ResetResult
@@ -20,6 +22,9 @@ INACTIVE_STATES = ("Empty", "Dead", "")
 ASSIGNMENT_TIMEOUT_S = 30.0
 REPLAYABLE = {"batches": "re-process the input batches", "audiences": "re-process the audience changes",
               "commands": "re-deliver the commands"}
+# Commands that act again in Customer.io when re-delivered and cannot be undone there.
+IRREVERSIBLE = (CommandKind.MERGE, CommandKind.ERASE, CommandKind.DELETE, CommandKind.SUPPRESS)
+_IRREVERSIBLE_PREFIXES = tuple((command_prefix(kind), kind.value) for kind in IRREVERSIBLE)
 
 
 class ReplayError(KafkaFailure, RuntimeError):
@@ -39,6 +44,19 @@ class ForwardMoveRefused(ReplayError):
             f"{', '.join(str(p) for p in sorted(forward))}: {plan.skipped()} record(s) it never processed would be "
             f"skipped (the group is behind the start point there, so a replay is not needed for them); "
             f"pass --allow-forward to skip them on purpose{hint}"
+        )
+        self.plan = plan
+
+
+class IrreversibleReplayRefused(ReplayError):
+    """The plan re-delivers merge or erase commands and that was not allowed."""
+
+    def __init__(self, plan: ResetResult):
+        super().__init__(
+            f"refusing to re-deliver {describe_irreversible(plan.irreversible)} on {plan.topic} (group "
+            f"'{plan.group}'): they act again in Customer.io (a merge takes away a secondary person created since, "
+            f"an erase deletes or suppresses a person who came back); pass --allow-irreversible to re-deliver them "
+            f"on purpose, or replay batches instead (replayed input never merges or erases again)"
         )
         self.plan = plan
 
@@ -133,6 +151,35 @@ def forward_moves(
         if target > resume:
             moves[p] = (resume, target)
     return moves
+
+
+def replayed_ranges(
+    before: Mapping[int, int | None], beginning: Mapping[int, int], targets: Mapping[int, int], end: Mapping[int, int]
+) -> dict[int, tuple[int, int]]:
+    """What a reset makes the group read again, not for the first time: {partition: (target, resume)}."""
+    ranges = {}
+    for p, target in targets.items():
+        resume = min(resume_offset(before.get(p), beginning.get(p, 0)), end.get(p, 0))
+        if target < resume:
+            ranges[p] = (target, resume)
+    return ranges
+
+
+def irreversible_kinds(value: bytes | None, headers: Any) -> list[str]:
+    """The kinds of the irreversible commands in one command record, in order (a prefix test, no
+    decoding); none in a record that does not decode (the sender dead-letters those)."""
+    try:
+        parts = split_record(value, record_format(headers))
+    except CommandDecodeError:
+        return []
+    return [kind for part in parts for prefix, kind in _IRREVERSIBLE_PREFIXES if part.startswith(prefix)]
+
+
+def describe_irreversible(counts: Mapping[str, int]) -> str:
+    """``1 merge and 2 erase command(s)``, in the order of :data:`IRREVERSIBLE`."""
+    parts = [f"{counts[kind.value]} {kind.value}" for kind in IRREVERSIBLE if counts.get(kind.value)]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{listed} command(s)"
 
 
 def redrive_target(headers: Iterable[tuple[str, bytes]], allowed: Iterable[str], default: str) -> str:
